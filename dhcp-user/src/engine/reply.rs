@@ -1,0 +1,128 @@
+//! Writing OFFER, ACK and NAK messages, and where they go (RFC 2131 §4.1, §4.3).
+
+use super::shared::SubnetRt;
+use super::{Destination, Request, Shared};
+use crate::wire::dhcp::{self, Writer};
+use crate::wire::options::{code, MessageType};
+use crate::wire::Result;
+use core::net::Ipv4Addr;
+
+/// What to say.
+pub(super) struct ReplySpec {
+    pub(super) kind: MessageType,
+    pub(super) yiaddr: Ipv4Addr,
+    /// (lease time, T1, T2) for OFFER and ACK of an address; `None` for INFORM and NAK.
+    pub(super) lease: Option<(u32, u32, u32)>,
+    /// Answering a rapid-commit DISCOVER (RFC 4039): add option 80.
+    pub(super) rapid: bool,
+}
+
+/// Writes the reply into `out`; returns its length and destination.
+pub(super) fn write(
+    _shared: &Shared,
+    subnet: &SubnetRt,
+    spec: &ReplySpec,
+    req: &Request<'_>,
+    out: &mut [u8],
+) -> Result<(usize, Destination)> {
+    let p = &req.pkt;
+    // The client's maximum message size counts the IP and UDP headers (RFC 2132 §9.10); below
+    // 576 it is invalid and the default applies.
+    let limit = match req.opts.max_message_size {
+        Some(m) if m >= 576 => m as usize - 28,
+        _ => dhcp::DEFAULT_MAX_MESSAGE_LEN,
+    };
+    let nak = spec.kind == MessageType::Nak;
+    let giaddr = p.giaddr();
+    let ciaddr = p.ciaddr();
+    let mut w = Writer::new(out, limit)?;
+    {
+        let mut h = w.header();
+        h.set_op(dhcp::Op::Reply);
+        h.set_htype(p.htype());
+        h.set_hlen(p.hlen());
+        h.set_xid(p.xid());
+        // RFC 2131 §4.3.2: a NAK through a relay asks it to broadcast to the client.
+        let flags = if nak && !giaddr.is_unspecified() { p.flags() | dhcp::FLAG_BROADCAST } else { p.flags() };
+        h.set_flags(flags);
+        // Table 3: ciaddr is echoed in an ACK (renewal, INFORM), zero in OFFER and NAK.
+        if spec.kind == MessageType::Ack {
+            h.set_ciaddr(ciaddr);
+        }
+        h.set_yiaddr(spec.yiaddr);
+        h.set_giaddr(giaddr);
+        h.set_chaddr(p.chaddr());
+    }
+    w.option_u8(code::MESSAGE_TYPE, spec.kind as u8)?;
+    w.option_ip(code::SERVER_ID, subnet.server_id)?;
+    if let Some((lease, t1, t2)) = spec.lease {
+        w.option_u32(code::LEASE_TIME, lease)?;
+        w.option_u32(code::RENEWAL_TIME, t1)?;
+        w.option_u32(code::REBINDING_TIME, t2)?;
+    }
+    if spec.rapid {
+        w.option(code::RAPID_COMMIT, &[])?;
+    }
+    // Room kept for the echoes that must end the message.
+    let keep = req.client_id.map_or(0, |v| Writer::encoded_len(v.len()))
+        + req.relay_info.map_or(0, |v| Writer::encoded_len(v.len()));
+    if !nak {
+        let mut sent = [0u64; 4];
+        let mut put = |w: &mut Writer<'_>, c: u8, v: &[u8]| {
+            let bit = 1u64 << (c & 63);
+            if sent[(c >> 6) as usize] & bit == 0 && Writer::encoded_len(v.len()) + keep <= w.room() {
+                sent[(c >> 6) as usize] |= bit;
+                // Cannot fail: room was checked.
+                let _ = w.option(c, v);
+            }
+        };
+        // The subnet mask always: clients cannot configure an address without it.
+        if let Some(v) = subnet.options.get(code::SUBNET_MASK) {
+            put(&mut w, code::SUBNET_MASK, v);
+        }
+        match req.prl {
+            // Options in the order the client asked for them (RFC 2131 §4.3.1).
+            Some(list) => {
+                for &c in list {
+                    if let Some(v) = subnet.options.get(c) {
+                        put(&mut w, c, v);
+                    }
+                }
+            }
+            None => {
+                for (c, v) in subnet.options.iter() {
+                    put(&mut w, c, v);
+                }
+            }
+        }
+    }
+    // RFC 6842: echo the client identifier.
+    if let Some(id) = req.client_id {
+        w.option(code::CLIENT_ID, id)?;
+    }
+    // RFC 3046 §2.2: relay agent information echoed last, unchanged.
+    if let Some(ri) = req.relay_info {
+        w.option(code::RELAY_AGENT_INFO, ri)?;
+    }
+    let len = w.finish();
+    Ok((len, destination(spec, req, giaddr, ciaddr)))
+}
+
+/// RFC 2131 §4.1, "If the 'giaddr' field ... is nonzero" and the paragraphs after it.
+fn destination(spec: &ReplySpec, req: &Request<'_>, giaddr: Ipv4Addr, ciaddr: Ipv4Addr) -> Destination {
+    if !giaddr.is_unspecified() {
+        return Destination::Relay(giaddr);
+    }
+    if spec.kind == MessageType::Nak {
+        return Destination::Broadcast;
+    }
+    if !ciaddr.is_unspecified() {
+        return Destination::Client(ciaddr);
+    }
+    let p = &req.pkt;
+    let ethernet = p.htype() == dhcp::HTYPE_ETHERNET && p.hlen() == 6;
+    if p.broadcast() || spec.yiaddr.is_unspecified() || !ethernet {
+        return Destination::Broadcast;
+    }
+    Destination::Hardware { ip: spec.yiaddr, mac: req.mac }
+}

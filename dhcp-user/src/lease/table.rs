@@ -1,0 +1,326 @@
+//! One worker's clients: their offers, leases and decline probations, found by client identity
+//! in O(1) and ended by a timer wheel in O(1) per event.
+//!
+//! Records live in a slab of fixed-size chunks (no reallocation, no doubling waste); a
+//! `hashbrown` table of 4-byte slab indices finds them by [`ClientKey`]. Every record is on
+//! exactly one timer-wheel slot list (intrusive, doubly linked through the record), so moving
+//! a deadline or dropping a record is O(1). A record is 32 bytes.
+
+use super::key::ClientKey;
+use hashbrown::HashTable;
+
+/// What a record stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LeaseState {
+    /// Unused slab slot.
+    Vacant = 0,
+    /// Address offered, held until the offer times out.
+    Offered = 1,
+    /// Address leased (ACKed) until the lease expires.
+    Bound = 2,
+    /// Address declined by a client; out of the pool until probation ends. Not in the index.
+    Quarantined = 3,
+}
+
+/// One record.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct Lease {
+    pub key: ClientKey,
+    /// Address (host order).
+    pub ip: u32,
+    /// Deadline in seconds (offer timeout, lease expiry or end of probation).
+    pub expires: u32,
+    prev: u32,
+    next: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Lease>() == 28);
+
+/// The record plus its state in the slab.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+struct Slot {
+    lease: Lease,
+    state: LeaseState,
+}
+
+const _: () = assert!(core::mem::size_of::<Slot>() == 32);
+
+const NIL: u32 = u32::MAX;
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+/// Wheel slots, one per second; deadlines further out wrap around and are skipped until due.
+const WHEEL: usize = 1 << 16;
+
+const VACANT: Slot = Slot {
+    lease: Lease { key: ClientKey([0; 12]), ip: 0, expires: 0, prev: NIL, next: NIL },
+    state: LeaseState::Vacant,
+};
+
+/// The clients of one worker.
+#[derive(Debug)]
+pub struct ClientTable {
+    chunks: Vec<Box<[Slot]>>,
+    /// Slab slots ever used; slots below this are live or on the vacant list.
+    used: u32,
+    /// Vacant slots, linked through `next`.
+    vacant: u32,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    wheel: Box<[u32]>,
+    /// Every deadline up to this second has been handled.
+    handled_until: u32,
+    live: usize,
+}
+
+impl ClientTable {
+    /// An empty table whose clock starts at `now` (seconds), with room for `capacity` records
+    /// before the index grows.
+    pub fn new(now: u32, capacity: usize) -> ClientTable {
+        ClientTable {
+            chunks: Vec::new(),
+            used: 0,
+            vacant: NIL,
+            index: HashTable::with_capacity(capacity),
+            hasher: foldhash::fast::FixedState::with_seed(seed()),
+            wheel: vec![NIL; WHEEL].into_boxed_slice(),
+            handled_until: now,
+            live: 0,
+        }
+    }
+
+    /// Live records (offers, leases, probations).
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    #[inline]
+    fn slot(&self, i: u32) -> &Slot {
+        &self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    #[inline]
+    fn slot_mut(&mut self, i: u32) -> &mut Slot {
+        &mut self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+    }
+
+    /// The record of a client, by identity.
+    #[inline]
+    pub fn find(&self, key: &ClientKey) -> Option<u32> {
+        let h = key.table_hash(&self.hasher);
+        self.index.find(h, |&i| self.slot(i).lease.key == *key).copied()
+    }
+
+    pub fn get(&self, i: u32) -> (&Lease, LeaseState) {
+        let s = self.slot(i);
+        (&s.lease, s.state)
+    }
+
+    /// Adds a record with its deadline. Clients (not probations) must not be present already.
+    pub fn insert(&mut self, key: ClientKey, ip: u32, state: LeaseState, expires: u32) -> u32 {
+        debug_assert!(state != LeaseState::Vacant);
+        let i = if self.vacant != NIL {
+            let i = self.vacant;
+            self.vacant = self.slot(i).lease.next;
+            i
+        } else {
+            if self.used as usize == self.chunks.len() * CHUNK {
+                self.chunks.push(vec![VACANT; CHUNK].into_boxed_slice());
+            }
+            self.used += 1;
+            self.used - 1
+        };
+        *self.slot_mut(i) = Slot { lease: Lease { key, ip, expires, prev: NIL, next: NIL }, state };
+        if state != LeaseState::Quarantined {
+            let h = key.table_hash(&self.hasher);
+            let (chunks, hasher) = (&self.chunks, &self.hasher);
+            self.index.insert_unique(h, i, |&j| {
+                chunks[(j >> CHUNK_BITS) as usize][j as usize & (CHUNK - 1)].lease.key.table_hash(hasher)
+            });
+        }
+        self.link(i);
+        self.live += 1;
+        i
+    }
+
+    /// Changes a record's state and deadline (offer accepted, lease renewed).
+    pub fn update(&mut self, i: u32, state: LeaseState, expires: u32) {
+        debug_assert!(state != LeaseState::Quarantined && self.slot(i).state != LeaseState::Quarantined);
+        self.unlink(i);
+        let s = self.slot_mut(i);
+        s.state = state;
+        s.lease.expires = expires;
+        self.link(i);
+    }
+
+    /// Drops a record and returns it.
+    pub fn remove(&mut self, i: u32) -> (Lease, LeaseState) {
+        self.unlink(i);
+        let s = *self.slot(i);
+        if s.state != LeaseState::Quarantined {
+            let h = s.lease.key.table_hash(&self.hasher);
+            if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
+                e.remove();
+            }
+        }
+        let vacant = self.vacant;
+        let slot = self.slot_mut(i);
+        *slot = VACANT;
+        slot.lease.next = vacant;
+        self.vacant = i;
+        self.live -= 1;
+        (s.lease, s.state)
+    }
+
+    fn link(&mut self, i: u32) {
+        let w = self.slot(i).lease.expires as usize % WHEEL;
+        let head = self.wheel[w];
+        {
+            let s = self.slot_mut(i);
+            s.lease.prev = NIL;
+            s.lease.next = head;
+        }
+        if head != NIL {
+            self.slot_mut(head).lease.prev = i;
+        }
+        self.wheel[w] = i;
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let Lease { prev, next, expires, .. } = self.slot(i).lease;
+        if prev != NIL {
+            self.slot_mut(prev).lease.next = next;
+        } else {
+            self.wheel[expires as usize % WHEEL] = next;
+        }
+        if next != NIL {
+            self.slot_mut(next).lease.prev = prev;
+        }
+    }
+
+    /// Removes every record whose deadline is at or before `now` and hands each to `ended`.
+    /// Costs O(seconds elapsed + records ended), at most one turn of the wheel.
+    pub fn expire(&mut self, now: u32, mut ended: impl FnMut(Lease, LeaseState)) {
+        if now <= self.handled_until {
+            return;
+        }
+        let from = self.handled_until + 1;
+        let seconds = (now - self.handled_until).min(WHEEL as u32);
+        for t in 0..seconds {
+            let w = (from + t) as usize % WHEEL;
+            let mut i = self.wheel[w];
+            while i != NIL {
+                let Lease { next, expires, .. } = self.slot(i).lease;
+                if expires <= now {
+                    let (lease, state) = self.remove(i);
+                    ended(lease, state);
+                }
+                i = next;
+            }
+        }
+        self.handled_until = now;
+    }
+
+    /// The second up to which deadlines have been handled.
+    pub fn handled_until(&self) -> u32 {
+        self.handled_until
+    }
+
+    /// Bytes held by the table's own structures (slab, index, wheel), for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks.len() * CHUNK * core::mem::size_of::<Slot>()
+            + self.index.capacity() * 4 * 8 / 7
+            + self.index.capacity()
+            + WHEEL * 4
+    }
+}
+
+fn seed() -> u64 {
+    // Per-table random seed for the index hash: a neighbour cannot pick MACs that collide.
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0x5eed_u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> ClientKey {
+        let b = n.to_be_bytes();
+        ClientKey::from_mac(&[2, 0, b[0], b[1], b[2], b[3]])
+    }
+
+    #[test]
+    fn insert_find_update_remove() {
+        let mut t = ClientTable::new(1000, 0);
+        let a = t.insert(key(1), 10, LeaseState::Offered, 1010);
+        let b = t.insert(key(2), 11, LeaseState::Offered, 1010);
+        assert_eq!(t.find(&key(1)), Some(a));
+        assert_eq!(t.find(&key(2)), Some(b));
+        assert_eq!(t.find(&key(3)), None);
+        t.update(a, LeaseState::Bound, 5000);
+        assert_eq!(t.get(a).1, LeaseState::Bound);
+        let (l, s) = t.remove(b);
+        assert_eq!((l.ip, s), (11, LeaseState::Offered));
+        assert_eq!(t.find(&key(2)), None);
+        assert_eq!(t.len(), 1);
+        // The vacant slot is reused.
+        assert_eq!(t.insert(key(3), 12, LeaseState::Offered, 1010), b);
+    }
+
+    #[test]
+    fn deadlines_fire_in_time_and_moves_are_respected() {
+        let mut t = ClientTable::new(1000, 0);
+        let a = t.insert(key(1), 10, LeaseState::Offered, 1010);
+        t.insert(key(2), 11, LeaseState::Offered, 1010);
+        t.insert(key(3), 12, LeaseState::Quarantined, 1005);
+        t.update(a, LeaseState::Bound, 1000 + 3600);
+        let mut ended = Vec::new();
+        t.expire(1004, |l, _| ended.push(l.ip));
+        assert!(ended.is_empty());
+        t.expire(1010, |l, _| ended.push(l.ip));
+        ended.sort();
+        assert_eq!(ended, [11, 12]);
+        t.expire(4599, |l, _| ended.push(l.ip));
+        assert_eq!(ended.len(), 2);
+        t.expire(4600, |l, _| ended.push(l.ip));
+        assert_eq!(ended, [11, 12, 10]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn deadlines_beyond_one_turn_and_long_jumps() {
+        let mut t = ClientTable::new(0, 0);
+        t.insert(key(1), 1, LeaseState::Bound, WHEEL as u32 * 3 + 7);
+        t.insert(key(2), 2, LeaseState::Bound, 20);
+        let mut ended = Vec::new();
+        t.expire(WHEEL as u32 * 2, |l, _| ended.push(l.ip));
+        assert_eq!(ended, [2]);
+        t.expire(WHEEL as u32 * 3 + 6, |l, _| ended.push(l.ip));
+        assert_eq!(ended, [2]);
+        t.expire(WHEEL as u32 * 3 + 7, |l, _| ended.push(l.ip));
+        assert_eq!(ended, [2, 1]);
+    }
+
+    #[test]
+    fn many_records_span_chunks() {
+        let mut t = ClientTable::new(0, 0);
+        for n in 0..10_000 {
+            t.insert(key(n), n, LeaseState::Bound, 100 + n % 50);
+        }
+        for n in (0..10_000).step_by(997) {
+            let i = t.find(&key(n)).unwrap();
+            assert_eq!(t.get(i).0.ip, n);
+        }
+        let mut count = 0;
+        t.expire(200, |_, _| count += 1);
+        assert_eq!(count, 10_000);
+        assert!(t.is_empty());
+    }
+}
