@@ -209,7 +209,10 @@ impl Config {
             let t1 = s.renewal_time.unwrap_or(lease / 2);
             let t2 = s.rebinding_time.unwrap_or(lease / 8 * 7);
             if !(t1 < t2 && t2 < lease) {
-                return Err(err(&at, format!("need renewal_time ({t1}) < rebinding_time ({t2}) < lease_time ({lease})")));
+                return Err(err(
+                    &at,
+                    format!("need renewal_time ({t1}) < rebinding_time ({t2}) < lease_time ({lease})"),
+                ));
             }
             if let Some(v) = s.vlan {
                 if v == 0 || v > 4094 {
@@ -222,7 +225,10 @@ impl Config {
                     return Err(err(&pat, format!("first address {} is after last {}", p.first, p.last)));
                 }
                 if !s.contains(p.first) || !s.contains(p.last) {
-                    return Err(err(&pat, format!("{}-{} is outside subnet {}/{}", p.first, p.last, s.network, s.prefix_len)));
+                    return Err(err(
+                        &pat,
+                        format!("{}-{} is outside subnet {}/{}", p.first, p.last, s.network, s.prefix_len),
+                    ));
                 }
                 if p.first == s.network || p.last == s.broadcast() {
                     return Err(err(&pat, "pool includes the subnet's network or broadcast address"));
@@ -236,7 +242,10 @@ impl Config {
             for (k, r) in s.reservations.iter().enumerate() {
                 let rat = format!("{at}.reservations[{k}]");
                 if !s.contains(r.ip) || r.ip == s.network || r.ip == s.broadcast() {
-                    return Err(err(&rat, format!("{} is not a host address of subnet {}/{}", r.ip, s.network, s.prefix_len)));
+                    return Err(err(
+                        &rat,
+                        format!("{} is not a host address of subnet {}/{}", r.ip, s.network, s.prefix_len),
+                    ));
                 }
                 if let ClientMatch::ClientId(id) = &r.client {
                     if id.is_empty() || id.len() > 255 {

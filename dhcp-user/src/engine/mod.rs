@@ -357,10 +357,11 @@ impl Engine {
             Ok(v) => v,
             Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
         };
-        let prl = match scratch_prl.value(&opts, opts.parameter_request_list, wire::options::code::PARAMETER_REQUEST_LIST) {
-            Ok(v) => v,
-            Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
-        };
+        let prl =
+            match scratch_prl.value(&opts, opts.parameter_request_list, wire::options::code::PARAMETER_REQUEST_LIST) {
+                Ok(v) => v,
+                Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
+            };
         let relay_info = match scratch_82.value(&opts, opts.relay_agent_info, wire::options::code::RELAY_AGENT_INFO) {
             Ok(v) => v,
             Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
@@ -407,7 +408,9 @@ impl State {
         out: &mut [u8],
         events: &mut Vec<LeaseEvent>,
     ) -> Outcome {
-        let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else { return Outcome::Silent(Silence::NoSubnet) };
+        let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else {
+            return Outcome::Silent(Silence::NoSubnet);
+        };
         let shared = sh;
         let rapid = shared.rapid_commit && req.opts.rapid_commit;
 
@@ -516,7 +519,9 @@ impl State {
             let Some(requested) = req.opts.requested_ip.or((!ciaddr.is_unspecified()).then_some(ciaddr)) else {
                 return Outcome::Dropped(Drop::MissingOption(wire::options::code::REQUESTED_IP));
             };
-            let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else { return Outcome::Silent(Silence::NoSubnet) };
+            let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else {
+                return Outcome::Silent(Silence::NoSubnet);
+            };
             let Some(sid) = shared.subnet_in_link(&link, requested) else {
                 return self.nak(sh, &link, req, out);
             };
@@ -535,7 +540,9 @@ impl State {
             return self.nak(sh, &link, req, out);
         }
 
-        let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else { return Outcome::Silent(Silence::NoSubnet) };
+        let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else {
+            return Outcome::Silent(Silence::NoSubnet);
+        };
         let (wanted, reboot) = match (req.opts.requested_ip, ciaddr.is_unspecified()) {
             // INIT-REBOOT: requested address, no ciaddr.
             (Some(ip), true) => (ip, true),
@@ -545,7 +552,11 @@ impl State {
         };
         let Some(sid) = shared.subnet_in_link(&link, wanted) else {
             // Wrong network for this client: it must restart (RFC 2131 §4.3.2).
-            return if reboot || shared.authoritative { self.nak(sh, &link, req, out) } else { Outcome::Silent(Silence::UnknownClient) };
+            return if reboot || shared.authoritative {
+                self.nak(sh, &link, req, out)
+            } else {
+                Outcome::Silent(Silence::UnknownClient)
+            };
         };
         match record {
             Some(i) => {
@@ -623,7 +634,15 @@ impl State {
         self.send(sh, &spec, sid, req, out, false)
     }
 
-    fn send(&mut self, sh: &Shared, spec: &ReplySpec, sid: u16, req: &Request<'_>, out: &mut [u8], commit: bool) -> Outcome {
+    fn send(
+        &mut self,
+        sh: &Shared,
+        spec: &ReplySpec,
+        sid: u16,
+        req: &Request<'_>,
+        out: &mut [u8],
+        commit: bool,
+    ) -> Outcome {
         match reply::write(sh, sh.subnet(sid), spec, req, out) {
             Ok((len, to)) => Outcome::Reply(Reply { len, to, kind: spec.kind, commit }),
             // Only a too-small output buffer gets here: mandatory options always fit in 548.

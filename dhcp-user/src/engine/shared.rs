@@ -281,12 +281,7 @@ impl Shared {
         if !gi.is_unspecified() {
             return self.subnet_of(gi).map(Link::one);
         }
-        let keys = [
-            (ingress.interface, ingress.vlan),
-            (ingress.interface, None),
-            (None, ingress.vlan),
-            (None, None),
-        ];
+        let keys = [(ingress.interface, ingress.vlan), (ingress.interface, None), (None, ingress.vlan), (None, None)];
         keys.iter().find_map(|k| self.links.get(k)).map(|ids| Link::many(ids))
     }
 
@@ -328,10 +323,9 @@ impl Shared {
         }
         if let Some(ip) = requested {
             if let Some(sid) = self.subnet_in_link(link, ip) {
-                if self.res_by_ip.is_empty() || !self.res_by_ip.contains_key(&ip) {
-                    if self.space.claim(ip) == Claim::Taken {
-                        return Some((ip, sid));
-                    }
+                let reserved = !self.res_by_ip.is_empty() && self.res_by_ip.contains_key(&ip);
+                if !reserved && self.space.claim(ip) == Claim::Taken {
+                    return Some((ip, sid));
                 }
             }
         }

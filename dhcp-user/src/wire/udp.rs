@@ -70,12 +70,7 @@ fn sum(datagram: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> u16 {
 
 /// Writes the UDP header in front of a payload already at `buf[8..8 + payload_len]`, with its
 /// checksum. Returns the datagram length.
-pub fn write(
-    buf: &mut [u8],
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    payload_len: usize,
-) -> Result<usize> {
+pub fn write(buf: &mut [u8], src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload_len: usize) -> Result<usize> {
     let len = HEADER_LEN + payload_len;
     if buf.len() < len || len > u16::MAX as usize {
         return Err(Error::NoRoom);
