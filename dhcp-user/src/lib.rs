@@ -7,6 +7,7 @@
 //!   reply + lease changes out).
 //! - [`config`]: the server's configuration model (subnets, pools, reservations, options).
 
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod lease;

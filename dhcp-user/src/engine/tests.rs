@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::{ClientMatch, Config, Pool, Reservation, Subnet, SubnetOptions};
-use crate::wire::dhcp::{Writer, FLAG_BROADCAST};
+use crate::wire::dhcp::FLAG_BROADCAST;
 use crate::wire::options::code;
 use dhcproto::v4::{self, DhcpOption, OptionCode};
 use dhcproto::Decodable;
@@ -125,35 +125,19 @@ impl Client {
     }
 
     fn msg(&self, mt: MessageType, ciaddr: Ipv4Addr, opts: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let all: Vec<(u8, &[u8])> = opts.iter().chain(&self.extra).map(|(c, v)| (*c, &v[..])).collect();
+        let m = crate::client::ClientMsg {
+            flags: self.flags,
+            ciaddr,
+            giaddr: self.giaddr,
+            client_id: self.client_id.as_deref(),
+            prl: &self.prl,
+            relay_info: self.relay_info.as_deref(),
+            options: &all,
+            ..crate::client::ClientMsg::new(self.mac, self.xid)
+        };
         let mut buf = vec![0u8; 1500];
-        let mut w = Writer::new(&mut buf, 1500).unwrap();
-        {
-            let mut h = w.header();
-            h.set_op(dhcp::Op::Request);
-            h.set_htype(1);
-            h.set_hlen(6);
-            h.set_xid(self.xid);
-            h.set_flags(self.flags);
-            h.set_ciaddr(ciaddr);
-            h.set_giaddr(self.giaddr);
-            let mut ch = [0u8; 16];
-            ch[..6].copy_from_slice(&self.mac);
-            h.set_chaddr(&ch);
-        }
-        w.option_u8(code::MESSAGE_TYPE, mt as u8).unwrap();
-        if let Some(id) = &self.client_id {
-            w.option(code::CLIENT_ID, id).unwrap();
-        }
-        for (c, v) in opts.iter().chain(&self.extra) {
-            w.option(*c, v).unwrap();
-        }
-        if !self.prl.is_empty() {
-            w.option(code::PARAMETER_REQUEST_LIST, &self.prl).unwrap();
-        }
-        if let Some(ri) = &self.relay_info {
-            w.option(code::RELAY_AGENT_INFO, ri).unwrap();
-        }
-        let n = w.finish();
+        let n = m.write(mt, &mut buf).unwrap();
         buf.truncate(n);
         buf
     }
