@@ -726,18 +726,15 @@ fn exercise_all(bytes: &[u8]) {
     }
 }
 
-/// Option-like bytes: mostly well-formed options with the codes the index cares about (right or
-/// wrong lengths, overload values, PAD and END), with some raw garbage.
-fn option_soup(max_parts: usize) -> impl Strategy<Value = Vec<u8>> {
-    let interesting = prop::sample::select(vec![0u8, 255, 1, 12, 43, 50, 51, 52, 53, 54, 55, 57, 61, 80, 82, 118, 200]);
-    let part = prop_oneof![
-        // A well-formed option, sometimes with a length its definition forbids.
-        (interesting, prop::collection::vec(any::<u8>(), 0..12)).prop_map(|(c, v)| {
+/// One well-formed option the index cares about, at a length its definition allows.
+fn clean_option() -> BoxedStrategy<Vec<u8>> {
+    let opaque = prop::sample::select(vec![1u8, 12, 43, 55, 61, 80, 82, 200]);
+    prop_oneof![
+        (opaque, prop::collection::vec(any::<u8>(), 0..12)).prop_map(|(c, v)| {
             let mut o = vec![c, v.len() as u8];
             o.extend(v);
             o
         }),
-        // A fixed-size option with the right length.
         (prop::sample::select(vec![50u8, 51, 54, 118]), any::<[u8; 4]>())
             .prop_map(|(c, v)| vec![c, 4, v[0], v[1], v[2], v[3]]),
         (1u8..=3).prop_map(|v| vec![52, 1, v]),
@@ -745,33 +742,62 @@ fn option_soup(max_parts: usize) -> impl Strategy<Value = Vec<u8>> {
         any::<u16>().prop_map(|v| vec![57, 2, (v >> 8) as u8, v as u8]),
         // A relay agent option holding a link selection sub-option.
         any::<[u8; 4]>().prop_map(|a| vec![82, 8, 1, 0, 5, 4, a[0], a[1], a[2], a[3]]),
-        prop::collection::vec(any::<u8>(), 0..4),
-    ];
-    prop::collection::vec(part, 0..max_parts).prop_map(|parts| parts.concat())
+        Just(vec![code::PAD]),
+    ]
+    .boxed()
 }
 
-fn fit(mut v: Vec<u8>, len: usize) -> Vec<u8> {
-    v.resize(len, 0);
-    v
+/// Anything option-like: clean options, options with lengths their definitions forbid, END,
+/// raw garbage.
+fn dirty_option() -> BoxedStrategy<Vec<u8>> {
+    let any_code = prop::sample::select(vec![0u8, 255, 50, 51, 52, 53, 54, 57, 80, 118]);
+    prop_oneof![
+        3 => clean_option(),
+        1 => (any_code, prop::collection::vec(any::<u8>(), 0..12)).prop_map(|(c, v)| {
+            let mut o = vec![c, v.len() as u8];
+            o.extend(v);
+            o
+        }),
+        1 => prop::collection::vec(any::<u8>(), 0..4),
+    ]
+    .boxed()
 }
 
-/// A DHCP message with a valid fixed header and magic cookie, then option soup everywhere
-/// options may live (options field, `file`, `sname`).
-fn dhcp_soup() -> impl Strategy<Value = Vec<u8>> {
+/// Options for an area of `size` bytes: whole options while they fit, then zeros (PAD).
+fn area(clean: bool, max_parts: usize, size: usize) -> impl Strategy<Value = Vec<u8>> {
+    let part = if clean { clean_option() } else { dirty_option() };
+    prop::collection::vec(part, 0..max_parts).prop_map(move |parts| {
+        let mut a = Vec::with_capacity(size);
+        for p in parts {
+            if a.len() + p.len() > size {
+                break;
+            }
+            a.extend(p);
+        }
+        a.resize(size, 0);
+        a
+    })
+}
+
+/// A DHCP message with a valid fixed header and magic cookie, then options everywhere options
+/// may live (options field, `file`, `sname`). Clean messages hold only well-formed options.
+fn dhcp_soup(clean: bool) -> impl Strategy<Value = Vec<u8>> {
     (
         prop::collection::vec(any::<u8>(), 44),
-        option_soup(12),
-        option_soup(24),
-        option_soup(40),
+        area(clean, 16, 64),
+        area(clean, 32, 128),
+        area(clean, 64, 400),
         prop::collection::vec(any::<u8>(), 0..8),
     )
-        .prop_map(|(fixed, sname, file, opts, tail)| {
+        .prop_map(move |(fixed, sname, file, opts, tail)| {
             let mut m = fixed;
-            m.extend(fit(sname, 64));
-            m.extend(fit(file, 128));
+            m.extend(sname);
+            m.extend(file);
             m.extend(dhcp::MAGIC_COOKIE);
             m.extend(opts);
-            m.extend(tail);
+            if !clean {
+                m.extend(tail);
+            }
             m
         })
 }
@@ -814,12 +840,16 @@ proptest! {
 
     #[test]
     fn dhcp_header_with_random_options_never_panics(
-        mut bytes in dhcp_soup(),
+        (clean, mut bytes) in any::<bool>().prop_flat_map(|clean| (Just(clean), dhcp_soup(clean))),
         garbage in prop::collection::vec(any::<u8>(), 0..300),
     ) {
         exercise_all(&bytes);
         let p = Packet::new_checked(&bytes[..]).unwrap();
-        if let Ok(o) = p.parse_options() {
+        let parsed = p.parse_options();
+        if clean {
+            prop_assert!(parsed.is_ok(), "well-formed options refused: {:?}", parsed.err());
+        }
+        if let Ok(o) = parsed {
             assert_index_matches_iter(&o);
             // Without option 52 in the options field, file and sname are never read.
             if !OptionIter::new(p.options()).any(|i| matches!(i, Ok((52, _)))) {
@@ -1098,6 +1128,13 @@ proptest! {
         // The pseudo-header binds the checksum to the addresses.
         let other = Ipv4Addr::from(u32::from(c.dst.0) ^ 1);
         prop_assert!(!u.verify_checksum(c.src.0, other));
+
+        // A zero UDP checksum means "none" (RFC 768): the frame still reads the same.
+        let f0 = frame::UdpFrame::parse(&bytes).unwrap();
+        let mut unchecked = bytes.clone();
+        let at = ip_at + ipv4::MIN_HEADER_LEN + 6;
+        unchecked[at..at + 2].fill(0);
+        prop_assert_eq!(frame::UdpFrame::parse(&unchecked), Ok(f0));
     }
 
     /// Flipping bits in any one byte of a frame never yields the original frame back, except
@@ -1108,11 +1145,13 @@ proptest! {
     fn single_byte_corruption_is_detected(
         c in frame_strategy(),
         at in any::<prop::sample::Index>(),
+        in_headers in any::<bool>(),
         mask in 1u8..=255,
     ) {
         let mut bytes = write_frame(&c);
         let original = frame::UdpFrame::parse(&bytes).unwrap();
-        let i = at.index(bytes.len());
+        // Half the cases hit the headers, which a uniform pick over the frame rarely does.
+        let i = at.index(if in_headers { frame::payload_offset(c.l2.vlan_count) } else { bytes.len() });
         bytes[i] ^= mask;
         let parsed = frame::UdpFrame::parse(&bytes);
 

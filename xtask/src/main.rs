@@ -1,1 +1,99 @@
-fn main() {}
+//! `cargo xtask`: everything beyond a plain `cargo build`, in one place.
+//!
+//! - `setup`: installs what a fresh machine lacks, and only that.
+//! - `test`: setup, formatting, lints, then every test (unit, property, integration, and each
+//!   benchmark once on small sizes).
+//! - `demo`: setup, then the main job (for now the engine demo, in memory).
+//! - `bench`: criterion and memory benchmarks in release mode; writes BENCHMARKS.md.
+
+mod bench;
+mod setup;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(about = "xdhcpd project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what this machine lacks (checks each piece first).
+    Setup,
+    /// Run every test: fmt, clippy, unit, property, integration, benchmark smoke runs.
+    Test,
+    /// Run the demo.
+    Demo,
+    /// Run the benchmarks in release mode and write BENCHMARKS.md.
+    Bench,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = root();
+    std::env::set_current_dir(&root)?;
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::Test => {
+            setup::run()?;
+            test()
+        }
+        Task::Demo => {
+            setup::run()?;
+            cargo(&["run", "--release", "--quiet", "-p", "dhcp-user", "--example", "engine_demo"])
+        }
+        Task::Bench => {
+            setup::run()?;
+            bench::run(&root)
+        }
+    }
+}
+
+fn test() -> Result<()> {
+    step("formatting");
+    cargo(&["fmt", "--all", "--check"]).context("run `cargo fmt --all` to fix")?;
+    step("lints");
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    step("tests (unit, property, integration, benchmark smoke runs)");
+    cargo(&["test", "--workspace", "--all-targets"])?;
+    step("doc tests");
+    cargo(&["test", "--workspace", "--doc"])?;
+    Ok(())
+}
+
+/// The workspace root (the parent of this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+/// Runs cargo (the one that runs us) with `args`.
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_cmd(Command::new(cargo).args(args))
+}
+
+fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its standard output.
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("could not start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
