@@ -40,14 +40,13 @@ fn dhcproto_decode(bytes: &[u8]) -> v4::Message {
     v4::Message::decode(&mut Decoder::new(bytes)).expect("dhcproto decodes the message")
 }
 
-/// Our view of a message and its options. `Packet::parse_options` borrows the view, not the
-/// buffer, so the areas are handed to `Options::parse` directly, after checking that the view
-/// finds them at the RFC 2131 offsets (sname 44..108, file 108..236, options from 240).
+/// Our view of a message and its options, after checking that the view finds the areas at the
+/// RFC 2131 offsets (sname 44..108, file 108..236, options from 240).
 fn parse(bytes: &[u8]) -> (Packet<&[u8]>, Options<'_>) {
     let p = Packet::new_checked(bytes).expect("valid DHCP header");
     let (sname, file, opts) = (&bytes[44..108], &bytes[108..236], &bytes[240..]);
     assert_eq!((p.sname(), p.file(), p.options()), (sname, file, opts));
-    let o = Options::parse(opts, file, sname).expect("valid options");
+    let o = p.parse_options().expect("valid options");
     (p, o)
 }
 

@@ -187,9 +187,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
         &self.buffer.as_ref()[field::OPTIONS..]
     }
 
-    /// Reads all options, following option overload into `file` and `sname`.
-    pub fn parse_options(&self) -> Result<options::Options<'_>> {
-        options::Options::parse(self.options(), self.file(), self.sname())
+}
+
+impl<'a> Packet<&'a [u8]> {
+    /// Reads all options, following option overload into `file` and `sname`. The values borrow
+    /// the message buffer, not this view.
+    pub fn parse_options(&self) -> Result<options::Options<'a>> {
+        let b: &'a [u8] = self.buffer;
+        options::Options::parse(&b[field::OPTIONS..], &b[field::FILE], &b[field::SNAME])
     }
 }
 

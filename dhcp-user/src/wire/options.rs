@@ -185,21 +185,20 @@ impl<'a> Options<'a> {
     /// and `sname` are read only if option 52 asks for it.
     pub fn parse(options: &'a [u8], file: &'a [u8], sname: &'a [u8]) -> Result<Options<'a>> {
         let mut o = Options { areas: [options, &[], &[]], ..Options::default() };
-        o.scan(options)?;
-        // Option 52 can only appear in the options field (RFC 2132 §9.3).
+        o.scan(options, true)?;
         if o.overload & overload::FILE != 0 {
             o.areas[1] = file;
-            o.scan(file)?;
+            o.scan(file, false)?;
         }
         if o.overload & overload::SNAME != 0 {
             o.areas[2] = sname;
-            o.scan(sname)?;
+            o.scan(sname, false)?;
         }
         Ok(o)
     }
 
     #[inline]
-    fn scan(&mut self, area: &'a [u8]) -> Result<()> {
+    fn scan(&mut self, area: &'a [u8], options_field: bool) -> Result<()> {
         for item in OptionIter::new(area) {
             let (code, v) = item?;
             match code {
@@ -233,8 +232,12 @@ impl<'a> Options<'a> {
                     }
                     _ => return Err(Error::BadOptionLength(code)),
                 },
+                // Option 52 counts only in the options field (RFC 2132 §9.3): one in `file` or
+                // `sname` must not change which areas are read.
+                code::OVERLOAD if !options_field => {}
                 code::OVERLOAD => match *v {
                     [x @ 1..=3] => self.overload = x,
+                    [_] => return Err(Error::Malformed("option 52 value outside 1..=3")),
                     _ => return Err(Error::BadOptionLength(code)),
                 },
                 code::RAPID_COMMIT => self.rapid_commit = true,
@@ -346,6 +349,19 @@ mod tests {
         assert!(o.client_id.unwrap().split);
         let mut scratch = [0u8; 16];
         assert_eq!(o.value(code::CLIENT_ID, &mut scratch).unwrap(), Some(&[1, 2, 3, 4, 5][..]));
+    }
+
+    #[test]
+    fn overload_inside_file_is_ignored() {
+        let mut file = [0u8; 128];
+        file[..4].copy_from_slice(&[52, 1, 1, 255]);
+        let o = Options::parse(&[53, 1, 1, 52, 1, 3, 255], &file, &[54, 4, 100, 64, 0, 1, 255]).unwrap();
+        assert_eq!(o.overload, 3);
+        assert_eq!(o.server_id, Some(Ipv4Addr::new(100, 64, 0, 1)));
+        file[..4].copy_from_slice(&[52, 1, 2, 255]);
+        let o = Options::parse(&[53, 1, 1, 52, 1, 1, 255], &file, &[54, 4, 100, 64, 0, 1, 255]).unwrap();
+        assert_eq!((o.overload, o.server_id), (1, None));
+        assert!(matches!(Options::parse(&[52, 1, 0], &[], &[]), Err(Error::Malformed(_))));
     }
 
     #[test]
