@@ -28,6 +28,44 @@ pub fn worker_for(hash: u32, workers: u32) -> u32 {
     ((hash as u64 * workers as u64) >> 32) as u32
 }
 
+/// Largest number of AF_XDP sockets the steering program can pick from (all queues).
+pub const MAX_SOCKETS: u32 = 256;
+
+/// Slots of the steering program's `CONFIG` array (values set by user space).
+pub mod config {
+    /// AF_XDP sockets bound to each receive queue; the program picks among them by client
+    /// hash. Zero: no workers yet, DHCP goes to the kernel.
+    pub const SOCKETS_PER_QUEUE: u32 = 0;
+    pub const LEN: u32 = 1;
+}
+
+/// Slots of the steering program's per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Every frame the program saw.
+    pub const SEEN: u32 = 0;
+    /// Not DHCP to port 67 (or headers cut short): left to the kernel.
+    pub const PASSED: u32 = 1;
+    /// IPv4 fragments: left to the kernel, which reassembles them.
+    pub const FRAGMENT: u32 = 2;
+    /// UDP to port 67 too short to hold a BOOTP header and magic cookie: dropped.
+    pub const DROPPED_SHORT: u32 = 3;
+    /// DHCP redirected to a worker's AF_XDP socket.
+    pub const REDIRECTED: u32 = 4;
+    /// DHCP, but no worker socket in the slot: left to the kernel.
+    pub const NO_SOCKET: u32 = 5;
+    pub const COUNT: u32 = 6;
+    /// Names for logs and statistics, by slot.
+    pub const NAMES: [&str; COUNT as usize] =
+        ["xdp-seen", "xdp-passed", "xdp-fragment-passed", "xdp-dropped-short", "xdp-redirected", "xdp-no-socket"];
+}
+
+/// The socket slot for a frame: sockets of queue `q` occupy `q * per_queue ..`; the client hash
+/// picks one of them.
+#[inline(always)]
+pub fn socket_slot(rx_queue: u32, per_queue: u32, hash: u32) -> u32 {
+    rx_queue * per_queue + worker_for(hash, per_queue)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,3 +12,4 @@ pub mod config;
 pub mod engine;
 pub mod lease;
 pub mod wire;
+pub mod xdp;

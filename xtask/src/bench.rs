@@ -68,9 +68,9 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     writeln!(
         md,
         "DISCOVER → OFFER, REQUEST → ACK, then RELEASE (which keeps the pool from running dry), \
-         new client each time, 4M-address pool: **{dora:.0} ns** for the three messages, about \
-         {:.0} DORA/s on one core.\n",
-        1e9 / dora
+         new client each time, 4M-address pool: **{dora:.0} ns** for the three messages, that is \
+         {:.2} million such cycles per second on one core.\n",
+        1e3 / dora
     )?;
     writeln!(md, "## Foreign-server release with many clients held\n")?;
     writeln!(

@@ -1,15 +1,61 @@
 //! `cargo xtask setup`: checks each piece the project needs and installs only what is missing,
-//! so it is quick on a prepared machine and complete on a fresh one.
+//! so it is quick on a prepared machine and complete on a fresh one (Debian 12, rustup, root).
 
 use crate::{output, run_cmd, step};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::process::Command;
 
-/// Rust toolchain components the tasks use, per toolchain.
-const COMPONENTS: &[(&str, &str)] = &[("stable", "rustfmt"), ("stable", "clippy")];
+/// Debian packages: what the tests run (ip, ping) and what bpf-linker builds against (LLVM 22,
+/// the LLVM of the nightly rustc that builds the XDP program).
+const PACKAGES: &[&str] = &["iproute2", "iputils-ping", "llvm-22-dev", "libpolly-22-dev"];
+
+/// Rust toolchain components, per toolchain. Nightly builds the XDP program with
+/// `-Z build-std=core`, which needs the standard library's source.
+const COMPONENTS: &[(&str, &str)] =
+    &[("stable", "rustfmt"), ("stable", "clippy"), ("nightly", "rust-src"), ("nightly", "clippy")];
+
+/// bpf-linker links the XDP program; it must use the same LLVM major version as nightly rustc.
+const BPF_LINKER: &str = "bpf-linker@0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 pub(crate) fn run() -> Result<()> {
     step("setup");
+    debian_packages()?;
+    toolchains()?;
+    bpf_linker()?;
+    Ok(())
+}
+
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            let status = output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p])).unwrap_or_default();
+            !status.ends_with("install ok installed")
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!("    Debian packages: present");
+        return Ok(());
+    }
+    eprintln!("    Debian packages: installing {}", missing.join(" "));
+    run_cmd(Command::new("apt-get").args(["update", "-q"]))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .context("installing Debian packages (needs root)")
+}
+
+fn toolchains() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        eprintln!("    nightly toolchain: installing");
+        run_cmd(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
     for (toolchain, component) in COMPONENTS {
         let installed =
             output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", toolchain]))
@@ -22,4 +68,19 @@ pub(crate) fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    if Command::new("bpf-linker").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("    bpf-linker: present");
+        return Ok(());
+    }
+    eprintln!("    bpf-linker: building {BPF_LINKER} against LLVM 22 (about 1-2 minutes)");
+    let path = format!("{LLVM_PREFIX}/bin:{}", std::env::var("PATH").unwrap_or_default());
+    run_cmd(
+        Command::new("cargo")
+            .args(["+stable", "install", BPF_LINKER, "--locked", "--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", LLVM_PREFIX)
+            .env("PATH", path),
+    )
 }

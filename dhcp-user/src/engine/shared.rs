@@ -8,7 +8,12 @@ use crate::lease::space::PoolId;
 use crate::lease::{AddressSpace, Claim, ClientKey};
 use crate::wire::{dhcp, options};
 use core::net::Ipv4Addr;
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
+
+/// Maps looked up per message: foldhash, randomly seeded (SipHash costs more than the rest of
+/// subnet selection).
+type FastMap<K, V> = HashMap<K, V, RandomState>;
 
 /// Number of an interface named in the configuration (its position in
 /// [`Shared::interfaces`]).
@@ -89,10 +94,10 @@ pub struct Shared {
     server_ids: Vec<Ipv4Addr>,
     interfaces: Vec<String>,
     /// Subnets by (interface, VLAN); `None` interface = the default link.
-    links: HashMap<(Option<InterfaceId>, Option<u16>), Vec<u16>>,
-    res_by_id: HashMap<ClientKey, (Ipv4Addr, u16)>,
-    res_by_mac: HashMap<[u8; 6], (Ipv4Addr, u16)>,
-    res_by_ip: HashMap<Ipv4Addr, ClientMatch>,
+    links: FastMap<(Option<InterfaceId>, Option<u16>), Vec<u16>>,
+    res_by_id: FastMap<ClientKey, (Ipv4Addr, u16)>,
+    res_by_mac: FastMap<[u8; 6], (Ipv4Addr, u16)>,
+    res_by_ip: FastMap<Ipv4Addr, ClientMatch>,
     pub(super) offer_timeout: Seconds,
     pub(super) decline_probation: Seconds,
     pub(super) authoritative: bool,
@@ -110,12 +115,12 @@ impl Shared {
         cfg.validate()?;
         let mut all_pools = Vec::new();
         let mut interfaces: Vec<String> = Vec::new();
-        let mut links: HashMap<(Option<InterfaceId>, Option<u16>), Vec<u16>> = HashMap::new();
+        let mut links: FastMap<(Option<InterfaceId>, Option<u16>), Vec<u16>> = FastMap::default();
         let mut subnets = Vec::with_capacity(cfg.subnets.len());
         let mut server_ids = vec![cfg.server_id];
-        let mut res_by_id = HashMap::new();
-        let mut res_by_mac = HashMap::new();
-        let mut res_by_ip = HashMap::new();
+        let mut res_by_id = FastMap::default();
+        let mut res_by_mac = FastMap::default();
+        let mut res_by_ip = FastMap::default();
         for (sid, s) in cfg.subnets.iter().enumerate() {
             let sid = sid as u16;
             let pools: Vec<PoolId> = s

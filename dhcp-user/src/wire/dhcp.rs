@@ -186,7 +186,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[field::OPTIONS..]
     }
-
 }
 
 impl<'a> Packet<&'a [u8]> {

@@ -1,0 +1,86 @@
+//! xdp: the steering program on an interface. Loads `dhcp-ebpf` (built by this crate's build
+//! script), attaches it through a bpf link owned by this process (so the kernel removes it when
+//! the process exits, even on kill -9), configures it and reads its counters.
+//!
+//! The AF_XDP sockets it steers to live in the `xsk` module; until they are registered, DHCP
+//! frames go on to the kernel (counted as `xdp-no-socket`).
+
+use anyhow::{bail, Context, Result};
+use aya::maps::{Array, MapData, PerCpuArray};
+use aya::programs::{Xdp, XdpMode};
+use aya::Ebpf;
+use dhcp_common::{config, counter};
+
+/// The compiled program, embedded at build time.
+static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dhcp-ebpf"));
+
+/// Name of the program's entry point in the object.
+const ENTRY: &str = "dhcp_steer";
+
+/// The steering program, attached to one interface while this value lives.
+#[derive(Debug)]
+pub struct Steering {
+    ebpf: Ebpf,
+    interface: String,
+}
+
+/// Counters of the steering program, summed over CPUs, by `dhcp_common::counter` slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct XdpCounters(pub [u64; counter::COUNT as usize]);
+
+impl XdpCounters {
+    pub fn get(&self, slot: u32) -> u64 {
+        self.0[slot as usize]
+    }
+
+    /// `(name, value)` pairs.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        counter::NAMES.iter().copied().zip(self.0.iter().copied())
+    }
+}
+
+impl Steering {
+    /// Loads the program and attaches it to `interface` (native mode when the driver supports
+    /// it, else generic), with `sockets_per_queue` worker sockets expected per receive queue.
+    pub fn attach(interface: &str, sockets_per_queue: u32) -> Result<Steering> {
+        if PROGRAM.is_empty() {
+            bail!("this build has no XDP program (built with AYA_BUILD_SKIP); run `cargo xtask setup` and rebuild");
+        }
+        let mut ebpf = Ebpf::load(PROGRAM).context("loading the XDP object")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(ENTRY)
+            .context("XDP object has no dhcp_steer program")?
+            .try_into()
+            .context("dhcp_steer is not an XDP program")?;
+        program.load().context("the kernel refused the XDP program (verifier or permissions)")?;
+        program
+            .attach(interface, XdpMode::Default)
+            .with_context(|| format!("attaching the XDP program to {interface}"))?;
+        let mut steering = Steering { ebpf, interface: interface.to_string() };
+        steering.set_sockets_per_queue(sockets_per_queue)?;
+        Ok(steering)
+    }
+
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// How many worker sockets each receive queue has (0: DHCP goes to the kernel).
+    pub fn set_sockets_per_queue(&mut self, n: u32) -> Result<()> {
+        let map = self.ebpf.map_mut("CONFIG").context("XDP object has no CONFIG map")?;
+        let mut cfg: Array<&mut MapData, u32> = Array::try_from(map)?;
+        cfg.set(config::SOCKETS_PER_QUEUE, n, 0)?;
+        Ok(())
+    }
+
+    /// Current counters, summed over CPUs.
+    pub fn counters(&self) -> Result<XdpCounters> {
+        let map = self.ebpf.map("COUNTERS").context("XDP object has no COUNTERS map")?;
+        let counters: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)?;
+        let mut out = XdpCounters::default();
+        for slot in 0..counter::COUNT {
+            out.0[slot as usize] = counters.get(&slot, 0)?.iter().sum();
+        }
+        Ok(out)
+    }
+}
