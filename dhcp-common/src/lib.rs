@@ -5,27 +5,25 @@
 #![no_std]
 
 /// Hash of a client's hardware address (the first six bytes of `chaddr`), used to pick the
-/// worker that owns the client. The XDP program steers frames with it and the user side shards
-/// its lease tables with it, so both must compute exactly this.
+/// worker that owns the client. Three places compute it and must agree bit for bit: the XDP
+/// program (steering frames to worker sockets), the classic-BPF program that picks a worker's
+/// UDP socket among `SO_REUSEPORT` sockets, and user space (sharding recovered leases). Classic
+/// BPF has only 32-bit arithmetic, hence this form.
 ///
-/// A multiplicative (Fibonacci) hash: two instructions in eBPF, and it spreads sequential MACs
-/// (as load generators and some vendors assign them) evenly.
+/// Multiplicative (Fibonacci) hashing of the last four bytes, which vary between clients of one
+/// vendor; the top 16 bits of the product are the well-mixed ones.
 #[inline(always)]
 pub fn client_hash(mac: &[u8; 6]) -> u32 {
-    let x = (mac[0] as u64) << 40
-        | (mac[1] as u64) << 32
-        | (mac[2] as u64) << 24
-        | (mac[3] as u64) << 16
-        | (mac[4] as u64) << 8
-        | mac[5] as u64;
-    (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+    u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]).wrapping_mul(HASH_MULTIPLIER) >> 16
 }
+
+/// The multiplier of [`client_hash`] (2^32 / golden ratio, odd).
+pub const HASH_MULTIPLIER: u32 = 0x9E37_79B1;
 
 /// The worker (0..workers) that owns a client with this hash. `workers` must be non-zero.
 #[inline(always)]
 pub fn worker_for(hash: u32, workers: u32) -> u32 {
-    // Multiply-shift instead of `%`: uniform for any worker count, no division.
-    ((hash as u64 * workers as u64) >> 32) as u32
+    hash % workers
 }
 
 /// Largest number of AF_XDP sockets the steering program can pick from (all queues).

@@ -33,14 +33,12 @@ pub struct Ingress {
     pub vlan: Option<u16>,
     /// Source address and port (a relay's address for relayed messages).
     pub src: SocketAddrV4,
-    /// The message was sent to a broadcast address (not unicast to us).
-    pub broadcast: bool,
 }
 
 impl Ingress {
     /// A broadcast from a directly attached client on `interface`.
     pub fn broadcast(interface: Option<InterfaceId>) -> Ingress {
-        Ingress { interface, vlan: None, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), broadcast: true }
+        Ingress { interface, vlan: None, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68) }
     }
 }
 
@@ -86,6 +84,9 @@ pub struct Reply {
     /// The reply depends on lease changes in this call's events: they must be durable before
     /// it is sent.
     pub commit: bool,
+    /// Source address for the reply: the server identifier of the client's subnet (an
+    /// address of the interface the client is on, checked at start).
+    pub from: Ipv4Addr,
 }
 
 /// Why a message got no reply although it was well-formed.
@@ -644,7 +645,9 @@ impl State {
         commit: bool,
     ) -> Outcome {
         match reply::write(sh, sh.subnet(sid), spec, req, out) {
-            Ok((len, to)) => Outcome::Reply(Reply { len, to, kind: spec.kind, commit }),
+            Ok((len, to)) => {
+                Outcome::Reply(Reply { len, to, kind: spec.kind, commit, from: sh.subnet(sid).server_id })
+            }
             // Only a too-small output buffer gets here: mandatory options always fit in 548.
             Err(e) => Outcome::Dropped(Drop::Malformed(e)),
         }

@@ -395,7 +395,7 @@ fn renewing_and_rebinding_extend_the_lease() {
     let x = dora(&mut s, &a);
     s.advance(1800);
     // RENEWING: unicast to us with ciaddr.
-    let unicast = Ingress { interface: None, vlan: None, src: SocketAddrV4::new(x, 68), broadcast: false };
+    let unicast = Ingress { interface: None, vlan: None, src: SocketAddrV4::new(x, 68) };
     let (r, ack) = s.ask_via(&unicast, &a.renew(x));
     assert_eq!(r.kind, MessageType::Ack);
     assert_eq!(r.to, Destination::Client(x));
