@@ -1,4 +1,4 @@
-//! Helpers for the integration tests in this package's `[[test]]` targets: network namespaces
+//! Helpers for the integration tests beside this file (targets of the dhcp-user package): network namespaces
 //! joined by veth pairs, created by the test and removed when dropped (also when the test
 //! fails), and the root/CI gate.
 //!
@@ -108,7 +108,33 @@ impl Pair {
 
 /// A UDP socket bound to `port` on `device`, broadcast allowed. Call inside a namespace thread.
 pub fn udp_on(device: &str, port: u16) -> UdpSocket {
-    let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).expect("bind");
+    // SAFETY: plain socket creation, checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: takes ownership of a fresh fd.
+    let s = unsafe { <UdpSocket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SO_REUSEADDR: several test clients in one namespace may each listen on port 68; every
+    // one of them gets a copy of each broadcast reply and keeps the ones for its own xid.
+    // SAFETY: valid option value of the given size.
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), 4);
+    }
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: 0 },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: valid sockaddr_in of the given size.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "bind port {port}: {}", std::io::Error::last_os_error());
     s.set_broadcast(true).expect("SO_BROADCAST");
     let name = CString::new(device).expect("device name");
     // SAFETY: valid socket fd, and a NUL-terminated name of the given length.
@@ -123,4 +149,219 @@ pub fn udp_on(device: &str, port: u16) -> UdpSocket {
     };
     assert_eq!(rc, 0, "SO_BINDTODEVICE {device}: {}", std::io::Error::last_os_error());
     s
+}
+
+/// A process started inside a namespace, stopped on drop (SIGTERM, then SIGKILL after 3 s) so a
+/// failing test leaves nothing running.
+#[derive(Debug)]
+pub struct Process {
+    pub child: std::process::Child,
+    pub name: String,
+}
+
+impl Process {
+    /// Starts `args` inside `ns` with stdout and stderr going to `log`.
+    pub fn start(ns: &Netns, name: &str, args: &[&str], log: &std::path::Path) -> Process {
+        let out = std::fs::File::create(log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .args(args)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {args:?}: {e}"));
+        Process { child, name: name.to_string() }
+    }
+
+    /// Sends a signal (libc::SIGTERM, SIGKILL, SIGUSR1...).
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// Stops with SIGTERM and waits (SIGKILL after 3 s); returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_for(std::time::Duration::from_secs(3)).unwrap_or_else(|| {
+            self.signal(libc::SIGKILL);
+            self.child.wait().expect("wait")
+        })
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_for(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            if std::time::Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `limit` passes (waiting on real
+/// processes; never an assertion about speed).
+pub fn eventually<T>(limit: std::time::Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A scratch directory for one test, removed on drop.
+#[derive(Debug)]
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p =
+            std::env::temp_dir().join(format!("xdt{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("scratch dir");
+        Scratch(p)
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A DHCP client speaking through a UDP socket on port 68 of `device` (call inside the client
+/// namespace thread). Messages ask for broadcast replies, so no address is needed to hear them.
+#[derive(Debug)]
+pub struct RawClient {
+    pub sock: UdpSocket,
+}
+
+impl RawClient {
+    pub fn new(device: &str) -> RawClient {
+        let sock = udp_on(device, 68);
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(100))).expect("timeout");
+        RawClient { sock }
+    }
+
+    /// Broadcasts `msg` to port 67 and waits up to `limit` for a reply with the same xid and
+    /// `chaddr`; returns its bytes.
+    pub fn exchange(&self, msg: &[u8], limit: std::time::Duration) -> Option<Vec<u8>> {
+        self.sock.send_to(msg, (Ipv4Addr::BROADCAST, 67)).expect("send");
+        let end = std::time::Instant::now() + limit;
+        let mut buf = [0u8; 1500];
+        while std::time::Instant::now() < end {
+            if let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                let r = &buf[..n];
+                if n >= 240 && r[0] == 2 && r[4..8] == msg[4..8] && r[28..34] == msg[28..34] {
+                    return Some(r.to_vec());
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Captures every frame on an interface of a namespace until stopped (an `AF_PACKET` socket,
+/// like tcpdump), to check what actually went over the wire.
+#[derive(Debug)]
+pub struct Capture {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<Vec<u8>>>>,
+}
+
+impl Capture {
+    pub fn start(ns: &Netns, device: &str) -> Capture {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let flag = stop.clone();
+        let device = device.to_string();
+        let handle = ns.spawn(move || {
+            let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
+            // SAFETY: plain socket creation, checked below.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
+            assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+            // SAFETY: takes ownership of a fresh fd.
+            let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            let name = CString::new(device.as_str()).unwrap();
+            // SAFETY: a zeroed sockaddr_ll is valid; fields set before bind.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto as u16;
+            // SAFETY: NUL-terminated name.
+            sll.sll_ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+            // SAFETY: valid address of the given size.
+            let rc = unsafe {
+                libc::bind(
+                    sock.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(rc, 0, "bind capture: {}", std::io::Error::last_os_error());
+            let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+            // SAFETY: valid timeval.
+            unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            ready_tx.send(()).unwrap();
+            let mut frames = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                // SAFETY: buffer valid for its length.
+                let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n > 0 {
+                    frames.push(buf[..n as usize].to_vec());
+                }
+            }
+            frames
+        });
+        ready_rx.recv().expect("capture started");
+        Capture { stop, handle: Some(handle) }
+    }
+
+    /// Stops and returns the frames seen.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().expect("running").join().expect("capture thread")
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }

@@ -7,9 +7,14 @@
 //!   reply + lease changes out).
 //! - [`config`]: the server's configuration model (subnets, pools, reservations, options).
 
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod journal;
 pub mod lease;
+pub mod server;
+pub mod udp;
 pub mod wire;
+pub mod worker;
 pub mod xdp;

@@ -5,9 +5,24 @@ use crate::{output, run_cmd, step};
 use anyhow::{Context, Result};
 use std::process::Command;
 
-/// Debian packages: what the tests run (ip, ping) and what bpf-linker builds against (LLVM 22,
-/// the LLVM of the nightly rustc that builds the XDP program).
-const PACKAGES: &[&str] = &["iproute2", "iputils-ping", "llvm-22-dev", "libpolly-22-dev"];
+/// Debian packages: what the tests run (ip, ping), the real DHCP peers the interop tests use
+/// (busybox udhcpc, ISC dhclient, dhcpcd, ISC dhcrelay, Kea's perfdhcp), and what bpf-linker
+/// builds against (LLVM 22, the LLVM of the nightly rustc that builds the XDP program).
+const PACKAGES: &[&str] = &[
+    "iproute2",
+    "iputils-ping",
+    "udhcpc",
+    "isc-dhcp-client",
+    "dhcpcd-base",
+    "isc-dhcp-relay",
+    "kea-admin",
+    "llvm-22-dev",
+    "libpolly-22-dev",
+];
+
+/// Debian's hook that tells package scripts whether they may start services. DHCP packages
+/// would otherwise start a relay or server on the host's own interfaces.
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 /// Rust toolchain components, per toolchain. Nightly builds the XDP program with
 /// `-Z build-std=core`, which needs the standard library's source.
@@ -41,13 +56,24 @@ fn debian_packages() -> Result<()> {
     }
     eprintln!("    Debian packages: installing {}", missing.join(" "));
     run_cmd(Command::new("apt-get").args(["update", "-q"]))?;
-    run_cmd(
+    // Forbid service starts while installing (exit 101 = "action forbidden"); put back what
+    // was there before.
+    let had_policy = std::path::Path::new(POLICY_RC_D).exists();
+    if !had_policy {
+        std::fs::write(POLICY_RC_D, "#!/bin/sh\nexit 101\n")?;
+        run_cmd(Command::new("chmod").args(["+x", POLICY_RC_D]))?;
+    }
+    let result = run_cmd(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
-    .context("installing Debian packages (needs root)")
+    .context("installing Debian packages (needs root)");
+    if !had_policy {
+        let _ = std::fs::remove_file(POLICY_RC_D);
+    }
+    result
 }
 
 fn toolchains() -> Result<()> {

@@ -6,6 +6,8 @@
 use core::fmt;
 use core::net::Ipv4Addr;
 
+pub mod file;
+
 /// A whole server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -31,8 +33,9 @@ pub struct Config {
 pub struct Subnet {
     pub network: Ipv4Addr,
     pub prefix_len: u8,
-    /// Interface on which directly attached clients of this subnet arrive (by name); `None`
-    /// for subnets reached only through relays.
+    /// Interface on which directly attached clients of this subnet arrive (by name). `None`:
+    /// the subnet serves relayed clients (by giaddr, option 118 or 82.5) and is also the
+    /// default link for direct clients on interfaces that have no subnet of their own.
     pub interface: Option<String>,
     /// Only frames whose innermost VLAN id is this one belong here (per-VLAN subnets on one
     /// interface); `None` matches untagged frames and any VLAN without a subnet of its own.

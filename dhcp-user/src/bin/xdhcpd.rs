@@ -1,0 +1,37 @@
+//! `xdhcpd`: the DHCPv4 server. `xdhcpd serve ...` runs it; `xdhcpd check-config FILE` checks a
+//! configuration file and the host it is meant for, and touches nothing.
+
+use clap::Parser;
+use dhcp_user::cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::CheckConfig { file } => match dhcp_user::cli::check_config(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => {
+            let cfg = match args.load_checked() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match dhcp_user::server::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xdhcpd: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

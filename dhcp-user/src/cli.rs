@@ -1,0 +1,436 @@
+//! The `xdhcpd` command line: `serve` (from a configuration file, from flags alone in the manner
+//! of dnsmasq, or a file with flags overriding it) and `check-config`. Parsing and merging only;
+//! running the server is the binary's job.
+
+use core::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::file::{
+    self, parse_pool, Backend, Cidr, FileError, Loc, ServerConfig, ServerSettings, SourceMap, SubnetLocs, COMMAND_LINE,
+};
+use crate::config::{Config, Pool, Subnet};
+
+/// xdhcpd: a DHCPv4 server.
+#[derive(Debug, Parser)]
+#[command(name = "xdhcpd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve DHCP from a configuration file, from flags alone, or a file with flags overriding it.
+    Serve(ServeArgs),
+    /// Check a configuration file (syntax, values, overlaps, interfaces and server ids on this
+    /// host) and exit.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+/// `xdhcpd serve`. Without `--config`, `--interface`, `--subnet`, `--pool` and `--server-id`
+/// make a complete one-subnet configuration. With it, the global flags replace the file's values
+/// and `--subnet` (with `--interface`, `--pool`, `--router`, `--dns`) adds a subnet, or replaces
+/// the file's subnet of the same network and prefix as a whole (its options and reservations
+/// included).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; the other flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interface the subnet's clients are attached to.
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+    /// The subnet to serve.
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<Cidr>,
+    /// Dynamic pool of the subnet, inclusive; repeat for several.
+    #[arg(long = "pool", value_name = "FIRST-LAST", value_parser = parse_pool)]
+    pub pools: Vec<Pool>,
+    /// Server identifier (option 54): an address of the interface.
+    #[arg(long, value_name = "IP")]
+    pub server_id: Option<Ipv4Addr>,
+    /// Router (option 3); repeat or separate by commas for several.
+    #[arg(long = "router", value_name = "IP", value_delimiter = ',')]
+    pub routers: Vec<Ipv4Addr>,
+    /// DNS servers (option 6).
+    #[arg(long = "dns", value_name = "IP[,IP]", value_delimiter = ',')]
+    pub dns: Vec<Ipv4Addr>,
+    /// Default lease time in seconds.
+    #[arg(long, value_name = "SECS")]
+    pub lease_time: Option<u32>,
+    /// Seconds an offer is held.
+    #[arg(long, value_name = "SECS")]
+    pub offer_timeout: Option<u32>,
+    /// Lease journal; without it leases are kept in memory only.
+    #[arg(long, value_name = "PATH")]
+    pub lease_file: Option<PathBuf>,
+    /// Packet path.
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Worker threads (default: number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+/// An error about the flags themselves.
+fn flag_error(reason: impl Into<String>) -> FileError {
+    FileError { file: COMMAND_LINE.to_string(), line: 0, column: 0, reason: reason.into() }
+}
+
+fn pool_text(p: &Pool) -> String {
+    if p.first == p.last {
+        p.first.to_string()
+    } else {
+        format!("{}-{}", p.first, p.last)
+    }
+}
+
+impl ServeArgs {
+    /// The configuration these flags describe (with the `--config` file, if any), checked but
+    /// not against the host (see [`ServeArgs::load_checked`]).
+    pub fn load(&self) -> Result<ServerConfig, FileError> {
+        self.load_with_map().map(|(cfg, _)| cfg)
+    }
+
+    /// [`ServeArgs::load`] and where each value came from, for [`file::check_host`].
+    pub fn load_with_map(&self) -> Result<(ServerConfig, SourceMap), FileError> {
+        let (mut cfg, mut map) = match &self.config {
+            Some(path) => file::decode(&file::read(path)?, &path.display().to_string())?,
+            None => {
+                self.require_quick_start()?;
+                let cfg = ServerConfig { engine: Config::default(), server: ServerSettings::default() };
+                (cfg, SourceMap::command_line())
+            }
+        };
+        self.apply(&mut cfg, &mut map)?;
+        let cfg = file::finish(cfg, &map)?;
+        Ok((cfg, map))
+    }
+
+    /// [`ServeArgs::load`], then [`file::check_host`]: what `serve` needs before it starts.
+    pub fn load_checked(&self) -> Result<ServerConfig, FileError> {
+        let (cfg, map) = self.load_with_map()?;
+        file::check_host(&cfg, &map)?;
+        Ok(cfg)
+    }
+
+    /// Without a file, the flags must describe a whole subnet.
+    fn require_quick_start(&self) -> Result<(), FileError> {
+        let missing: Vec<&str> = [
+            ("--interface", self.interface.is_none()),
+            ("--subnet", self.subnet.is_none()),
+            ("--pool", self.pools.is_empty()),
+            ("--server-id", self.server_id.is_none()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, missing)| missing.then_some(flag))
+        .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(flag_error(format!("missing {} (needed without --config)", missing.join(", "))))
+        }
+    }
+
+    /// Lays the flags over `cfg`, recording in `map` that those values came from the command line.
+    fn apply(&self, cfg: &mut ServerConfig, map: &mut SourceMap) -> Result<(), FileError> {
+        if let Some(v) = self.server_id {
+            cfg.engine.server_id = file::check_server_id(v).map_err(|e| flag_error(format!("--server-id: {e}")))?;
+            map.server_id = Loc::Flag(format!("--server-id {v}"));
+        }
+        if let Some(v) = self.lease_time {
+            cfg.engine.lease_time = v;
+            map.lease_time = Loc::Flag(format!("--lease-time {v}"));
+        }
+        if let Some(v) = self.offer_timeout {
+            cfg.engine.offer_timeout = v;
+            map.offer_timeout = Loc::Flag(format!("--offer-timeout {v}"));
+        }
+        if let Some(p) = &self.lease_file {
+            cfg.server.lease_file = Some(p.clone());
+            map.lease_file = Loc::Flag(format!("--lease-file {}", p.display()));
+        }
+        if let Some(b) = self.backend {
+            cfg.server.backend = b;
+        }
+        if let Some(n) = self.workers {
+            cfg.server.workers = n;
+            map.workers = Loc::Flag(format!("--workers {n}"));
+        }
+
+        let Some(cidr) = self.subnet else {
+            let stray = [
+                ("--interface", self.interface.is_some()),
+                ("--pool", !self.pools.is_empty()),
+                ("--router", !self.routers.is_empty()),
+                ("--dns", !self.dns.is_empty()),
+            ];
+            return match stray.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(flag_error(format!("{flag} needs --subnet (it describes the subnet)"))),
+                None => Ok(()),
+            };
+        };
+        if self.pools.is_empty() {
+            return Err(flag_error(format!("--subnet {cidr} needs at least one --pool")));
+        }
+        let mut s = Subnet::new(cidr.network, cidr.prefix_len);
+        let mut locs = SubnetLocs { cidr: Loc::Flag(format!("--subnet {cidr}")), ..SubnetLocs::default() };
+        if let Some(name) = &self.interface {
+            let name = file::parse_ifname(name).map_err(|e| flag_error(format!("--interface: {e}")))?;
+            locs.interface = Loc::Flag(format!("--interface {name}"));
+            // An explicit interface list in the file gains the flag's interface: the flag asks for
+            // this subnet to be served there.
+            if map.interfaces_explicit && !cfg.server.interfaces.contains(&name) {
+                cfg.server.interfaces.push(name.clone());
+                map.interfaces.push(locs.interface.clone());
+            }
+            s.interface = Some(name);
+        }
+        s.pools = self.pools.clone();
+        locs.pools = self.pools.iter().map(|p| Loc::Flag(format!("--pool {}", pool_text(p)))).collect();
+        s.options.routers = self.routers.clone();
+        s.options.dns_servers = self.dns.clone();
+
+        let same = cfg.engine.subnets.iter().position(|f| f.network == s.network && f.prefix_len == s.prefix_len);
+        match same {
+            Some(i) => {
+                cfg.engine.subnets[i] = s;
+                map.subnets[i] = locs;
+            }
+            None => {
+                cfg.engine.subnets.push(s);
+                map.subnets.push(locs);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `xdhcpd check-config FILE` runs: parse, validate, and check against this host.
+pub fn check_config(path: &Path) -> Result<ServerConfig, FileError> {
+    let (cfg, map) = file::load(path)?;
+    file::check_host(&cfg, &map)?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::file::Durability;
+
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/xdhcpd.toml");
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let argv = ["xdhcpd", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli { command: Command::Serve(a) }) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A file in the temporary directory, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: &str) -> TempFile {
+            let path = std::env::temp_dir().join(format!("xdhcpd-cli-{}-{name}.toml", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["xdhcpd", "check-config", "/etc/xdhcpd.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::CheckConfig { file } if file == Path::new("/etc/xdhcpd.toml")));
+        // Values are checked by clap, with the flag named.
+        let e = Cli::try_parse_from(["xdhcpd", "serve", "--subnet", "100.64.0.0"]).unwrap_err();
+        assert!(e.to_string().contains("--subnet"), "{e}");
+        assert!(Cli::try_parse_from(["xdhcpd", "serve", "--pool", "100.64.0.1-x"]).is_err());
+        assert!(Cli::try_parse_from(["xdhcpd", "serve", "--backend", "dpdk"]).is_err());
+    }
+
+    #[test]
+    fn quick_start_alone_makes_a_whole_config() {
+        let a = serve(&[
+            "--interface=eth0",
+            "--subnet=100.64.0.0/24",
+            "--pool=100.64.0.10-100.64.0.99",
+            "--pool=100.64.0.120",
+            "--server-id=100.64.0.1",
+            "--router=100.64.0.1",
+            "--dns=100.64.0.2,100.64.0.3",
+            "--lease-time=600",
+            "--offer-timeout=5",
+            "--lease-file=/tmp/leases",
+            "--backend=udp",
+            "--workers=2",
+        ]);
+        let cfg = a.load().unwrap_or_else(|e| panic!("{e}"));
+        let mut s = Subnet::new(ip("100.64.0.0"), 24);
+        s.interface = Some("eth0".into());
+        s.pools = vec![
+            Pool { first: ip("100.64.0.10"), last: ip("100.64.0.99") },
+            Pool { first: ip("100.64.0.120"), last: ip("100.64.0.120") },
+        ];
+        s.options.routers = vec![ip("100.64.0.1")];
+        s.options.dns_servers = vec![ip("100.64.0.2"), ip("100.64.0.3")];
+        let engine = Config {
+            server_id: ip("100.64.0.1"),
+            lease_time: 600,
+            offer_timeout: 5,
+            subnets: vec![s],
+            ..Config::default()
+        };
+        let server = ServerSettings {
+            interfaces: vec!["eth0".into()],
+            workers: 2,
+            backend: Backend::Udp,
+            lease_file: Some("/tmp/leases".into()),
+            durability: Durability::Fsync,
+            compact_interval: 3600,
+        };
+        assert_eq!(cfg, ServerConfig { engine, server });
+    }
+
+    #[test]
+    fn missing_required_flags_without_a_file_are_named() {
+        let e = serve(&["--interface", "eth0", "--server-id", "100.64.0.1"]).load().unwrap_err();
+        assert_eq!(e.to_string(), "command line: missing --subnet, --pool (needed without --config)");
+        let e = serve(&[]).load().unwrap_err();
+        assert!(e.reason.contains("--interface, --subnet, --pool, --server-id"), "{e}");
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag() {
+        let e = serve(&[
+            "--interface=eth0",
+            "--subnet=100.64.0.0/24",
+            "--pool=100.64.1.10-100.64.1.20",
+            "--server-id=100.64.0.1",
+        ])
+        .load()
+        .unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), (COMMAND_LINE, 0));
+        assert!(e.reason.starts_with("--pool 100.64.1.10-100.64.1.20: "), "{e}");
+        assert!(e.reason.contains("outside subnet"), "{e}");
+
+        let base = ["--interface=eth0", "--subnet=100.64.0.0/24", "--pool=100.64.0.10-100.64.0.20"];
+        let e = serve(&[&base[..], &["--server-id=0.0.0.0"]].concat()).load().unwrap_err();
+        assert!(e.reason.starts_with("--server-id: "), "{e}");
+        let e = serve(&[&base[..], &["--server-id=100.64.0.1", "--workers=0"]].concat()).load().unwrap_err();
+        assert_eq!(e.to_string(), "command line: --workers 0: workers must be 1 to 1024");
+        let e = serve(&[&base[..], &["--server-id=100.64.0.1", "--lease-time=10"]].concat()).load().unwrap_err();
+        assert!(e.reason.starts_with("--lease-time 10: "), "{e}");
+    }
+
+    #[test]
+    fn quick_start_overrides_a_file() {
+        // Globals replace the file's; --subnet replaces the file's subnet of the same network
+        // (here the VLAN subnet on eth1) in place, and its interface joins server.interfaces.
+        let a = serve(&[
+            "--config",
+            EXAMPLE,
+            "--server-id=100.64.0.9",
+            "--lease-time=1200",
+            "--offer-timeout=3",
+            "--lease-file=/tmp/other",
+            "--backend=xdp",
+            "--workers=3",
+            "--subnet=100.64.1.0/24",
+            "--interface=eth2",
+            "--pool=100.64.1.20-100.64.1.30",
+            "--dns=100.64.1.2",
+        ]);
+        let cfg = a.load().unwrap_or_else(|e| panic!("{e}"));
+        let file = file::load(Path::new(EXAMPLE)).unwrap().0;
+        let e = &cfg.engine;
+        assert_eq!((e.server_id, e.lease_time, e.offer_timeout), (ip("100.64.0.9"), 1200, 3));
+        assert_eq!(e.decline_probation, file.engine.decline_probation);
+        assert_eq!(e.subnets.len(), 3);
+        assert_eq!((&e.subnets[0], &e.subnets[2]), (&file.engine.subnets[0], &file.engine.subnets[2]));
+        let mut s = Subnet::new(ip("100.64.1.0"), 24);
+        s.interface = Some("eth2".into());
+        s.pools = vec![Pool { first: ip("100.64.1.20"), last: ip("100.64.1.30") }];
+        s.options.dns_servers = vec![ip("100.64.1.2")];
+        assert_eq!(e.subnets[1], s);
+        assert_eq!(
+            cfg.server,
+            ServerSettings {
+                interfaces: vec!["eth0".into(), "eth1".into(), "eth2".into()],
+                workers: 3,
+                backend: Backend::Xdp,
+                lease_file: Some("/tmp/other".into()),
+                ..file.server
+            }
+        );
+
+        // A new network is added after the file's subnets.
+        let cfg =
+            serve(&["--config", EXAMPLE, "--subnet=100.64.2.0/24", "--pool=100.64.2.5-100.64.2.6"]).load().unwrap();
+        assert_eq!(cfg.engine.subnets.len(), 4);
+        assert_eq!(cfg.engine.subnets[3].network, ip("100.64.2.0"));
+        assert_eq!(cfg.engine.server_id, ip("100.64.0.1"));
+
+        // Subnet flags need --subnet, even with a file.
+        let e = serve(&["--config", EXAMPLE, "--pool=100.64.0.30"]).load().unwrap_err();
+        assert_eq!(e.to_string(), "command line: --pool needs --subnet (it describes the subnet)");
+    }
+
+    #[test]
+    fn a_flag_subnet_overlapping_the_file_points_at_both() {
+        let e = serve(&["--config", EXAMPLE, "--subnet=100.64.0.0/23", "--pool=100.64.1.5"]).load().unwrap_err();
+        assert_eq!(e.file, COMMAND_LINE, "{e}");
+        assert!(e.reason.starts_with("--subnet 100.64.0.0/23: "), "{e}");
+        // The subnet it overlaps is named with its place in the file.
+        let line = std::fs::read_to_string(EXAMPLE).unwrap().lines().position(|l| l.contains("100.64.0.0/24")).unwrap();
+        assert!(e.reason.contains(&format!("xdhcpd.toml:{}", line + 1)), "{e}");
+    }
+
+    #[test]
+    fn file_errors_come_through_serve_and_check_config() {
+        let bad =
+            TempFile::new("bad", "server_id = \"100.64.0.1\"\n[[subnet]]\nsubnet = \"100.64.0.0/24\"\nlease = 5\n");
+        let e = serve(&["--config", bad.0.to_str().unwrap()]).load().unwrap_err();
+        assert_eq!((e.file.as_str(), e.line, e.column), (bad.0.to_str().unwrap(), 4, 1), "{e}");
+        let e = check_config(&bad.0).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+
+        let e = check_config(Path::new("/nonexistent/xdhcpd.toml")).unwrap_err();
+        assert_eq!((e.line, e.file.as_str()), (0, "/nonexistent/xdhcpd.toml"));
+        assert!(e.to_string().starts_with("/nonexistent/xdhcpd.toml: cannot read: "), "{e}");
+    }
+
+    #[test]
+    fn check_config_looks_at_this_host() {
+        // The loopback interface exists everywhere; an interface with this name does not.
+        let lo = "server_id = \"127.0.0.1\"\n[[subnet]]\nsubnet = \"100.64.0.0/24\"\ninterface = \"lo\"\n\
+                  pools = [\"100.64.0.10-100.64.0.20\"]\n";
+        let ok = TempFile::new("lo", lo);
+        let has_127 = file::host_ipv4_addrs().unwrap().contains(&("lo".to_string(), ip("127.0.0.1")));
+        if has_127 {
+            check_config(&ok.0).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let missing = TempFile::new("missing", &lo.replace("\"lo\"", "\"xdhcpd-none0\""));
+        let e = check_config(&missing.0).unwrap_err();
+        assert_eq!((e.line, e.column), (4, 13), "{e}");
+        assert!(e.reason.contains("does not exist on this host"), "{e}");
+    }
+}

@@ -1,0 +1,788 @@
+//! The durable lease journal: every lease change an ACK depends on is on disk before the ACK
+//! leaves, and the leases are recovered at start.
+//!
+//! Holds: the on-disk format (checksummed fixed-size records after a versioned header), the
+//! group-commit writer thread (one write and one `fdatasync` per batch, whatever the number of
+//! workers waiting), background compaction (snapshot + fresh journal), and recovery (replay,
+//! torn-tail truncation, reclaiming expired leases).
+//!
+//! Must never: report a change durable before it is written (and, with
+//! [`Durability::Fsync`], synced); hand a caller `Ok` from [`Journal::wait`] while writes fail
+//! (the ACK would promise an address nobody recorded); block a worker on compaction; panic on a
+//! damaged file (damage ends the readable part and is reported, a file that is not a lease file
+//! is an error); or read a record twice after a crash at any step of a compaction.
+//!
+//! Use: a worker handles its batch of packets, calls [`Journal::append`] once with the batch's
+//! events, [`Journal::wait`]s on the ticket if any reply has `commit` set, and sends those
+//! replies only on `Ok`. The writer thread takes everything queued by all workers, writes it
+//! with one `pwrite` and one `fdatasync`, and wakes every waiter it covered. While writes fail
+//! (disk full), records stay queued and are retried every 100 ms, `wait` fails at once, and
+//! the failure and its end are logged once each.
+//!
+//! Files, for a lease file `PATH`:
+//! - `PATH`: the journal being appended (generation `g`).
+//! - `PATH.old`: the previous journal while a compaction merges it (generation `< g`).
+//! - `PATH.snapshot`: the live leases and probations of every journal up to its generation.
+//! - `PATH.snapshot.tmp`, `PATH.next`: files being written; never the only copy of anything,
+//!   deleted at start.
+//! - `PATH.lock`: `flock`ed while a server uses the files (two servers must not share them).
+//! - `PATH.corrupt`: bytes dropped from the journal at start, kept for inspection when they
+//!   were more than one record (more than a crash's torn tail).
+//!
+//! Recovery reads the snapshot, then `PATH.old` and `PATH` if their generation is newer than the
+//! snapshot's. Compaction: the writer thread starts `PATH.next` (header, fsync), renames `PATH`
+//! to `PATH.old` and `PATH.next` to `PATH`, fsyncs the directory (a few ms, once per interval);
+//! a background thread replays the snapshot and `PATH.old`, writes the live set to
+//! `PATH.snapshot.tmp`, fsyncs it, renames it over `PATH.snapshot`, fsyncs the directory and
+//! deletes `PATH.old`.
+
+mod compact;
+mod format;
+mod load;
+mod replay;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+pub use format::Damage;
+pub use load::{bound_events, drive, Load};
+pub use replay::DamageReport;
+
+use crate::engine::LeaseEvent;
+use crate::lease::{ClientKey, LeaseState};
+use anyhow::{bail, Context, Result};
+use core::net::Ipv4Addr;
+use format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN};
+use replay::Replay;
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use writer::{Store, Writer};
+
+const _: () = {
+    const fn shared<T: Send + Sync + Clone>() {}
+    shared::<Journal>();
+};
+
+/// When an appended change counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written and `fdatasync`ed: survives a power cut.
+    Fsync,
+    /// Handed to the kernel: survives a crash of the server, not of the machine.
+    None,
+}
+
+/// Settings of a journal beyond its path.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub durability: Durability,
+    /// Time between compactions; zero compacts only on demand.
+    pub compact_interval: Duration,
+    /// Bytes of records kept queued while writes fail; beyond it new records are dropped (their
+    /// tickets never succeed, so no ACK depends on them). 64 MiB is about 1.9 million records.
+    pub max_queued_bytes: usize,
+    /// Wall clock in seconds, to skip ended leases when compacting.
+    pub clock: fn() -> u32,
+}
+
+impl Options {
+    pub fn new(durability: Durability, compact_interval: Duration) -> Options {
+        Options { durability, compact_interval, max_queued_bytes: 64 << 20, clock: wall_clock }
+    }
+}
+
+fn wall_clock() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+}
+
+/// A lease or probation found at start, for [`crate::engine::Engine::restore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// The lease's client; for a probation, the client that declined the address.
+    pub client: ClientKey,
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub expires: u32,
+    /// [`LeaseState::Bound`] or [`LeaseState::Quarantined`].
+    pub state: LeaseState,
+}
+
+/// What recovery read and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Good records read from the snapshot and journals.
+    pub records_read: u64,
+    /// Bytes dropped after damaged or incomplete records (all files).
+    pub torn_bytes: u64,
+    /// Leases and probations that had ended by the start time (their addresses are free).
+    pub expired_reclaimed: u64,
+    pub bound: usize,
+    pub quarantined: usize,
+    /// Where reading stopped early, per file.
+    pub damage: Vec<DamageReport>,
+    /// `PATH.old` of an interrupted compaction was read; the compaction resumes in the background.
+    pub resumed_compaction: bool,
+    /// `PATH.old` was already in the snapshot (a crash just before deleting it) and was deleted.
+    pub stale_old_removed: bool,
+    /// Generation of the journal now appended.
+    pub generation: u64,
+}
+
+/// The leases to restore and what recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Sorted by address.
+    pub leases: Vec<Recovered>,
+    pub stats: RecoveryStats,
+}
+
+impl Recovery {
+    /// One line for the log.
+    pub fn summary(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "{} records read, {} leases and {} probations live, {} ended while down (reclaimed), {} damaged bytes dropped",
+            s.records_read, s.bound, s.quarantined, s.expired_reclaimed, s.torn_bytes
+        )
+    }
+}
+
+/// What to wait for: everything appended up to some call of [`Journal::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+impl Ticket {
+    /// Nothing to wait for (the batch had no durable change).
+    pub const NONE: Ticket = Ticket(0);
+    /// The records were dropped (queue full while failing): never durable.
+    const DROPPED: Ticket = Ticket(u64::MAX);
+}
+
+/// Why a change is not (known to be) durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalError {
+    /// Writing or syncing the lease file fails (for example the disk is full); the records stay
+    /// queued and are retried.
+    Failing(Arc<str>),
+    /// The records were dropped: too much queued while writes failed.
+    Overflow,
+    /// The journal was closed.
+    Closed,
+    /// A compaction failed (the journal itself is fine: nothing is lost).
+    Compaction(Arc<str>),
+}
+
+impl core::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            JournalError::Failing(e) => write!(f, "lease file not writable: {e}"),
+            JournalError::Overflow => {
+                f.write_str("lease changes dropped: queue full while the lease file is not writable")
+            }
+            JournalError::Closed => f.write_str("lease journal closed"),
+            JournalError::Compaction(e) => write!(f, "lease file compaction failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+/// Counters for statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub records_written: u64,
+    pub bytes_written: u64,
+    /// Write calls (one per group commit).
+    pub writes: u64,
+    pub fsyncs: u64,
+    /// Failed write or sync attempts (retries included).
+    pub write_failures: u64,
+    /// Records dropped because the queue was full while writes failed.
+    pub records_dropped: u64,
+    pub compactions: u64,
+    pub compaction_failures: u64,
+    /// Records waiting to be written now.
+    pub queued_records: u64,
+    /// Writes fail now: ACKs are withheld.
+    pub failing: bool,
+    /// The last write, sync or compaction error, even if it has cleared since.
+    pub last_error: Option<Arc<str>>,
+}
+
+impl Counters {
+    /// `(name, value)` pairs for the statistics output.
+    pub fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("journal-records-written", self.records_written),
+            ("journal-bytes-written", self.bytes_written),
+            ("journal-writes", self.writes),
+            ("journal-fsyncs", self.fsyncs),
+            ("journal-write-failures", self.write_failures),
+            ("journal-records-dropped", self.records_dropped),
+            ("journal-compactions", self.compactions),
+            ("journal-compaction-failures", self.compaction_failures),
+            ("journal-queued-records", self.queued_records),
+            ("journal-failing", self.failing as u64),
+        ]
+    }
+}
+
+/// The lease journal. Clones share one writer; the last clone dropped (or [`Journal::close`])
+/// writes what is queued, syncs and stops the threads.
+#[derive(Clone)]
+pub struct Journal {
+    h: Arc<Handle>,
+}
+
+impl core::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.h.core.paths.journal).finish_non_exhaustive()
+    }
+}
+
+/// File names derived from the lease file's path.
+#[derive(Debug, Clone)]
+struct Paths {
+    journal: PathBuf,
+    old: PathBuf,
+    snapshot: PathBuf,
+    tmp: PathBuf,
+    next: PathBuf,
+    lock: PathBuf,
+    corrupt: PathBuf,
+    dir: PathBuf,
+}
+
+impl Paths {
+    fn new(path: &Path) -> Paths {
+        let with = |suffix: &str| {
+            let mut s: OsString = path.as_os_str().to_owned();
+            s.push(suffix);
+            PathBuf::from(s)
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Paths {
+            journal: path.to_path_buf(),
+            old: with(".old"),
+            snapshot: with(".snapshot"),
+            tmp: with(".snapshot.tmp"),
+            next: with(".next"),
+            lock: with(".lock"),
+            corrupt: with(".corrupt"),
+            dir,
+        }
+    }
+}
+
+/// State shared by callers, the writer thread and the compaction thread.
+#[derive(Debug)]
+struct Core {
+    paths: Paths,
+    durability: Durability,
+    compact_interval: Duration,
+    max_queued: usize,
+    clock: fn() -> u32,
+    q: Mutex<Queue>,
+    /// Wakes the writer thread (the only thread waiting on it).
+    wake: Condvar,
+    /// Wakes callers of `wait`, `flush` and `compact`.
+    done: Condvar,
+    n: AtomicCounters,
+    hooks: Arc<Hooks>,
+}
+
+/// Sequence numbers count records: the `k`th durable record appended has number `k`.
+#[derive(Debug)]
+struct Queue {
+    /// Encoded records not yet written, numbered `written + 1 ..= queued`.
+    buf: Vec<u8>,
+    queued: u64,
+    written: u64,
+    synced: u64,
+    /// What `wait` waits for: `synced` with fsync, `written` without.
+    durable: u64,
+    /// `flush` wants everything up to this synced.
+    sync_req: u64,
+    failing: Option<Arc<str>>,
+    last_error: Option<Arc<str>>,
+    /// Dropping records while failing was logged (once per failing period).
+    drop_logged: bool,
+    stop: bool,
+    closed: bool,
+    writer_idle: bool,
+    compact_req: u64,
+    compact_done: u64,
+    compact_result: Result<(), JournalError>,
+    job_finished: bool,
+}
+
+#[derive(Debug, Default)]
+struct AtomicCounters {
+    records_written: AtomicU64,
+    bytes_written: AtomicU64,
+    writes: AtomicU64,
+    fsyncs: AtomicU64,
+    write_failures: AtomicU64,
+    records_dropped: AtomicU64,
+    compactions: AtomicU64,
+    compaction_failures: AtomicU64,
+}
+
+/// Test-only fault injection and crash points; empty outside tests.
+#[derive(Debug, Default)]
+struct Hooks {
+    #[cfg(test)]
+    t: tests::TestHooks,
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the queue is still
+/// consistent (every update is complete before any call that could panic), so carry on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Core {
+    fn log(&self, msg: core::fmt::Arguments<'_>) {
+        eprintln!("xdhcpd: lease file {}: {msg}", self.paths.journal.display());
+    }
+}
+
+#[derive(Debug)]
+struct Handle {
+    core: Arc<Core>,
+    writer: Mutex<Option<JoinHandle<Result<(), JournalError>>>>,
+}
+
+impl Handle {
+    fn shutdown(&self) -> Result<(), JournalError> {
+        lock(&self.core.q).stop = true;
+        self.core.wake.notify_one();
+        let h = lock(&self.writer).take();
+        match h {
+            Some(h) => h.join().unwrap_or_else(|_| Err(JournalError::Failing("journal writer thread panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            self.core.log(format_args!("closing: {e}"));
+        }
+    }
+}
+
+impl Journal {
+    /// Recovers the leases of `path` (and its snapshot and compaction files), truncates a
+    /// damaged tail, and starts the writer thread. `now` decides which leases have ended.
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        compact_interval: Duration,
+        now: u32,
+    ) -> Result<(Journal, Recovery)> {
+        Journal::open_with(path, Options::new(durability, compact_interval), now)
+    }
+
+    pub fn open_with(path: &Path, opts: Options, now: u32) -> Result<(Journal, Recovery)> {
+        Journal::open_hooked(path, opts, now, Arc::default())
+    }
+
+    fn open_hooked(path: &Path, opts: Options, now: u32, hooks: Arc<Hooks>) -> Result<(Journal, Recovery)> {
+        let paths = Paths::new(path);
+        let lock_file = lock_exclusive(&paths.lock)?;
+        // Leftovers of an interrupted rotation or compaction: never the only copy of a record.
+        for stale in [&paths.next, &paths.tmp] {
+            remove_if_exists(stale).with_context(|| format!("removing {}", stale.display()))?;
+        }
+        let mut state = Replay::default();
+        let mut stats = RecoveryStats::default();
+        let ctx = |p: &Path| format!("reading {}", p.display());
+
+        let mut covered = 0;
+        if let Some(l) =
+            replay::load(&paths.snapshot, FileKind::Snapshot, &mut state).with_context(|| ctx(&paths.snapshot))?
+        {
+            covered = l.header.generation;
+            note(&mut stats, &paths.snapshot, &l);
+        }
+        let mut newest = covered;
+        match replay::peek(&paths.old).with_context(|| ctx(&paths.old))? {
+            Some((h, _)) if h.kind == FileKind::Journal && h.generation <= covered => {
+                // The compaction finished but the process stopped before deleting it.
+                fs::remove_file(&paths.old).with_context(|| format!("removing {}", paths.old.display()))?;
+                sync_dir(&paths.dir).with_context(|| format!("syncing {}", paths.dir.display()))?;
+                stats.stale_old_removed = true;
+            }
+            Some(_) => {
+                let l = replay::load(&paths.old, FileKind::Journal, &mut state).with_context(|| ctx(&paths.old))?;
+                if let Some(l) = l {
+                    note(&mut stats, &paths.old, &l);
+                    newest = l.header.generation;
+                    stats.resumed_compaction = true;
+                }
+            }
+            None => remove_if_exists(&paths.old).with_context(|| format!("removing {}", paths.old.display()))?,
+        }
+
+        let (file, generation, good_len) = match replay::peek(&paths.journal).with_context(|| ctx(&paths.journal))? {
+            Some((h, _)) => {
+                if h.kind != FileKind::Journal {
+                    bail!("{}: expected a journal, found a {:?} file", paths.journal.display(), h.kind);
+                }
+                if h.generation <= newest {
+                    bail!(
+                        "{}: journal generation {} is not newer than the snapshot or old journal ({newest}); \
+                         the files do not belong together",
+                        paths.journal.display(),
+                        h.generation
+                    );
+                }
+                let l = replay::load(&paths.journal, FileKind::Journal, &mut state)
+                    .with_context(|| ctx(&paths.journal))?
+                    .context("journal vanished while reading")?;
+                note(&mut stats, &paths.journal, &l);
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&paths.journal)
+                    .with_context(|| format!("opening {}", paths.journal.display()))?;
+                if l.len > l.scan.good_end {
+                    drop_tail(&paths, &file, l.scan.good_end, l.len)?;
+                }
+                (file, h.generation, l.scan.good_end)
+            }
+            None => {
+                let gen = newest + 1;
+                let file = create_journal(&paths, gen, now)
+                    .with_context(|| format!("creating {}", paths.journal.display()))?;
+                (file, gen, HEADER_LEN as u64)
+            }
+        };
+        stats.generation = generation;
+
+        let (leases, ended) = state.finish(now);
+        drop(state);
+        stats.expired_reclaimed = ended;
+        stats.bound = leases.iter().filter(|r| r.state == LeaseState::Bound).count();
+        stats.quarantined = leases.len() - stats.bound;
+
+        let core = Arc::new(Core {
+            paths,
+            durability: opts.durability,
+            compact_interval: opts.compact_interval,
+            max_queued: opts.max_queued_bytes,
+            clock: opts.clock,
+            q: Mutex::new(Queue {
+                buf: Vec::with_capacity(64 * RECORD_LEN),
+                queued: 0,
+                written: 0,
+                synced: 0,
+                durable: 0,
+                sync_req: 0,
+                failing: None,
+                last_error: None,
+                drop_logged: false,
+                stop: false,
+                closed: false,
+                writer_idle: false,
+                compact_req: 0,
+                compact_done: 0,
+                compact_result: Ok(()),
+                job_finished: false,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            n: AtomicCounters::default(),
+            hooks,
+        });
+        for d in &stats.damage {
+            core.log(format_args!(
+                "{}: {} at offset {}: {} bytes after it dropped",
+                d.file.display(),
+                d.reason,
+                d.offset,
+                d.dropped_bytes
+            ));
+        }
+        let store = Store::new(file, core.hooks.clone());
+        let w = Writer::new(core.clone(), store, generation, good_len, stats.resumed_compaction, lock_file);
+        let thread = std::thread::Builder::new()
+            .name("xdhcpd-journal".into())
+            .spawn(move || w.run())
+            .context("starting the journal writer thread")?;
+        let journal = Journal { h: Arc::new(Handle { core, writer: Mutex::new(Some(thread)) }) };
+        Ok((journal, Recovery { leases, stats }))
+    }
+
+    /// Queues the durable changes of `events` (the others are ignored) and returns what to
+    /// [`Journal::wait`] for before sending the replies that depend on them. Does no I/O.
+    pub fn append(&self, events: &[LeaseEvent]) -> Ticket {
+        let core = &self.h.core;
+        let n = events.iter().filter(|e| e.kind.is_durable()).count();
+        if n == 0 {
+            return Ticket::NONE;
+        }
+        let mut q = lock(&core.q);
+        if q.stop {
+            // Never written: `wait` reports `Closed`.
+            return Ticket(q.queued + 1);
+        }
+        if q.failing.is_some() && q.buf.len() + n * RECORD_LEN > core.max_queued {
+            core.n.records_dropped.fetch_add(n as u64, Ordering::Relaxed);
+            if !q.drop_logged {
+                q.drop_logged = true;
+                core.log(format_args!(
+                    "{} bytes queued while writes fail: dropping new lease changes (their ACKs are withheld)",
+                    q.buf.len()
+                ));
+            }
+            return Ticket::DROPPED;
+        }
+        for e in events {
+            if let Some(r) = Record::from_event(e) {
+                q.buf.extend_from_slice(&r.encode());
+            }
+        }
+        q.queued += n as u64;
+        let t = Ticket(q.queued);
+        if q.writer_idle {
+            q.writer_idle = false;
+            core.wake.notify_one();
+        }
+        t
+    }
+
+    /// Blocks until everything up to `ticket` is durable. `Err` at once while writes fail (the
+    /// caller withholds its ACKs; the records stay queued and are written when writes succeed).
+    pub fn wait(&self, ticket: Ticket) -> Result<(), JournalError> {
+        if ticket == Ticket::NONE {
+            return Ok(());
+        }
+        if ticket == Ticket::DROPPED {
+            return Err(JournalError::Overflow);
+        }
+        let core = &self.h.core;
+        let mut q = lock(&core.q);
+        loop {
+            if q.durable >= ticket.0 {
+                return Ok(());
+            }
+            if q.closed {
+                return Err(JournalError::Closed);
+            }
+            if let Some(e) = &q.failing {
+                return Err(JournalError::Failing(e.clone()));
+            }
+            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Writes and syncs (whatever the durability) everything appended so far.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        let core = &self.h.core;
+        let mut q = lock(&core.q);
+        let target = q.queued;
+        q.sync_req = q.sync_req.max(target);
+        core.wake.notify_one();
+        loop {
+            if q.synced >= target {
+                return Ok(());
+            }
+            if let Some(e) = &q.failing {
+                return Err(JournalError::Failing(e.clone()));
+            }
+            if q.closed {
+                return Err(JournalError::Closed);
+            }
+            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Writes and syncs everything queued and stops the threads (a running compaction is
+    /// abandoned, which is safe: it resumes at the next start). Other clones stop working too.
+    pub fn close(self) -> Result<(), JournalError> {
+        self.h.shutdown()
+    }
+
+    /// Asks for a compaction now, without waiting for it.
+    pub fn compact_now(&self) {
+        lock(&self.h.core.q).compact_req += 1;
+        self.h.core.wake.notify_one();
+    }
+
+    /// Compacts everything appended so far into the snapshot and waits until it is done.
+    /// Not for worker threads: it takes as long as writing the snapshot.
+    pub fn compact(&self) -> Result<(), JournalError> {
+        let core = &self.h.core;
+        let mut q = lock(&core.q);
+        q.compact_req += 1;
+        let mine = q.compact_req;
+        core.wake.notify_one();
+        loop {
+            if q.compact_done >= mine {
+                return q.compact_result.clone();
+            }
+            if let Some(e) = &q.failing {
+                return Err(JournalError::Failing(e.clone()));
+            }
+            if q.closed {
+                return Err(JournalError::Closed);
+            }
+            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        let core = &self.h.core;
+        let n = &core.n;
+        let (queued_records, failing, last_error) = {
+            let q = lock(&core.q);
+            ((q.buf.len() / RECORD_LEN) as u64, q.failing.is_some(), q.last_error.clone())
+        };
+        Counters {
+            records_written: n.records_written.load(Ordering::Relaxed),
+            bytes_written: n.bytes_written.load(Ordering::Relaxed),
+            writes: n.writes.load(Ordering::Relaxed),
+            fsyncs: n.fsyncs.load(Ordering::Relaxed),
+            write_failures: n.write_failures.load(Ordering::Relaxed),
+            records_dropped: n.records_dropped.load(Ordering::Relaxed),
+            compactions: n.compactions.load(Ordering::Relaxed),
+            compaction_failures: n.compaction_failures.load(Ordering::Relaxed),
+            queued_records,
+            failing,
+            last_error,
+        }
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.h.core.durability
+    }
+}
+
+/// Reads the lease files of `path` without changing anything (no truncation, no lock): what a
+/// start at `now` would recover. For tools and tests.
+pub fn inspect(path: &Path, now: u32) -> Result<Recovery> {
+    let paths = Paths::new(path);
+    let mut state = Replay::default();
+    let mut stats = RecoveryStats::default();
+    let mut covered = 0;
+    if let Some(l) = replay::load(&paths.snapshot, FileKind::Snapshot, &mut state)? {
+        covered = l.header.generation;
+        note(&mut stats, &paths.snapshot, &l);
+    }
+    for p in [&paths.old, &paths.journal] {
+        if let Some((h, _)) = replay::peek(p)? {
+            if h.generation > covered {
+                if let Some(l) = replay::load(p, FileKind::Journal, &mut state)? {
+                    note(&mut stats, p, &l);
+                    stats.generation = l.header.generation;
+                }
+            }
+        }
+    }
+    let (leases, ended) = state.finish(now);
+    stats.expired_reclaimed = ended;
+    stats.bound = leases.iter().filter(|r| r.state == LeaseState::Bound).count();
+    stats.quarantined = leases.len() - stats.bound;
+    Ok(Recovery { leases, stats })
+}
+
+fn note(stats: &mut RecoveryStats, path: &Path, l: &replay::Loaded) {
+    stats.records_read += l.scan.records;
+    if let Some((reason, dropped)) = l.scan.damage {
+        stats.torn_bytes += dropped;
+        stats.damage.push(DamageReport {
+            file: path.to_path_buf(),
+            offset: l.scan.good_end,
+            dropped_bytes: dropped,
+            reason,
+        });
+    }
+}
+
+/// Cuts the journal back to its last good record so appends continue from there. More than one
+/// record's worth of dropped bytes is not a plain torn tail: keep a copy for the operator.
+fn drop_tail(paths: &Paths, file: &File, good_end: u64, len: u64) -> Result<()> {
+    if len - good_end > RECORD_LEN as u64 {
+        let copy = || -> io::Result<()> {
+            use std::os::unix::fs::FileExt;
+            let mut bytes = vec![0u8; (len - good_end) as usize];
+            file.read_exact_at(&mut bytes, good_end)?;
+            let mut out = File::create(&paths.corrupt)?;
+            out.write_all(&bytes)?;
+            out.sync_all()
+        };
+        match copy() {
+            Ok(()) => eprintln!(
+                "xdhcpd: lease file {}: {} damaged bytes copied to {}",
+                paths.journal.display(),
+                len - good_end,
+                paths.corrupt.display()
+            ),
+            Err(e) => {
+                eprintln!("xdhcpd: lease file {}: could not keep the damaged bytes: {e}", paths.journal.display())
+            }
+        }
+    }
+    file.set_len(good_end).with_context(|| format!("truncating {}", paths.journal.display()))?;
+    file.sync_all().with_context(|| format!("syncing {}", paths.journal.display()))
+}
+
+/// Creates the journal of `generation` at `paths.journal` atomically: written and synced as
+/// `PATH.next` first, so `PATH` is never a file without a complete header.
+fn create_journal(paths: &Paths, generation: u64, now: u32) -> io::Result<File> {
+    let f = create_with_header(&paths.next, Header { kind: FileKind::Journal, generation, created: now })?;
+    fs::rename(&paths.next, &paths.journal)?;
+    sync_dir(&paths.dir)?;
+    Ok(f)
+}
+
+fn create_with_header(path: &Path, h: Header) -> io::Result<File> {
+    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    f.write_all(&h.encode())?;
+    f.sync_all()?;
+    Ok(f)
+}
+
+/// Makes renames, creations and deletions in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn remove_if_exists(p: &Path) -> io::Result<()> {
+    match fs::remove_file(p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Takes `PATH.lock` for the life of the writer: a second server on the same files would
+/// interleave records and delete each other's journals.
+fn lock_exclusive(path: &Path) -> Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own and keep open; no memory is involved.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        bail!("{} is locked by another process ({e}): is another xdhcpd using this lease file?", path.display());
+    }
+    Ok(f)
+}

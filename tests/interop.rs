@@ -1,0 +1,502 @@
+//! The xdhcpd binary in network namespaces, against real DHCP clients and relays (busybox
+//! udhcpc, ISC dhclient, dhcpcd, ISC dhcrelay, Kea's perfdhcp) and scripted clients for the
+//! cases no stock client produces (another server's offer chosen, kill -9 under load).
+//!
+//! Each test makes its own namespaces (no default route, 198.18.0.0/15) and removes them, and
+//! the processes it started, even when it fails. Needs root: skipped outside CI otherwise.
+//! Declared as a test of the dhcp-user package, so that cargo builds the binary for it.
+
+use dhcp_user::client::{mac_for, ClientMsg};
+use dhcp_user::wire::dhcp::{Packet, FLAG_BROADCAST};
+use dhcp_user::wire::options::{code, MessageType};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+use xdhcpd_tests::*;
+
+const XDHCPD: &str = env!("CARGO_BIN_EXE_xdhcpd");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Starts xdhcpd in the server namespace with `args` after `serve`, logging to `log`, and waits
+/// until it listens on port 67.
+fn start_server(pair: &Pair, args: &[&str], log: &Path) -> Process {
+    let mut all = vec![XDHCPD, "serve"];
+    all.extend_from_slice(args);
+    let p = Process::start(&pair.server, "xdhcpd", &all, log);
+    let up = eventually(WAIT, || {
+        let ss = pair.server.exec(&["ss", "-uln"]);
+        String::from_utf8_lossy(&ss.stdout).contains(":67 ").then_some(())
+    });
+    assert!(up.is_some(), "xdhcpd did not start: {}", std::fs::read_to_string(log).unwrap_or_default());
+    p
+}
+
+/// The one-subnet quick start on `s0` with `pool`.
+fn quick(pool: &str) -> Vec<String> {
+    ["--interface", "s0", "--subnet", "198.18.0.0/24", "--pool", pool, "--server-id", "198.18.0.1", "--workers", "2"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Message of scripted client `n` asking for broadcast replies.
+fn msg(n: u32, mt: MessageType, ciaddr: Ipv4Addr, options: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut buf = vec![0u8; 600];
+    let m = ClientMsg { flags: FLAG_BROADCAST, ciaddr, options, ..ClientMsg::new(mac_for(n), 0x5000 + n) };
+    let len = m.write(mt, &mut buf).unwrap();
+    buf.truncate(len);
+    buf
+}
+
+fn yiaddr(reply: &[u8]) -> Ipv4Addr {
+    Packet::new_checked(reply).unwrap().yiaddr()
+}
+
+fn reply_type(reply: &[u8]) -> Option<MessageType> {
+    Packet::new_checked(reply).ok()?.parse_options().ok()?.message_type()
+}
+
+/// DISCOVER then REQUEST for scripted client `n`: the ACKed address, if any.
+fn dora(c: &RawClient, n: u32, limit: Duration) -> Option<Ipv4Addr> {
+    let offer = c.exchange(&msg(n, MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]), limit)?;
+    let ip = yiaddr(&offer);
+    let sid = [198, 18, 0, 1];
+    let req = msg(
+        n,
+        MessageType::Request,
+        Ipv4Addr::UNSPECIFIED,
+        &[(code::SERVER_ID, &sid), (code::REQUESTED_IP, &ip.octets())],
+    );
+    let ack = c.exchange(&req, limit)?;
+    (reply_type(&ack) == Some(MessageType::Ack)).then_some(ip)
+}
+
+/// A udhcpc event script that logs `EVENT ip=...` lines and configures the address.
+fn udhcpc_script(dir: &Scratch) -> (String, String) {
+    let events = dir.path("events").display().to_string();
+    let script = dir.path("udhcpc.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1 ip=$ip serverid=$serverid\" >> {events}\ncase \"$1\" in\n  deconfig) ip addr flush dev \"$interface\" ;;\n  bound|renew) ip addr replace \"$ip/${{mask:-24}}\" dev \"$interface\" ;;\nesac\n"
+        ),
+    )
+    .unwrap();
+    sh(&["chmod", "+x", &script.display().to_string()]);
+    (script.display().to_string(), events)
+}
+
+fn events(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn wait_event(path: &str, needle: &str) -> bool {
+    eventually(WAIT, || events(path).contains(needle).then_some(())).is_some()
+}
+
+#[test]
+fn udhcpc_gets_renews_and_releases() {
+    if !root_or_skip("udhcpc_gets_renews_and_releases") {
+        return;
+    }
+    let pair = Pair::new("udhcpc");
+    let dir = Scratch::new("udhcpc");
+    let _server = start_server(&pair, &strs(&quick("198.18.0.100-198.18.0.100")), &dir.path("server.log"));
+    let (script, ev) = udhcpc_script(&dir);
+    let mut client = Process::start(
+        &pair.client,
+        "udhcpc",
+        &["udhcpc", "-i", "c0", "-f", "-t", "5", "-T", "1", "-s", &script],
+        &dir.path("udhcpc.log"),
+    );
+    assert!(wait_event(&ev, "bound ip=198.18.0.100 serverid=198.18.0.1"), "{}", events(&ev));
+    client.signal(libc::SIGUSR1);
+    assert!(wait_event(&ev, "renew ip=198.18.0.100"), "renewal: {}", events(&ev));
+    client.signal(libc::SIGUSR2);
+    assert!(eventually(WAIT, || std::fs::read_to_string(dir.path("udhcpc.log"))
+        .ok()?
+        .contains("entering released state")
+        .then_some(()))
+    .is_some());
+    client.stop();
+    // The pool has one address: another client gets it only if the release freed it.
+    let got = pair.client.spawn(|| dora(&RawClient::new("c0"), 7, Duration::from_secs(3))).join().unwrap();
+    assert_eq!(got, Some(Ipv4Addr::new(198, 18, 0, 100)));
+}
+
+#[test]
+fn foreign_server_choice_releases_the_offer_at_once() {
+    if !root_or_skip("foreign_server_choice_releases_the_offer_at_once") {
+        return;
+    }
+    let pair = Pair::new("foreign");
+    let dir = Scratch::new("foreign");
+    let mut args = quick("198.18.0.100-198.18.0.100");
+    args.extend(["--offer-timeout", "600"].map(String::from));
+    let _server = start_server(&pair, &strs(&args), &dir.path("server.log"));
+    let (first, second, third) = pair
+        .client
+        .spawn(|| {
+            let c = RawClient::new("c0");
+            let limit = Duration::from_secs(3);
+            let a = c.exchange(&msg(1, MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]), limit).map(|r| yiaddr(&r));
+            // While A's offer is held (600 s), B gets nothing.
+            let b = c.exchange(&msg(2, MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]), Duration::from_secs(1));
+            // A takes another server's offer: its REQUEST names 198.18.0.99.
+            let other = [198, 18, 0, 99];
+            let want = [198, 18, 0, 50];
+            let req = msg(
+                1,
+                MessageType::Request,
+                Ipv4Addr::UNSPECIFIED,
+                &[(code::SERVER_ID, &other), (code::REQUESTED_IP, &want)],
+            );
+            c.sock.send_to(&req, (Ipv4Addr::BROADCAST, 67)).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let b2 = c.exchange(&msg(2, MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]), limit).map(|r| yiaddr(&r));
+            (a, b, b2)
+        })
+        .join()
+        .unwrap();
+    assert_eq!(first, Some(Ipv4Addr::new(198, 18, 0, 100)));
+    assert!(second.is_none(), "no second offer of the only address while A's offer stands");
+    assert_eq!(third, Some(Ipv4Addr::new(198, 18, 0, 100)), "released at once, long before the 600 s offer timeout");
+}
+
+/// Counts from perfdhcp's report: (sent, received, drops) per exchange and non-unique
+/// addresses.
+#[derive(Debug, Default)]
+struct PerfReport {
+    exchanges: Vec<(String, u64, u64, u64)>,
+    non_unique: Option<u64>,
+}
+
+fn parse_perfdhcp(out: &str) -> PerfReport {
+    let mut r = PerfReport::default();
+    let num = |line: &str| line.rsplit(':').next().and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+    let mut current: Option<(String, u64, u64, u64)> = None;
+    for line in out.lines() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix("***Statistics for:") {
+            if let Some(c) = current.take() {
+                r.exchanges.push(c);
+            }
+            current = Some((name.trim_end_matches('*').trim().to_string(), 0, 0, 0));
+        } else if let Some(c) = current.as_mut() {
+            if l.starts_with("sent packets:") {
+                c.1 = num(l).unwrap_or(0);
+            } else if l.starts_with("received packets:") {
+                c.2 = num(l).unwrap_or(0);
+            } else if l.starts_with("drops:") {
+                c.3 = num(l).unwrap_or(0);
+            }
+        }
+        if l.starts_with("non unique addresses:") {
+            r.non_unique = num(l);
+        }
+    }
+    if let Some(c) = current {
+        r.exchanges.push(c);
+    }
+    r
+}
+
+#[test]
+fn perfdhcp_dora_has_no_drops_and_unique_addresses() {
+    if !root_or_skip("perfdhcp_dora_has_no_drops_and_unique_addresses") {
+        return;
+    }
+    let pair = Pair::new("perf");
+    let dir = Scratch::new("perf");
+    let args = [
+        "--interface",
+        "s0",
+        "--subnet",
+        "198.18.0.0/16",
+        "--pool",
+        "198.18.1.0-198.18.255.254",
+        "--server-id",
+        "198.18.0.1",
+        "--workers",
+        "2",
+        "--lease-file",
+        &dir.path("leases").display().to_string(),
+    ]
+    .map(String::from);
+    let _server = start_server(&pair, &strs(&args), &dir.path("server.log"));
+    let out = pair.client.exec(&["perfdhcp", "-4", "-l", "c0", "-r", "200", "-R", "2000", "-p", "5", "-W", "2000000"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let r = parse_perfdhcp(&text);
+    assert_eq!(r.exchanges.len(), 2, "DISCOVER-OFFER and REQUEST-ACK reported:\n{text}");
+    for (name, sent, received, drops) in &r.exchanges {
+        assert!(*sent > 500, "{name}: {sent} sent\n{text}");
+        assert_eq!((drops, received), (&0, sent), "{name}\n{text}");
+    }
+    assert_eq!(r.non_unique, Some(0), "{text}");
+}
+
+/// dhclient's script: logs `REASON ip=...` and configures the address.
+fn dhclient_script(dir: &Scratch) -> (String, String) {
+    let events = dir.path("events").display().to_string();
+    let script = dir.path("dhclient.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$reason ip=$new_ip_address server=$new_dhcp_server_identifier\" >> {events}\ncase \"$reason\" in\n  BOUND|RENEW|REBIND|REBOOT) ip addr replace \"$new_ip_address/24\" dev \"$interface\" ;;\n  EXPIRE|FAIL|RELEASE|STOP) ip addr flush dev \"$interface\" ;;\nesac\n"
+        ),
+    )
+    .unwrap();
+    sh(&["chmod", "+x", &script.display().to_string()]);
+    (script.display().to_string(), events)
+}
+
+/// A configuration file on `s0` with one pool, fast renewals (T1 3 s, T2 5 s) and a lease file.
+fn config_file(dir: &Scratch, pool: &str) -> String {
+    let path = dir.path("xdhcpd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "server_id = \"198.18.0.1\"\nlease_time = 60\n\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"udp\"\nlease_file = \"{}\"\n\n[[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"{pool}\"]\nrenewal_time = 3\nrebinding_time = 5\n",
+            dir.path("leases").display()
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn dhclient_gets_renews_releases_and_reboots_after_restart() {
+    if !root_or_skip("dhclient_gets_renews_releases_and_reboots_after_restart") {
+        return;
+    }
+    let pair = Pair::new("dhclient");
+    let dir = Scratch::new("dhclient");
+    let cfg = config_file(&dir, "198.18.0.100-198.18.0.100");
+    let log = dir.path("server.log");
+    let mut server = start_server(&pair, &["--config", &cfg], &log);
+    let (script, ev) = dhclient_script(&dir);
+    let leases = dir.path("dhclient.leases").display().to_string();
+    let pid = dir.path("dhclient.pid").display().to_string();
+    let dhclient = |extra: &[&str]| {
+        let mut a = vec!["dhclient", "-d", "-v", "-1", "-lf", &leases, "-pf", &pid, "-sf", &script];
+        a.extend_from_slice(extra);
+        a.push("c0");
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let args = dhclient(&[]);
+    let mut client = Process::start(&pair.client, "dhclient", &strs(&args), &dir.path("dhclient.log"));
+    assert!(wait_event(&ev, "BOUND ip=198.18.0.100 server=198.18.0.1"), "{}", events(&ev));
+    assert!(wait_event(&ev, "RENEW ip=198.18.0.100"), "renewal at T1: {}", events(&ev));
+    // Stop without releasing; restart the server; dhclient's INIT-REBOOT must be ACKed.
+    client.signal(libc::SIGKILL);
+    client.wait_for(WAIT);
+    assert!(server.stop().success(), "SIGTERM exits 0: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    let _server = start_server(&pair, &["--config", &cfg], &dir.path("server2.log"));
+    let _client = Process::start(&pair.client, "dhclient", &strs(&args), &dir.path("dhclient2.log"));
+    assert!(wait_event(&ev, "REBOOT ip=198.18.0.100"), "INIT-REBOOT after restart: {}", events(&ev));
+    drop(_client);
+    // Release, then another client gets the only address.
+    let release: Vec<String> =
+        ["dhclient", "-r", "-v", "-lf", &leases, "-pf", &pid, "-sf", &script, "c0"].map(String::from).to_vec();
+    let out = pair.client.exec(&strs(&release));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = pair.client.spawn(|| dora(&RawClient::new("c0"), 9, Duration::from_secs(3))).join().unwrap();
+    assert_eq!(got, Some(Ipv4Addr::new(198, 18, 0, 100)), "{}", events(&ev));
+}
+
+#[test]
+fn dhcpcd_gets_renews_and_releases() {
+    if !root_or_skip("dhcpcd_gets_renews_and_releases") {
+        return;
+    }
+    let pair = Pair::new("dhcpcd");
+    let dir = Scratch::new("dhcpcd");
+    let cfg = config_file(&dir, "198.18.0.100-198.18.0.100");
+    let _server = start_server(&pair, &["--config", &cfg], &dir.path("server.log"));
+    let events_path = dir.path("events").display().to_string();
+    let script = dir.path("dhcpcd.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$reason ip=$new_ip_address server=$new_dhcp_server_identifier\" >> {events_path}\n"),
+    )
+    .unwrap();
+    sh(&["chmod", "+x", &script.display().to_string()]);
+    // dhcpcd keeps its lease under /var/lib/dhcpcd by interface name: start clean.
+    let _ = std::fs::remove_file("/var/lib/dhcpcd/c0.lease");
+    let script = script.display().to_string();
+    let mut client = Process::start(
+        &pair.client,
+        "dhcpcd",
+        &["dhcpcd", "-4", "-B", "-d", "-t", "20", "-c", &script, "-f", "/dev/null", "--noarp", "c0"],
+        &dir.path("dhcpcd.log"),
+    );
+    assert!(wait_event(&events_path, "BOUND ip=198.18.0.100 server=198.18.0.1"), "{}", events(&events_path));
+    assert!(wait_event(&events_path, "RENEW ip=198.18.0.100"), "renewal at T1: {}", events(&events_path));
+    // `-4` as the daemon was started with: it names the daemon's pid file.
+    let out = pair.client.exec(&["dhcpcd", "-4", "-k", "c0"]);
+    assert!(out.status.success(), "dhcpcd -k: {}", String::from_utf8_lossy(&out.stderr));
+    client.wait_for(WAIT);
+    let _ = std::fs::remove_file("/var/lib/dhcpcd/c0.lease");
+    let got = pair.client.spawn(|| dora(&RawClient::new("c0"), 11, Duration::from_secs(3))).join().unwrap();
+    assert_eq!(got, Some(Ipv4Addr::new(198, 18, 0, 100)), "released: {}", events(&events_path));
+}
+
+#[test]
+fn kill_9_under_load_loses_no_acked_lease() {
+    if !root_or_skip("kill_9_under_load_loses_no_acked_lease") {
+        return;
+    }
+    let pair = Pair::new("kill9");
+    let dir = Scratch::new("kill9");
+    let leases = dir.path("leases").display().to_string();
+    let mut args = quick("198.18.0.10-198.18.0.250");
+    args.extend(["--lease-file".to_string(), leases.clone()]);
+    let mut server = start_server(&pair, &strs(&args), &dir.path("server.log"));
+    // Two scripted clients run DORAs as fast as the server answers; the server is killed
+    // mid-run. Every ACK a client saw must survive.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loaders: Vec<_> = (0..2u32)
+        .map(|t| {
+            let stop = stop.clone();
+            pair.client.spawn(move || {
+                let c = RawClient::new("c0");
+                let mut acked = Vec::new();
+                let mut n = t * 100_000;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(ip) = dora(&c, n, Duration::from_millis(300)) {
+                        acked.push((n, ip));
+                    }
+                    n += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal(libc::SIGKILL);
+    server.wait_for(WAIT);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<(u32, Ipv4Addr)> = loaders.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    assert!(acked.len() >= 20, "the load ran: {} leases ACKed", acked.len());
+
+    let _server = start_server(&pair, &strs(&args), &dir.path("server2.log"));
+    let (kept, strangers) = pair
+        .client
+        .spawn(move || {
+            let c = RawClient::new("c0");
+            let mut kept = Vec::new();
+            for &(n, ip) in &acked {
+                // INIT-REBOOT: the address it holds, no server id.
+                let req = msg(n, MessageType::Request, Ipv4Addr::UNSPECIFIED, &[(code::REQUESTED_IP, &ip.octets())]);
+                let r = c.exchange(&req, Duration::from_secs(2));
+                kept.push((n, ip, r.filter(|r| reply_type(r) == Some(MessageType::Ack)).map(|r| yiaddr(&r))));
+            }
+            // New clients are never offered an address someone else was ACKed.
+            let mut strangers = Vec::new();
+            for n in 900_000..900_020 {
+                if let Some(o) =
+                    c.exchange(&msg(n, MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]), Duration::from_secs(1))
+                {
+                    strangers.push(yiaddr(&o));
+                }
+            }
+            (kept, strangers)
+        })
+        .join()
+        .unwrap();
+    for (n, ip, got) in &kept {
+        assert_eq!(got.as_ref(), Some(ip), "client {n} was ACKed {ip} before the kill");
+    }
+    for s in &strangers {
+        assert!(!kept.iter().any(|(_, ip, _)| ip == s), "{s} offered to a new client while held");
+    }
+}
+
+#[test]
+fn dhcrelay_option_82_is_echoed_and_relayed_clients_served() {
+    if !root_or_skip("dhcrelay_option_82_is_echoed_and_relayed_clients_served") {
+        return;
+    }
+    // client (c0) — relay (r0 | r1) — server (s0): the relay's client side is 198.18.2.1/24.
+    let server = Netns::new(format!("xdt{}-relay-s", std::process::id()));
+    let relay = Netns::new(format!("xdt{}-relay-r", std::process::id()));
+    let client = Netns::new(format!("xdt{}-relay-c", std::process::id()));
+    sh(&["ip", "link", "add", "s0", "netns", &server.name, "type", "veth", "peer", "r1", "netns", &relay.name]);
+    sh(&["ip", "link", "add", "r0", "netns", &relay.name, "type", "veth", "peer", "c0", "netns", &client.name]);
+    server.ip(&["addr", "add", "198.18.1.1/24", "dev", "s0"]);
+    relay.ip(&["addr", "add", "198.18.1.2/24", "dev", "r1"]);
+    relay.ip(&["addr", "add", "198.18.2.1/24", "dev", "r0"]);
+    for (ns, dev) in [(&server, "s0"), (&relay, "r1"), (&relay, "r0"), (&client, "c0")] {
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    // The server reaches the relay's client-side address through the relay (not a default route).
+    server.ip(&["route", "add", "198.18.2.0/24", "via", "198.18.1.2"]);
+    let dir = Scratch::new("relay");
+    let cfg = dir.path("xdhcpd.toml");
+    std::fs::write(
+        &cfg,
+        "server_id = \"198.18.1.1\"\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"udp\"\n\n\
+         [[subnet]]\nsubnet = \"198.18.1.0/24\"\ninterface = \"s0\"\npools = [\"198.18.1.100-198.18.1.110\"]\n\n\
+         [[subnet]]\nsubnet = \"198.18.2.0/24\"\npools = [\"198.18.2.100-198.18.2.110\"]\nrouters = [\"198.18.2.1\"]\n",
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let _xdhcpd = Process::start(&server, "xdhcpd", &[XDHCPD, "serve", "--config", &cfg], &dir.path("server.log"));
+    assert!(eventually(WAIT, || String::from_utf8_lossy(&server.exec(&["ss", "-uln"]).stdout)
+        .contains(":67 ")
+        .then_some(()))
+    .is_some());
+    let capture = Capture::start(&server, "s0");
+    let _dhcrelay = Process::start(
+        &relay,
+        "dhcrelay",
+        &["dhcrelay", "-d", "-4", "-a", "-iu", "r1", "-id", "r0", "198.18.1.1"],
+        &dir.path("dhcrelay.log"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (script, ev) = udhcpc_script(&dir);
+    let _udhcpc = Process::start(
+        &client,
+        "udhcpc",
+        &["udhcpc", "-i", "c0", "-f", "-t", "10", "-T", "1", "-s", &script],
+        &dir.path("udhcpc.log"),
+    );
+    assert!(
+        wait_event(&ev, "bound ip=198.18.2.100"),
+        "relayed client bound: {}\n{}",
+        events(&ev),
+        std::fs::read_to_string(dir.path("dhcrelay.log")).unwrap_or_default()
+    );
+    let frames = capture.finish();
+    // Between relay and server: requests carry the relay's option 82, replies echo it.
+    let mut requests = Vec::new();
+    let mut replies = Vec::new();
+    for f in &frames {
+        // Frames the server sends are captured before checksum offload fills the UDP checksum,
+        // so the headers are read without verifying it.
+        let Ok(l2) = dhcp_user::wire::ether::Header::parse(f) else { continue };
+        let Ok(ip) = dhcp_user::wire::ipv4::Packet::new_checked(&f[l2.len()..]) else { continue };
+        let Ok(u) = dhcp_user::wire::udp::Packet::new_checked(ip.payload()) else { continue };
+        if ip.protocol() != 17 || (u.src_port(), u.dst_port()) != (67, 67) {
+            continue;
+        }
+        let Ok(p) = Packet::new_checked(u.payload()) else { continue };
+        let Ok(o) = p.parse_options() else { continue };
+        let mut scratch = [0u8; 1024];
+        let ri = o.value(code::RELAY_AGENT_INFO, &mut scratch).ok().flatten().map(<[u8]>::to_vec);
+        if p.op() == 1 {
+            requests.push(ri)
+        } else {
+            replies.push(ri)
+        }
+    }
+    assert!(!requests.is_empty() && !replies.is_empty(), "{} frames captured", frames.len());
+    let added = requests[0].clone().expect("dhcrelay -a adds option 82");
+    assert!(
+        replies.iter().all(|r| r.as_ref() == Some(&added)),
+        "every reply echoes option 82: {replies:?} vs {added:?}"
+    );
+}
