@@ -74,19 +74,24 @@ fn dora(c: &RawClient, n: u32, limit: Duration) -> Option<Ipv4Addr> {
     (reply_type(&ack) == Some(MessageType::Ack)).then_some(ip)
 }
 
-/// A udhcpc event script that logs `EVENT ip=...` lines and configures the address.
-fn udhcpc_script(dir: &Scratch) -> (String, String) {
+/// Writes an executable client hook script `name` in `dir`: `log` is a shell line whose output
+/// is appended to the events file, `rest` the rest of the script. Returns (script, events).
+fn hook_script(dir: &Scratch, name: &str, log: &str, rest: &str) -> (String, String) {
     let events = dir.path("events").display().to_string();
-    let script = dir.path("udhcpc.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$1 ip=$ip serverid=$serverid\" >> {events}\ncase \"$1\" in\n  deconfig) ip addr flush dev \"$interface\" ;;\n  bound|renew) ip addr replace \"$ip/${{mask:-24}}\" dev \"$interface\" ;;\nesac\n"
-        ),
-    )
-    .unwrap();
+    let script = dir.path(name);
+    std::fs::write(&script, format!("#!/bin/sh\n{log} >> {events}\n{rest}")).unwrap();
     sh(&["chmod", "+x", &script.display().to_string()]);
     (script.display().to_string(), events)
+}
+
+/// A udhcpc event script that logs `EVENT ip=...` lines and configures the address.
+fn udhcpc_script(dir: &Scratch) -> (String, String) {
+    hook_script(
+        dir,
+        "udhcpc.sh",
+        "echo \"$1 ip=$ip serverid=$serverid\"",
+        "case \"$1\" in\n  deconfig) ip addr flush dev \"$interface\" ;;\n  bound|renew) ip addr replace \"$ip/${mask:-24}\" dev \"$interface\" ;;\nesac\n",
+    )
 }
 
 fn events(path: &str) -> String {
@@ -240,17 +245,12 @@ fn perfdhcp_dora_has_no_drops_and_unique_addresses() {
 
 /// dhclient's script: logs `REASON ip=...` and configures the address.
 fn dhclient_script(dir: &Scratch) -> (String, String) {
-    let events = dir.path("events").display().to_string();
-    let script = dir.path("dhclient.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$reason ip=$new_ip_address server=$new_dhcp_server_identifier\" >> {events}\ncase \"$reason\" in\n  BOUND|RENEW|REBIND|REBOOT) ip addr replace \"$new_ip_address/24\" dev \"$interface\" ;;\n  EXPIRE|FAIL|RELEASE|STOP) ip addr flush dev \"$interface\" ;;\nesac\n"
-        ),
+    hook_script(
+        dir,
+        "dhclient.sh",
+        "echo \"$reason ip=$new_ip_address server=$new_dhcp_server_identifier\"",
+        "case \"$reason\" in\n  BOUND|RENEW|REBIND|REBOOT) ip addr replace \"$new_ip_address/24\" dev \"$interface\" ;;\n  EXPIRE|FAIL|RELEASE|STOP) ip addr flush dev \"$interface\" ;;\nesac\n",
     )
-    .unwrap();
-    sh(&["chmod", "+x", &script.display().to_string()]);
-    (script.display().to_string(), events)
 }
 
 /// A configuration file on `s0` with one pool, fast renewals (T1 3 s, T2 5 s) and a lease file.
@@ -316,17 +316,11 @@ fn dhcpcd_gets_renews_and_releases() {
     let dir = Scratch::new("dhcpcd");
     let cfg = config_file(&dir, "198.18.0.100-198.18.0.100");
     let _server = start_server(&pair, &["--config", &cfg], &dir.path("server.log"));
-    let events_path = dir.path("events").display().to_string();
-    let script = dir.path("dhcpcd.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$reason ip=$new_ip_address server=$new_dhcp_server_identifier\" >> {events_path}\n"),
-    )
-    .unwrap();
-    sh(&["chmod", "+x", &script.display().to_string()]);
+    // dhcpcd configures the address itself; the hook only logs.
+    let (script, events_path) =
+        hook_script(&dir, "dhcpcd.sh", "echo \"$reason ip=$new_ip_address server=$new_dhcp_server_identifier\"", "");
     // dhcpcd keeps its lease under /var/lib/dhcpcd by interface name: start clean.
     let _ = std::fs::remove_file("/var/lib/dhcpcd/c0.lease");
-    let script = script.display().to_string();
     let mut client = Process::start(
         &pair.client,
         "dhcpcd",

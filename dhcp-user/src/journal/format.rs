@@ -243,7 +243,7 @@ pub(super) fn scan(mut r: impl Read, start: u64, file_len: u64, mut each: impl F
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn fill(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

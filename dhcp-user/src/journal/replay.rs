@@ -19,7 +19,7 @@ use crate::lease::{ClientKey, LeaseState};
 use core::net::Ipv4Addr;
 use hashbrown::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::path::Path;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -150,7 +150,7 @@ pub(super) fn peek(path: &Path) -> io::Result<Option<(Header, u64)>> {
         return Ok(None);
     }
     let mut b = [0u8; HEADER_LEN];
-    let n = read_up_to(&mut f, &mut b)?;
+    let n = format::fill(&mut f, &mut b)?;
     let h = Header::decode(&b[..n]).map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
     Ok(Some((h, len)))
 }
@@ -169,22 +169,9 @@ pub(super) fn load(path: &Path, kind: FileKind, state: &mut Replay) -> io::Resul
     let f = File::open(path)?;
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut skip = [0u8; HEADER_LEN];
-    read_up_to(&mut r, &mut skip)?;
+    format::fill(&mut r, &mut skip)?;
     let scan = format::scan(r, HEADER_LEN as u64, len, |rec| state.apply(&rec))?;
     Ok(Some(Loaded { header, len, scan }))
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// One place reading stopped early.
