@@ -324,6 +324,7 @@ fn dhcpcd_gets_renews_and_releases() {
     let mut client = Process::start(
         &pair.client,
         "dhcpcd",
+        // `-c`: our hook instead of dhcpcd's (which would set DNS and the host name).
         &["dhcpcd", "-4", "-B", "-d", "-t", "20", "-c", &script, "-f", "/dev/null", "--noarp", "c0"],
         &dir.path("dhcpcd.log"),
     );

@@ -42,6 +42,11 @@ impl Netns {
     pub fn new(name: String) -> Netns {
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         sh(&["ip", "netns", "add", &name]);
+        // `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc/*: DHCP clients run there
+        // may rewrite resolv.conf, and must only ever touch the namespace's own copy.
+        let etc = format!("/etc/netns/{name}");
+        std::fs::create_dir_all(&etc).expect("/etc/netns dir");
+        std::fs::write(format!("{etc}/resolv.conf"), "# test namespace: no DNS\n").expect("resolv.conf");
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
@@ -76,6 +81,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }
 }
 

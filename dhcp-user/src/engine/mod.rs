@@ -145,7 +145,7 @@ pub enum EventKind {
     OfferReleased,
     /// Nobody took the offer in time.
     OfferExpired,
-    /// The client declined the address; it is out of the pool until `expires`.
+    /// The client declined a pool address; it is out of the pool until `expires`.
     Declined,
     /// Decline probation ended; the address is back in the pool.
     ProbationEnded,
@@ -595,8 +595,12 @@ impl State {
         let expires = now + sh.decline_probation;
         if sh.space().quarantine(ip) {
             self.table.insert(ClientKey::quarantine(ip.into()), ip.into(), LeaseState::Quarantined, expires);
+            Self::push(events, EventKind::Declined, ip, req, expires);
+        } else {
+            // A reserved (or out-of-pool) address has no probation: the client just gives it
+            // back, and the journal must not restore a probation that never was.
+            Self::push(events, EventKind::Released, ip, req, now);
         }
-        Self::push(events, EventKind::Declined, ip, req, expires);
         Outcome::Silent(Silence::Done)
     }
 

@@ -690,3 +690,17 @@ fn restore_puts_back_leases_and_refuses_conflicts() {
     assert_eq!(s.ask(&a.reboot(ip("100.64.0.10"))).0.kind, MessageType::Ack);
     assert_eq!(s.ask(&b.discover()).1.yiaddr(), ip("100.64.0.11"));
 }
+
+#[test]
+fn declining_a_reserved_address_is_a_release_not_a_probation() {
+    let mut cfg = config("100.64.0.10", "100.64.0.12");
+    let a = Client::new(1);
+    cfg.subnets[0].reservations = vec![Reservation { client: ClientMatch::Mac(a.mac), ip: ip("100.64.0.11") }];
+    let mut s = Server::new(cfg);
+    let x = dora(&mut s, &a);
+    s.take_events();
+    assert_eq!(s.send(&a.decline(x)), Outcome::Silent(Silence::Done));
+    assert_eq!(s.take_events(), [(EventKind::Released, x)]);
+    assert_eq!(s.engine.records(), 0, "no probation record");
+    assert_eq!(dora(&mut s, &a), x, "still reserved for its client");
+}

@@ -28,17 +28,13 @@ impl ClientKey {
             }
         } else {
             k[0] = tag | TAG_HASHED;
-            // Two SipHash-2-4 runs with different fixed keys: stable within a process, which is all
-            // the engine needs (the journal stores identities whole).
-            let mut out = [0u8; 16];
-            for (i, seed) in [0x243f_6a88_85a3_08d3u64, 0x1319_8a2e_0370_7344].into_iter().enumerate() {
-                #[allow(deprecated)]
-                let mut h = std::hash::SipHasher::new_with_keys(seed, !seed);
-                for p in parts {
-                    h.write(p);
-                }
-                out[i * 8..i * 8 + 8].copy_from_slice(&h.finish().to_le_bytes());
+            // SipHash-2-4 with fixed keys (the `siphasher` crate, whose output is fixed by the
+            // algorithm): journals written by one build are read by the next.
+            let mut h = siphasher::sip128::SipHasher24::new_with_keys(0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344);
+            for p in parts {
+                h.write(p);
             }
+            let out = siphasher::sip128::Hasher128::finish128(&h).as_bytes();
             k[1..].copy_from_slice(&out[..INLINE]);
         }
         ClientKey(k)
