@@ -16,6 +16,9 @@ fn main() {
         std::fs::write(out.join("dhcp-ebpf"), b"").expect("write placeholder object");
     }
     let ebpf = ebpf.to_str().expect("UTF-8 path");
+    // aya-build relays every line of the nested cargo's stderr as a build warning; quiet keeps
+    // only real problems. (Single-threaded build script: setting the environment is sound.)
+    std::env::set_var("CARGO_TERM_QUIET", "true");
     let package = aya_build::Package { name: "dhcp-ebpf", root_dir: ebpf, ..Default::default() };
     if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::default()) {
         panic!("building the XDP program failed: {e:#}\n(run `cargo xtask setup` to install the nightly rust-src component and bpf-linker)");

@@ -171,44 +171,6 @@ fn foreign_server_choice_releases_the_offer_at_once() {
     assert_eq!(third, Some(Ipv4Addr::new(198, 18, 0, 100)), "released at once, long before the 600 s offer timeout");
 }
 
-/// Counts from perfdhcp's report: (sent, received, drops) per exchange and non-unique
-/// addresses.
-#[derive(Debug, Default)]
-struct PerfReport {
-    exchanges: Vec<(String, u64, u64, u64)>,
-    non_unique: Option<u64>,
-}
-
-fn parse_perfdhcp(out: &str) -> PerfReport {
-    let mut r = PerfReport::default();
-    let num = |line: &str| line.rsplit(':').next().and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
-    let mut current: Option<(String, u64, u64, u64)> = None;
-    for line in out.lines() {
-        let l = line.trim();
-        if let Some(name) = l.strip_prefix("***Statistics for:") {
-            if let Some(c) = current.take() {
-                r.exchanges.push(c);
-            }
-            current = Some((name.trim_end_matches('*').trim().to_string(), 0, 0, 0));
-        } else if let Some(c) = current.as_mut() {
-            if l.starts_with("sent packets:") {
-                c.1 = num(l).unwrap_or(0);
-            } else if l.starts_with("received packets:") {
-                c.2 = num(l).unwrap_or(0);
-            } else if l.starts_with("drops:") {
-                c.3 = num(l).unwrap_or(0);
-            }
-        }
-        if l.starts_with("non unique addresses:") {
-            r.non_unique = num(l);
-        }
-    }
-    if let Some(c) = current {
-        r.exchanges.push(c);
-    }
-    r
-}
-
 #[test]
 fn perfdhcp_dora_has_no_drops_and_unique_addresses() {
     if !root_or_skip("perfdhcp_dora_has_no_drops_and_unique_addresses") {

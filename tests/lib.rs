@@ -371,3 +371,47 @@ impl Drop for Capture {
         }
     }
 }
+
+/// Counts from perfdhcp's report: (sent, received, drops) per exchange and non-unique
+/// addresses.
+#[derive(Debug, Default)]
+pub struct PerfReport {
+    /// (exchange name, sent, received, drops).
+    pub exchanges: Vec<(String, u64, u64, u64)>,
+    pub non_unique: Option<u64>,
+    /// Average delay per exchange in milliseconds, in report order.
+    pub avg_delay_ms: Vec<f64>,
+}
+
+pub fn parse_perfdhcp(out: &str) -> PerfReport {
+    let mut r = PerfReport::default();
+    let num = |line: &str| line.rsplit(':').next().and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+    let mut current: Option<(String, u64, u64, u64)> = None;
+    for line in out.lines() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix("***Statistics for:") {
+            if let Some(c) = current.take() {
+                r.exchanges.push(c);
+            }
+            current = Some((name.trim_end_matches('*').trim().to_string(), 0, 0, 0));
+        } else if let Some(c) = current.as_mut() {
+            if l.starts_with("sent packets:") {
+                c.1 = num(l).unwrap_or(0);
+            } else if l.starts_with("received packets:") {
+                c.2 = num(l).unwrap_or(0);
+            } else if l.starts_with("drops:") {
+                c.3 = num(l).unwrap_or(0);
+            } else if let Some(v) = l.strip_prefix("avg delay:") {
+                let ms = v.split_whitespace().next().and_then(|x| x.parse::<f64>().ok());
+                r.avg_delay_ms.push(ms.unwrap_or(f64::NAN));
+            }
+        }
+        if l.starts_with("non unique addresses:") {
+            r.non_unique = num(l);
+        }
+    }
+    if let Some(c) = current {
+        r.exchanges.push(c);
+    }
+    r
+}

@@ -135,7 +135,7 @@ fn multi_server(release: bool, hold: u32) -> (u32, u32) {
 
 fn main() {
     let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(2).clamp(1, 4);
-    println!("xdhcpd engine demo (in memory: the UDP and XDP paths are not built yet)");
+    println!("xdhcpd engine demo (in memory, no I/O)");
     println!();
     println!("1. Throughput of the sans-I/O engine");
     throughput(workers, 400_000);

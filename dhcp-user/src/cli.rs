@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand};
 
 use crate::config::file::{
-    self, parse_pool, Backend, Cidr, FileError, Loc, ServerConfig, ServerSettings, SourceMap, SubnetLocs, COMMAND_LINE,
+    self, parse_pool, Backend, Cidr, Durability, FileError, Loc, ServerConfig, ServerSettings, SourceMap, SubnetLocs,
+    COMMAND_LINE,
 };
 use crate::config::{Config, Pool, Subnet};
 
@@ -69,6 +70,9 @@ pub struct ServeArgs {
     /// Lease journal; without it leases are kept in memory only.
     #[arg(long, value_name = "PATH")]
     pub lease_file: Option<PathBuf>,
+    /// When a lease change counts as written: after fsync (default), or once handed to the OS.
+    #[arg(long, value_enum)]
+    pub durability: Option<Durability>,
     /// Packet path.
     #[arg(long, value_enum)]
     pub backend: Option<Backend>,
@@ -155,6 +159,9 @@ impl ServeArgs {
             cfg.server.lease_file = Some(p.clone());
             map.lease_file = Loc::Flag(format!("--lease-file {}", p.display()));
         }
+        if let Some(d) = self.durability {
+            cfg.server.durability = d;
+        }
         if let Some(b) = self.backend {
             cfg.server.backend = b;
         }
@@ -221,7 +228,6 @@ pub fn check_config(path: &Path) -> Result<ServerConfig, FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::file::Durability;
 
     const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/xdhcpd.toml");
 

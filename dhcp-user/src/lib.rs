@@ -1,11 +1,10 @@
-//! xdhcpd user space.
+//! xdhcpd user space: the library behind the `xdhcpd` binary.
 //!
-//! - [`wire`]: zero-copy views and writers for DHCPv4, Ethernet/VLAN, IPv4, UDP.
-//! - [`lease`]: the lease store: lock-free address allocation shared by all workers, and the
-//!   per-worker client table with its timer wheel.
-//! - [`engine`]: the sans-I/O DHCP server state machine (bytes + ingress facts + time in,
-//!   reply + lease changes out).
-//! - [`config`]: the server's configuration model (subnets, pools, reservations, options).
+//! The path of one message, top to bottom: [`udp`] (or, later, `xsk`) receives a batch →
+//! [`worker`] runs each message through its [`engine`] (which uses [`lease`] and answers in
+//! [`wire`] format) → the batch's lease changes go to the [`journal`] → replies go out.
+//! [`config`] and [`cli`] read what to serve; [`server`] puts it together; [`xdp`] attaches the
+//! steering program; [`client`] builds client messages for tests and tools.
 
 pub mod cli;
 pub mod client;

@@ -3,10 +3,11 @@
 //! - `setup`: installs what a fresh machine lacks, and only that.
 //! - `test`: setup, formatting, lints, then every test (unit, property, integration, and each
 //!   benchmark once on small sizes).
-//! - `demo`: setup, then the main job (for now the engine demo, in memory).
+//! - `demo`: setup, then the main job: the server in network namespaces under load.
 //! - `bench`: criterion and memory benchmarks in release mode; writes BENCHMARKS.md.
 
 mod bench;
+mod demo;
 mod setup;
 
 use anyhow::{bail, Context, Result};
@@ -45,7 +46,7 @@ fn main() -> Result<()> {
         }
         Task::Demo => {
             setup::run()?;
-            cargo(&["run", "--release", "--quiet", "-p", "dhcp-user", "--example", "engine_demo"])
+            demo::run(&root)
         }
         Task::Bench => {
             setup::run()?;

@@ -94,7 +94,7 @@ pub enum Backend {
 }
 
 /// When a lease change counts as written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// The journal is synced to disk before the ACK goes out: no lease is lost on a crash.

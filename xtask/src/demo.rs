@@ -1,0 +1,125 @@
+//! `cargo xtask demo`: the main job on this machine. Builds xdhcpd in release mode, makes two
+//! network namespaces joined by a veth pair (no default route, 198.18.0.0/16), runs the server
+//! on its UDP path with a lease journal, drives it with Kea's perfdhcp at rising rates, shows a
+//! readable report, and removes everything afterwards, also when something fails.
+//!
+//! The XDP path and the bundled load generator take over here when they land.
+
+use crate::{cargo, step};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::time::Duration;
+use xdhcpd_tests::{eventually, parse_perfdhcp, Pair, PerfReport, Process, Scratch};
+
+/// Offered rates (DORA/s), each for `SECONDS`.
+const RATES: &[u32] = &[500, 1000, 2000, 4000];
+const SECONDS: u32 = 4;
+
+pub(crate) fn run(root: &Path) -> Result<()> {
+    step("building xdhcpd (release)");
+    cargo(&["build", "--release", "--quiet", "-p", "dhcp-user", "--bin", "xdhcpd"])?;
+    let xdhcpd = root.join("target/release/xdhcpd");
+
+    step("network namespaces: server (s0, 198.18.0.1/16) <-> client (c0), no default route");
+    let pair = Pair::new("demo");
+    let dir = Scratch::new("demo");
+    let leases = dir.path("leases");
+    let log = dir.path("xdhcpd.log");
+    let mut server = start_xdhcpd(&pair, &xdhcpd, &["--lease-file", leases.to_str().context("path")?], &log)?;
+
+    step("perfdhcp (Kea's load generator) from the client namespace: DORA at rising rates");
+    println!(
+        "    {:>10} {:>10} {:>12} {:>12} {:>12} {:>14} {:>14}",
+        "asked/s", "DORA/s", "DISCOVERs", "offers lost", "ACKs lost", "offer delay ms", "ack delay ms"
+    );
+    let mut first_client = 0u32;
+    for &rate in RATES {
+        let r = perfdhcp(&pair, rate, SECONDS, first_client)?;
+        first_client += rate * SECONDS;
+        let (_, d_sent, _, d_drops) = &r.exchanges[0];
+        let (_, _, a_recv, a_drops) = &r.exchanges[1];
+        let delay = |i: usize| r.avg_delay_ms.get(i).copied().unwrap_or(f64::NAN);
+        println!(
+            "    {rate:>10} {:>10.0} {d_sent:>12} {d_drops:>12} {a_drops:>12} {:>14.3} {:>14.3}",
+            *a_recv as f64 / SECONDS as f64,
+            delay(0),
+            delay(1)
+        );
+    }
+    let status = server.stop();
+    step("xdhcpd's own counters (SIGTERM: it stopped taking packets and flushed the journal)");
+    for line in std::fs::read_to_string(&log).unwrap_or_default().lines() {
+        println!("    {line}");
+    }
+    if !status.success() {
+        bail!("xdhcpd exited with {status}");
+    }
+    println!("\n    perfdhcp paces itself and tops out at a few thousand DORA/s on this machine: the");
+    println!("    numbers above are perfdhcp's ceiling as much as the server's (see BENCHMARKS.md).");
+
+    step("what releasing offers at once changes (the engine, in memory)");
+    cargo(&["run", "--release", "--quiet", "-p", "dhcp-user", "--example", "engine_demo"])?;
+    step("done: namespaces and processes removed");
+    Ok(())
+}
+
+/// Starts the release xdhcpd in the server namespace on `s0` (198.18.0.0/16, two workers, UDP
+/// path) with `extra` arguments, and waits until it listens.
+pub(crate) fn start_xdhcpd(pair: &Pair, xdhcpd: &Path, extra: &[&str], log: &Path) -> Result<Process> {
+    let mut args = vec![
+        xdhcpd.to_str().context("path")?,
+        "serve",
+        "--interface",
+        "s0",
+        "--subnet",
+        "198.18.0.0/16",
+        "--pool",
+        "198.18.1.0-198.18.255.254",
+        "--server-id",
+        "198.18.0.1",
+        "--lease-time",
+        "3600",
+        "--workers",
+        "2",
+        "--backend",
+        "udp",
+    ];
+    args.extend_from_slice(extra);
+    println!("    ip netns exec {} {}", pair.server.name, args.join(" "));
+    let server = Process::start(&pair.server, "xdhcpd", &args, log);
+    let listening = eventually(Duration::from_secs(10), || {
+        let ss = pair.server.exec(&["ss", "-uln"]);
+        String::from_utf8_lossy(&ss.stdout).contains(":67 ").then_some(())
+    });
+    if listening.is_none() {
+        bail!("xdhcpd did not start:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+    }
+    Ok(server)
+}
+
+/// Runs perfdhcp from the client namespace: `rate` DORA/s for `seconds`, with clients numbered
+/// from `first_client` (a MAC base of their own, so every DORA is a new lease).
+pub(crate) fn perfdhcp(pair: &Pair, rate: u32, seconds: u32, first_client: u32) -> Result<PerfReport> {
+    let clients = rate * seconds;
+    let base = format!("mac=02:{:02x}:{:02x}:00:00:00", (first_client >> 16) & 0xff, (first_client >> 8) & 0xff);
+    let out = pair.client.exec(&[
+        "perfdhcp",
+        "-4",
+        "-l",
+        "c0",
+        "-r",
+        &rate.to_string(),
+        "-R",
+        &clients.to_string(),
+        "-b",
+        &base,
+        "-p",
+        &seconds.to_string(),
+    ]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let r = parse_perfdhcp(&text);
+    if r.exchanges.len() != 2 {
+        bail!("perfdhcp gave no report:\n{text}");
+    }
+    Ok(r)
+}
