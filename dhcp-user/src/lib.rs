@@ -6,6 +6,7 @@
 //! [`config`] and [`cli`] read what to serve; [`server`] puts it together; [`xdp`] attaches the
 //! steering program; [`client`] builds client messages for tests and tools.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -17,3 +18,4 @@ pub mod udp;
 pub mod wire;
 pub mod worker;
 pub mod xdp;
+pub mod xsk;

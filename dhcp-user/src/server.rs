@@ -7,7 +7,7 @@ use crate::config::file::{Backend, Durability, ServerConfig};
 use crate::engine::{Engine, Shared};
 use crate::journal::{self, Journal};
 use crate::udp;
-use crate::worker::{unix_now, UdpWorker, WorkerReport};
+use crate::worker::{unix_now, UdpWorker, WorkerReport, XdpWorker};
 use anyhow::{bail, Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,25 +54,21 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
         }
     };
 
-    match cfg.server.backend {
-        Backend::Udp => eprintln!("xdhcpd: backend udp"),
-        Backend::Auto => eprintln!("xdhcpd: backend udp (auto: the AF_XDP workers are not part of this build yet)"),
-        Backend::Xdp => {
-            bail!("backend xdp: the AF_XDP workers are not part of this build yet; use --backend udp or auto")
-        }
-    }
     let interfaces = cfg.server.interfaces.clone();
     if interfaces.is_empty() {
         bail!("no interface to serve: name one with --interface or [server] interfaces");
     }
-    let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
-    for name in &interfaces {
-        let ports = udp::open_ports(name, workers).with_context(|| format!("opening port 67 on {name}"))?;
-        for (w, port) in ports.into_iter().enumerate() {
-            per_worker[w].push((shared.interface_id(name), port));
-        }
-    }
-
+    let xdp = match cfg.server.backend {
+        Backend::Udp => None,
+        Backend::Xdp => Some(open_xdp(&interfaces, workers, &shared).context("backend xdp")?),
+        Backend::Auto => match open_xdp(&interfaces, workers, &shared) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                eprintln!("xdhcpd: backend auto: using UDP sockets, XDP is not available: {e:#}");
+                None
+            }
+        },
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -83,16 +79,54 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
         cfg.engine.subnets.len(),
         shared.space().capacity()
     );
-    let handles: Vec<_> = engines
-        .into_iter()
-        .zip(per_worker)
-        .enumerate()
-        .map(|(w, (engine, ports))| {
-            let worker = UdpWorker { id: w, engine, ports, journal: journal.clone(), stop: stop.clone() };
-            std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || worker.run())
-        })
-        .collect::<std::io::Result<_>>()
-        .context("starting worker threads")?;
+    let handles: Vec<std::thread::JoinHandle<WorkerReport>> = match &xdp {
+        None => {
+            let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
+            for name in &interfaces {
+                let ports = udp::open_ports(name, workers).with_context(|| format!("opening port 67 on {name}"))?;
+                for (w, port) in ports.into_iter().enumerate() {
+                    per_worker[w].push((shared.interface_id(name), port));
+                }
+            }
+            eprintln!("xdhcpd: backend udp on {}", interfaces.join(","));
+            engines
+                .into_iter()
+                .zip(per_worker)
+                .enumerate()
+                .map(|(w, (engine, ports))| {
+                    let worker = UdpWorker { id: w, engine, ports, journal: journal.clone(), stop: stop.clone() };
+                    std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || worker.run())
+                })
+                .collect::<std::io::Result<_>>()
+                .context("starting worker threads")?
+        }
+        Some(x) => {
+            let mut handles = Vec::new();
+            let mut sets = x.sets.lock().map_err(|_| anyhow::anyhow!("lock"))?;
+            let (name, set) = sets.first_mut().context("no XDP interface")?;
+            let mac = crate::xsk::mac_address(name)?;
+            let iface = shared.interface_id(name);
+            let ports_per_worker = std::mem::take(&mut set.per_worker);
+            for (w, (engine, ports)) in engines.into_iter().zip(ports_per_worker).enumerate() {
+                let worker = XdpWorker {
+                    id: w,
+                    engine,
+                    ports,
+                    interface: iface,
+                    mac,
+                    journal: journal.clone(),
+                    stop: stop.clone(),
+                };
+                handles.push(
+                    std::thread::Builder::new()
+                        .name(format!("xdhcpd-x{w}"))
+                        .spawn(move || worker.run())
+                        .context("starting worker threads")?,
+                );
+            }
+            handles
+        }
+    };
     let mut total = WorkerReport::default();
     for h in handles {
         let r = h.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
@@ -100,9 +134,25 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
         total.acks_withheld += r.acks_withheld;
         total.send_failed += r.send_failed;
         total.not_mine += r.not_mine;
+        total.malformed_frames += r.malformed_frames;
     }
     if stop.load(Ordering::Relaxed) {
         eprintln!("xdhcpd: stopping");
+    }
+    if let Some(x) = xdp {
+        for (name, steering) in &x.steering {
+            if let Ok(c) = steering.counters() {
+                let named: Vec<String> = c.named().map(|(n, v)| format!("{n} {v}")).collect();
+                eprintln!("xdhcpd: {name}: {}", named.join(", "));
+            }
+        }
+        // Detach the program before the sockets it steers to go away.
+        drop(x.steering);
+        if let Ok(sets) = x.sets.into_inner() {
+            for (_, set) in sets {
+                set.close();
+            }
+        }
     }
     if let Some(j) = journal {
         j.close().context("flushing the lease file")?;
@@ -112,6 +162,45 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
             eprintln!("xdhcpd: {name} {v}");
         }
     }
-    eprintln!("xdhcpd: acks-withheld {} send-failed {}", total.acks_withheld, total.send_failed);
+    eprintln!(
+        "xdhcpd: acks-withheld {} send-failed {} malformed-frames {}",
+        total.acks_withheld, total.send_failed, total.malformed_frames
+    );
     Ok(())
+}
+
+/// The kernel-bypass path on the configured interfaces: AF_XDP sockets and the steering
+/// program that feeds them.
+struct XdpPath {
+    /// Per interface, its sockets (taken by the workers at start).
+    sets: std::sync::Mutex<Vec<(String, crate::xsk::XskSet)>>,
+    /// Per interface, the attached program; dropping it detaches.
+    steering: Vec<(String, crate::xdp::Steering)>,
+}
+
+/// Opens AF_XDP sockets on every queue and attaches the steering program. One interface for
+/// now: several need one worker set per interface, which the UDP path has and this does not.
+fn open_xdp(interfaces: &[String], workers: u32, _shared: &Shared) -> Result<XdpPath> {
+    if interfaces.len() != 1 {
+        bail!("the XDP path serves one interface; {} configured", interfaces.len());
+    }
+    let name = &interfaces[0];
+    let set = crate::xsk::open(name, workers).with_context(|| format!("AF_XDP sockets on {name}"))?;
+    let mut steering = crate::xdp::Steering::attach(name, 0)?;
+    for (w, ports) in set.per_worker.iter().enumerate() {
+        for port in ports {
+            let slot = dhcp_common::socket_slot(port.shared.queue, workers, 0) + w as u32;
+            steering.register_socket(slot, port.fd)?;
+        }
+    }
+    steering.set_sockets_per_queue(workers)?;
+    let mode = match set.mode {
+        crate::xsk::Mode::ZeroCopy => "zero-copy",
+        crate::xsk::Mode::Copy => "copy mode (the driver has no zero-copy AF_XDP)",
+    };
+    eprintln!(
+        "xdhcpd: backend xdp on {name}: {} receive queues x {workers} AF_XDP sockets, {mode}",
+        crate::xsk::rx_queues(name)
+    );
+    Ok(XdpPath { sets: std::sync::Mutex::new(vec![(name.clone(), set)]), steering: vec![(name.clone(), steering)] })
 }

@@ -28,6 +28,8 @@ pub struct WorkerReport {
     pub send_failed: u64,
     /// Broadcast copies left to the worker that owns the client.
     pub not_mine: u64,
+    /// Frames on the XDP path that were not valid UDP/IPv4 (bad checksum, truncated).
+    pub malformed_frames: u64,
 }
 
 /// One worker of the socket path.
@@ -121,6 +123,149 @@ impl UdpWorker {
                     j.append(&events);
                 }
                 events.clear();
+            }
+        }
+        report.engine = *self.engine.stats();
+        report
+    }
+}
+
+/// One worker of the kernel-bypass path: its AF_XDP socket on every receive queue. Frames are
+/// answered in place: the request's DHCP message is copied aside, the engine writes the reply
+/// at the frame's payload offset, the headers are rewritten around it (MACs, the request's VLAN
+/// tags, IPv4, UDP and checksums), and the same frame goes out on the same socket.
+#[derive(Debug)]
+pub struct XdpWorker {
+    pub id: usize,
+    pub engine: Engine,
+    pub ports: Vec<crate::xsk::XskPort>,
+    /// The configuration's number for the interface (`None`: relay-only interface).
+    pub interface: Option<InterfaceId>,
+    /// The interface's own MAC: the source of every reply.
+    pub mac: [u8; 6],
+    pub journal: Option<Journal>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Largest DHCP reply on a 1500-byte MTU (IPv4 and UDP headers take 28).
+const MAX_REPLY: usize = 1500 - 28;
+
+impl XdpWorker {
+    /// Serves until `stop` is set; returns the counters.
+    pub fn run(mut self) -> WorkerReport {
+        use crate::wire::{ether, frame};
+        use xdpilone::xdp::XdpDesc;
+        let mut report = WorkerReport::default();
+        let mut events: Vec<LeaseEvent> = Vec::with_capacity(4 * BATCH);
+        let mut rx = [XdpDesc { addr: 0, len: 0, options: 0 }; BATCH];
+        // Per received frame: the reply's length and whether it needs a durable journal first.
+        let mut replies: [Option<(u32, bool)>; BATCH] = [None; BATCH];
+        let mut tx: Vec<XdpDesc> = Vec::with_capacity(BATCH);
+        let mut free: Vec<u64> = Vec::with_capacity(2 * BATCH);
+        let mut scratch = [0u8; crate::udp::MAX_MESSAGE];
+        let mut pfds: Vec<libc::pollfd> = self.ports.iter().map(|p| pollfd(p.fd)).collect();
+        let shared = self.engine.shared().clone();
+        let mut idle = 0u32;
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = unix_now();
+            self.engine.handle_timeout(now, &mut events);
+            let mut busy = false;
+            for port in self.ports.iter_mut() {
+                let n = port.receive(&mut rx);
+                if n == 0 {
+                    port.shared.recycle(&mut free);
+                    continue;
+                }
+                busy = true;
+                let mut commits = 0;
+                for i in 0..n {
+                    replies[i] = None;
+                    // SAFETY: the descriptor came from our RX ring: the frame is ours until we
+                    // put it on the TX or fill ring below.
+                    let buf = unsafe { port.shared.area.frame(rx[i].addr) };
+                    let bytes = &buf[..(rx[i].len as usize).min(buf.len())];
+                    let f = match frame::UdpFrame::parse_with(bytes, frame::UdpChecksum::AllowOffload) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            if report.malformed_frames == 0 {
+                                eprintln!("xdhcpd: worker {}: dropping malformed frames (first: {e})", self.id);
+                            }
+                            report.malformed_frames += 1;
+                            continue;
+                        }
+                    };
+                    let len = f.payload.len().min(scratch.len());
+                    scratch[..len].copy_from_slice(&buf[f.payload.start..f.payload.start + len]);
+                    let msg = &scratch[..len];
+                    if f.dst_port != 67 || shared.worker_of(msg) != self.id {
+                        report.not_mine += 1;
+                        continue;
+                    }
+                    let ingress = Ingress {
+                        interface: self.interface,
+                        vlan: f.l2.tags().last().map(|t| t.vid()),
+                        src: std::net::SocketAddrV4::new(f.src_ip, f.src_port),
+                    };
+                    let at = frame::payload_offset(f.l2.vlan_count);
+                    let end = (at + MAX_REPLY).min(buf.len());
+                    let out = &mut buf[at..end];
+                    let Outcome::Reply(r) = self.engine.handle(now, &ingress, msg, out, &mut events) else { continue };
+                    let dst_mac = match r.to {
+                        crate::engine::Destination::Broadcast => ether::BROADCAST,
+                        crate::engine::Destination::Hardware { mac, .. } => mac,
+                        // A relay or a configured client: answer the MAC the request came from
+                        // (the relay, or the next hop towards it).
+                        _ => f.l2.src,
+                    };
+                    let l2 = ether::Header { dst: dst_mac, src: self.mac, ..f.l2 };
+                    match frame::write_headers(buf, &l2, (r.from, 67), (r.to.ip(), r.to.port()), r.len, 64) {
+                        Ok(total) => {
+                            commits += r.commit as usize;
+                            replies[i] = Some((total as u32, r.commit));
+                        }
+                        Err(_) => report.send_failed += 1,
+                    }
+                }
+                if let Some(j) = &self.journal {
+                    if !events.is_empty() {
+                        let ticket = j.append(&events);
+                        if commits > 0 && j.wait(ticket).is_err() {
+                            for r in replies[..n].iter_mut() {
+                                if r.is_some_and(|(_, commit)| commit) {
+                                    *r = None;
+                                    report.acks_withheld += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                events.clear();
+                tx.clear();
+                for i in 0..n {
+                    match replies[i] {
+                        Some((len, _)) => tx.push(XdpDesc { addr: rx[i].addr, len, options: 0 }),
+                        None => free.push(rx[i].addr),
+                    }
+                }
+                let sent = port.transmit(&tx);
+                report.send_failed += (tx.len() - sent) as u64;
+                free.extend(tx[sent..].iter().map(|d| d.addr));
+                port.shared.recycle(&mut free);
+            }
+            if !events.is_empty() {
+                if let Some(j) = &self.journal {
+                    j.append(&events);
+                }
+                events.clear();
+            }
+            if busy {
+                idle = 0;
+            } else {
+                // Spin a little before sleeping: under load the next batch is microseconds away.
+                idle += 1;
+                if idle > 64 {
+                    let _ = wait_readable(&mut pfds, 100);
+                }
             }
         }
         report.engine = *self.engine.stats();

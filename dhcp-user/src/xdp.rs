@@ -6,7 +6,7 @@
 //! frames go on to the kernel (counted as `xdp-no-socket`).
 
 use anyhow::{bail, Context, Result};
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::Ebpf;
 use dhcp_common::{config, counter};
@@ -70,6 +70,17 @@ impl Steering {
         let map = self.ebpf.map_mut("CONFIG").context("XDP object has no CONFIG map")?;
         let mut cfg: Array<&mut MapData, u32> = Array::try_from(map)?;
         cfg.set(config::SOCKETS_PER_QUEUE, n, 0)?;
+        Ok(())
+    }
+
+    /// Puts a worker's AF_XDP socket in slot `slot` (see `dhcp_common::socket_slot`).
+    pub fn register_socket(&mut self, slot: u32, fd: std::os::fd::RawFd) -> Result<()> {
+        let map = self.ebpf.map_mut("SOCKETS").context("XDP object has no SOCKETS map")?;
+        let mut sockets: XskMap<&mut MapData> = XskMap::try_from(map)?;
+        // SAFETY: the fd belongs to a live AF_XDP socket owned by the caller for as long as the
+        // program is attached; the map only borrows it.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        sockets.set(slot, fd, 0).with_context(|| format!("registering socket slot {slot}"))?;
         Ok(())
     }
 

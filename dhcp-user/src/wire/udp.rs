@@ -59,6 +59,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         self.checksum() == 0 || sum(&self.buffer.as_ref()[..self.len() as usize], src, dst) == 0
     }
+
+    /// True if the checksum field holds only the pseudo-header sum: what a sender that left the
+    /// checksum to offload puts there (`CHECKSUM_PARTIAL`). XDP sees such datagrams as they are
+    /// when they come from a local socket over veth or another virtual device.
+    pub fn is_offload_partial(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+        let mut s = checksum::accumulate(0, &src.octets());
+        s = checksum::accumulate(s, &dst.octets());
+        s += 17 + self.len() as u64;
+        self.checksum() == !checksum::finish(s)
+    }
 }
 
 fn sum(datagram: &[u8], src: Ipv4Addr, dst: Ipv4Addr) -> u16 {

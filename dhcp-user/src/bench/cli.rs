@@ -1,0 +1,280 @@
+//! The `xdhcp-bench` command line: the generator (the default command) and `reflector`, and
+//! what running each from the command line takes (transport, CPU pinning, signals, output).
+
+use super::gen::{self, Config, Scenario};
+use super::packet::{PacketSocket, Role};
+use super::reflector::{self, ReflectorConfig};
+use super::relay::RelaySocket;
+use super::report::Report;
+use super::sys::pin_to_cpu;
+use super::transport::Transport;
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// xdhcp-bench: a DHCPv4 load generator emulating many clients, directly on an interface or
+/// through relay agents, with correctness checks on every reply.
+#[derive(Debug, Parser)]
+#[command(name = "xdhcp-bench", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer every DISCOVER/REQUEST/INFORM frame on an interface with a canned OFFER/ACK,
+    /// keeping no state: the I/O ceiling for the generator's traffic.
+    Reflector(ReflectorArgs),
+}
+
+/// The generator's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Direct mode: the interface the emulated clients are on (raw frames, AF_PACKET). In relay
+    /// mode, optional: the relay socket is bound to it.
+    #[arg(short = 'i', long, value_name = "IF")]
+    pub interface: Option<String>,
+    /// Relay mode: relay agent addresses (local addresses; each becomes a giaddr). Clients are
+    /// spread over them.
+    #[arg(long = "relay", value_name = "IP[,IP...]", value_delimiter = ',')]
+    pub relays: Vec<Ipv4Addr>,
+    /// Relay mode: the server's address (requests go to its port 67).
+    #[arg(short = 's', long, value_name = "IP")]
+    pub server: Option<Ipv4Addr>,
+    /// What the clients do.
+    #[arg(long, value_enum, default_value = "dora")]
+    pub scenario: Scenario,
+    /// Distinct clients.
+    #[arg(short = 'R', long = "clients", value_name = "N", default_value_t = 1000)]
+    pub clients: u32,
+    /// Number of the first client (MAC 02:00:<32-bit number>): disjoint ranges let several
+    /// generators share a segment.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub first_client: u32,
+    /// Exchanges started per second. Without it: as fast as the server answers, with at most
+    /// --window requests outstanding (closed loop).
+    #[arg(short = 'r', long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// Most requests outstanding at once (default 1024 without --rate, unlimited with it).
+    #[arg(short = 'W', long, value_name = "N")]
+    pub window: Option<u32>,
+    /// Seconds to start exchanges for (default 10 for dora/renew/release/decline/inform; a cap
+    /// for the once-through scenarios).
+    #[arg(short = 'p', long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Exchanges to start, then stop (repeating scenarios).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub exchanges: Option<u64>,
+    /// Loss timeout in milliseconds: an unanswered request counts as a drop and is sent again.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub timeout: u64,
+    /// Transmissions of a request before the client gives up (default 3; avalanche 6).
+    #[arg(long, value_name = "N")]
+    pub tries: Option<u8>,
+    /// Set the broadcast flag: ask for broadcast replies.
+    #[arg(long)]
+    pub broadcast: bool,
+    /// foreign: share of clients that take another server's offer.
+    #[arg(long, value_name = "F", default_value_t = 0.5)]
+    pub foreign_share: f64,
+    /// foreign: the other server's id in their REQUESTs (default: the server's id + 1).
+    #[arg(long, value_name = "IP")]
+    pub foreign_server_id: Option<Ipv4Addr>,
+    /// foreign: fresh clients that DISCOVER afterwards (default: as many as went elsewhere).
+    #[arg(long, value_name = "N")]
+    pub probes: Option<u32>,
+    /// Write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write SVG plots (rate.svg, latency.svg, latency-time.svg) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    /// Pin the generator to this CPU.
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<usize>,
+    /// Spin instead of sleeping when there is nothing to do (lowest latency, a whole core).
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// No progress line.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// The reflector's options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReflectorArgs {
+    /// The interface to answer on.
+    #[arg(short = 'i', long, value_name = "IF")]
+    pub interface: String,
+    /// Server identifier and source address of the replies.
+    #[arg(long, value_name = "IP", default_value = "198.18.0.1")]
+    pub server_id: Ipv4Addr,
+    /// First address offered (client n gets pool + n mod pool-size).
+    #[arg(long, value_name = "IP", default_value = "100.64.0.0")]
+    pub pool: Ipv4Addr,
+    #[arg(long, value_name = "N", default_value_t = 1 << 22)]
+    pub pool_size: u32,
+    /// Lease time in the replies, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub lease_time: u32,
+    /// Stop after SECS (default: on SIGINT/SIGTERM).
+    #[arg(short = 'p', long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    #[arg(long, value_name = "N")]
+    pub cpu: Option<usize>,
+    #[arg(long)]
+    pub busy_poll: bool,
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// The generator configuration these options describe, checked.
+    pub fn config(&self) -> Result<Config> {
+        if self.relays.is_empty() && self.interface.is_none() {
+            bail!("direct mode needs --interface; relay mode needs --relay and --server");
+        }
+        if !self.relays.is_empty() && self.server.is_none() {
+            bail!("relay mode needs --server: the address to unicast relayed requests to");
+        }
+        if self.clients == 0 {
+            bail!("--clients must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.foreign_share) {
+            bail!("--foreign-share is a share between 0 and 1");
+        }
+        if let Some(r) = self.rate {
+            if !(r > 0.0 && r.is_finite()) {
+                bail!("--rate must be positive");
+            }
+        }
+        let window = self.window.unwrap_or(match (self.rate, self.scenario) {
+            (_, Scenario::Avalanche) => u32::MAX,
+            (Some(_), _) => u32::MAX,
+            (None, _) => 1024,
+        });
+        let duration = match (self.duration, self.exchanges, self.scenario.once()) {
+            (Some(d), _, _) if !(d > 0.0 && d.is_finite()) => bail!("--duration must be positive"),
+            (Some(d), _, _) => Some(Duration::from_secs_f64(d)),
+            (None, None, false) => Some(Duration::from_secs(10)),
+            _ => None,
+        };
+        Ok(Config {
+            scenario: self.scenario,
+            clients: self.clients,
+            first_client: self.first_client,
+            rate: self.rate,
+            window: window.max(1),
+            duration,
+            exchanges: self.exchanges,
+            timeout: Duration::from_millis(self.timeout.max(1)),
+            tries: self.tries.unwrap_or(gen::default_tries(self.scenario)).max(1),
+            broadcast: self.broadcast,
+            relays: self.relays.clone(),
+            server: self.server,
+            foreign_share: self.foreign_share,
+            foreign_server_id: self.foreign_server_id,
+            probes: self.probes,
+            busy_poll: self.busy_poll,
+            progress: !self.quiet,
+        })
+    }
+}
+
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Exit status when the run found an address ACKed to two live clients.
+pub const EXIT_DUPLICATES: u8 = 3;
+
+/// Runs the generator as the command line asks: prints the table on stdout, writes the JSON
+/// and plots. Exit status 0, or [`EXIT_DUPLICATES`] when duplicate ACKs were seen.
+pub fn generate(args: &RunArgs) -> Result<ExitCode> {
+    let cfg = args.config()?;
+    if let Some(cpu) = args.cpu {
+        pin_to_cpu(cpu)?;
+    }
+    let stop = stop_flag()?;
+    let (outcome, tstats) = if cfg.relays.is_empty() {
+        let ifname = args.interface.as_deref().unwrap_or_default();
+        let mut t = PacketSocket::open(ifname, Role::Client).with_context(|| format!("opening {ifname}"))?;
+        let o = gen::run(&cfg, &mut t, &stop)?;
+        (o, t.stats())
+    } else {
+        let mut t = RelaySocket::open(args.interface.as_deref()).context("opening the relay socket")?;
+        let o = gen::run(&cfg, &mut t, &stop)?;
+        (o, t.stats())
+    };
+    let report = Report::new(&cfg, args.interface.as_deref(), &outcome, tstats);
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(dir) = &args.plots {
+        let title = format!("xdhcp-bench {}", cfg.scenario.name());
+        super::svg::write_plots(dir, &title, &outcome)
+            .with_context(|| format!("writing plots to {}", dir.display()))?;
+    }
+    Ok(if outcome.counters.duplicate_acks > 0 { ExitCode::from(EXIT_DUPLICATES) } else { ExitCode::SUCCESS })
+}
+
+/// Runs the reflector as the command line asks; prints its counts at the end.
+pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
+    if let Some(cpu) = args.cpu {
+        pin_to_cpu(cpu)?;
+    }
+    let stop = stop_flag()?;
+    let cfg = ReflectorConfig {
+        server_id: args.server_id,
+        pool: args.pool,
+        pool_size: args.pool_size.max(1),
+        lease_time: args.lease_time,
+    };
+    let duration = match args.duration {
+        Some(d) if d > 0.0 && d.is_finite() => Some(Duration::from_secs_f64(d)),
+        Some(_) => bail!("--duration must be positive"),
+        None => None,
+    };
+    let mut t =
+        PacketSocket::open(&args.interface, Role::Server).with_context(|| format!("opening {}", args.interface))?;
+    let st = reflector::run(&mut t, &cfg, &stop, duration, !args.quiet, args.busy_poll)?;
+    let ts = t.stats();
+    println!(
+        "reflector on {}: received {}, answered {} in {:.2} s ({:.0}/s); send errors {}, kernel receive drops {}",
+        args.interface,
+        st.received,
+        st.answered,
+        st.secs,
+        if st.secs > 0.0 { st.answered as f64 / st.secs } else { 0.0 },
+        ts.tx_errors,
+        ts.rx_kernel_drops
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The whole binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match &cli.command {
+        Some(Command::Reflector(a)) => reflect(a),
+        None => generate(&cli.run),
+    };
+    r.unwrap_or_else(|e| {
+        eprintln!("xdhcp-bench: {e:#}");
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,25 @@
+//! `xdhcp-bench`, the load generator, and its reflector.
+//!
+//! - [`gen`]: emulated clients (12 bytes each in a flat table), scenarios, reply checks
+//!   (matching, duplicate addresses), the run loop.
+//! - [`transport`]: the [`transport::Transport`] trait the generator and reflector run over;
+//!   [`packet`] implements it with an `AF_PACKET` socket (raw frames, direct mode),
+//!   [`relay`] with a UDP socket acting as relay agents.
+//! - [`reflector`]: a stateless responder writing canned replies in place: the I/O ceiling.
+//! - [`hist`]: the log-bucketed latency histogram.
+//! - [`report`]: the JSON report and the final table; [`svg`]: the plots.
+//! - [`cli`]: the command line; [`sys`]: system-call helpers.
+//!
+//! Nothing on the per-packet path allocates: buffers, the client table, the send queue and the
+//! address map are sized when a run starts.
+
+pub mod cli;
+pub mod gen;
+pub mod hist;
+pub mod packet;
+pub mod reflector;
+pub mod relay;
+pub mod report;
+pub mod svg;
+pub mod sys;
+pub mod transport;
