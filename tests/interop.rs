@@ -491,3 +491,147 @@ fn relay_case(backend: &str) {
         "every reply echoes option 82: {replies:?} vs {added:?}"
     );
 }
+
+/// Counters each worker reported at exit: `(pkt4-received, pkt4-ack-sent)` per worker.
+fn worker_counts(log: &Path) -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("xdhcpd: worker ") && l.contains("pkt4-received"))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split(name).nth(1).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0)
+            };
+            (field("pkt4-received "), field("pkt4-ack-sent "))
+        })
+        .collect()
+}
+
+#[test]
+fn xdp_multi_queue_veth_spreads_clients_over_every_worker() {
+    if !root_or_skip("xdp_multi_queue_veth_spreads_clients_over_every_worker") {
+        return;
+    }
+    // A veth with four queues each way, four workers: 4 x 4 AF_XDP sockets.
+    let id = format!("xdt{}-mq", std::process::id());
+    let server = Netns::new(format!("{id}-s"));
+    let client = Netns::new(format!("{id}-c"));
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "s0",
+        "netns",
+        &server.name,
+        "numrxqueues",
+        "4",
+        "numtxqueues",
+        "4",
+        "type",
+        "veth",
+        "peer",
+        "c0",
+        "netns",
+        &client.name,
+        "numrxqueues",
+        "4",
+        "numtxqueues",
+        "4",
+    ]);
+    server.ip(&["addr", "add", "198.18.0.1/16", "dev", "s0"]);
+    client.ip(&["addr", "add", "198.18.0.2/16", "dev", "c0"]);
+    server.ip(&["link", "set", "s0", "up"]);
+    client.ip(&["link", "set", "c0", "up"]);
+    let dir = Scratch::new("mq");
+    let log = dir.path("server.log");
+    let args = [
+        "--interface",
+        "s0",
+        "--subnet",
+        "198.18.0.0/16",
+        "--pool",
+        "198.18.1.0-198.18.255.254",
+        "--server-id",
+        "198.18.0.1",
+        "--workers",
+        "4",
+        "--backend",
+        "xdp",
+    ];
+    let mut xdhcpd = start_in(&server, &args, &log);
+    assert!(std::fs::read_to_string(&log).unwrap().contains("4 receive queues x 4 AF_XDP sockets"));
+    let out = client.exec(&["perfdhcp", "-4", "-l", "c0", "-r", "200", "-R", "800", "-p", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let r = parse_perfdhcp(&text);
+    assert_eq!(r.exchanges.len(), 2, "{text}");
+    assert!(xdhcpd.stop().success());
+    let counts = worker_counts(&log);
+    assert_eq!(counts.len(), 4, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    for (w, (received, acks)) in counts.iter().enumerate() {
+        assert!(*received > 50 && *acks > 25, "worker {w} served its share: {counts:?}");
+    }
+    let link = String::from_utf8_lossy(&server.ip(&["-d", "link", "show", "s0"]).stdout).to_string();
+    assert!(!link.contains("prog/xdp"), "program removed at exit: {link}");
+}
+
+#[test]
+fn xdp_tagged_clients_get_tagged_replies() {
+    if !root_or_skip("xdp_tagged_clients_get_tagged_replies") {
+        return;
+    }
+    use dhcp_user::wire::{ether, frame};
+    // Kernels without 802.1Q interfaces (this one) are fine: the client side writes tagged
+    // frames itself and reads the replies through a capture that keeps their tags.
+    let pair = Pair::new("vlan");
+    let dir = Scratch::new("vlan");
+    let cfg = dir.path("xdhcpd.toml");
+    std::fs::write(
+        &cfg,
+        "server_id = \"198.18.0.1\"\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"xdp\"\n\n\
+         [[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"198.18.0.100-198.18.0.110\"]\n\n\
+         [[subnet]]\nsubnet = \"198.18.100.0/24\"\ninterface = \"s0\"\nvlan = 100\nserver_id = \"198.18.0.1\"\npools = [\"198.18.100.10-198.18.100.20\"]\n\n\
+         [[subnet]]\nsubnet = \"198.18.30.0/24\"\ninterface = \"s0\"\nvlan = 300\nserver_id = \"198.18.0.1\"\npools = [\"198.18.30.10-198.18.30.20\"]\n",
+    )
+    .unwrap();
+    let _server = start_server(&pair, &["--config", &cfg.display().to_string()], &dir.path("server.log"));
+    let q = |tpid, vid| ether::VlanTag { tpid, tci: vid };
+    let cases = [
+        (21u32, vec![q(ether::TPID_8021Q, 100)], Ipv4Addr::new(198, 18, 100, 10)),
+        (22u32, vec![q(ether::TPID_8021AD, 200), q(ether::TPID_8021Q, 300)], Ipv4Addr::new(198, 18, 30, 10)),
+    ];
+    let capture = Capture::start(&pair.client, "c0");
+    for (n, tags, _) in &cases {
+        let mut l2 = ether::Header {
+            dst: ether::BROADCAST,
+            src: mac_for(*n),
+            ethertype: ether::ETHERTYPE_IPV4,
+            ..Default::default()
+        };
+        for (i, t) in tags.iter().enumerate() {
+            l2.vlans[i] = *t;
+        }
+        l2.vlan_count = tags.len() as u8;
+        let dhcp = msg(*n, MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]);
+        let at = frame::payload_offset(l2.vlan_count);
+        let mut buf = vec![0u8; at + dhcp.len()];
+        buf[at..].copy_from_slice(&dhcp);
+        let len =
+            frame::write_headers(&mut buf, &l2, (Ipv4Addr::UNSPECIFIED, 68), (Ipv4Addr::BROADCAST, 67), dhcp.len(), 64)
+                .unwrap();
+        buf.truncate(len);
+        pair.client.spawn(move || send_frame("c0", &buf)).join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let frames = capture.finish();
+    for (n, tags, want) in &cases {
+        let reply = frames.iter().find_map(|f| {
+            let u = frame::UdpFrame::parse(f).ok()?;
+            let p = Packet::new_checked(&f[u.payload.clone()]).ok()?;
+            (u.src_port == 67 && p.op() == 2 && p.xid() == 0x5000 + n).then(|| (u.l2, p.yiaddr()))
+        });
+        let (l2, yiaddr) = reply.unwrap_or_else(|| panic!("client {n}: no reply among {} frames", frames.len()));
+        let got: Vec<(u16, u16)> = l2.tags().iter().map(|t| (t.tpid, t.vid())).collect();
+        let sent: Vec<(u16, u16)> = tags.iter().map(|t| (t.tpid, t.vid())).collect();
+        assert_eq!(got, sent, "client {n}: reply carries the request's tags");
+        assert_eq!(yiaddr, *want, "client {n}: address from the VLAN's subnet");
+    }
+}

@@ -340,15 +340,60 @@ impl Capture {
                     std::mem::size_of::<libc::timeval>() as libc::socklen_t,
                 )
             };
+            // The kernel strips the outer VLAN tag before packet sockets see a frame and passes it
+            // aside (PACKET_AUXDATA); put it back in-band, as libpcap does.
+            let one: libc::c_int = 1;
+            // SAFETY: valid option value of the given size.
+            unsafe {
+                libc::setsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_AUXDATA,
+                    (&one as *const libc::c_int).cast(),
+                    4,
+                )
+            };
             ready_tx.send(()).unwrap();
             let mut frames = Vec::new();
             let mut buf = [0u8; 2048];
+            let mut control = [0u64; 32];
             while !flag.load(Ordering::Relaxed) {
-                // SAFETY: buffer valid for its length.
-                let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n > 0 {
-                    frames.push(buf[..n as usize].to_vec());
+                let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+                // SAFETY: a zeroed msghdr is valid; its pointers are set to live buffers below.
+                let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+                mh.msg_iov = &mut iov;
+                mh.msg_iovlen = 1;
+                mh.msg_control = control.as_mut_ptr().cast();
+                mh.msg_controllen = std::mem::size_of_val(&control);
+                // SAFETY: every pointer in `mh` refers to a buffer that outlives the call.
+                let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut mh, 0) };
+                if n <= 0 {
+                    continue;
                 }
+                let mut frame = buf[..n as usize].to_vec();
+                // SAFETY: walking the control messages the kernel wrote into `control`.
+                let mut cm = unsafe { libc::CMSG_FIRSTHDR(&mh) };
+                while !cm.is_null() {
+                    // SAFETY: `cm` points at a control message header inside `control`.
+                    let h = unsafe { &*cm };
+                    if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == libc::PACKET_AUXDATA {
+                        // SAFETY: PACKET_AUXDATA carries a tpacket_auxdata.
+                        let aux: libc::tpacket_auxdata =
+                            unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cm).cast()) };
+                        if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 && frame.len() >= 12 {
+                            let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                                aux.tp_vlan_tpid
+                            } else {
+                                0x8100
+                            };
+                            let tag = [tpid.to_be_bytes(), aux.tp_vlan_tci.to_be_bytes()].concat();
+                            frame.splice(12..12, tag);
+                        }
+                    }
+                    // SAFETY: advancing within the control buffer described by `mh`.
+                    cm = unsafe { libc::CMSG_NXTHDR(&mh, cm) };
+                }
+                frames.push(frame);
             }
             frames
         });
@@ -414,4 +459,33 @@ pub fn parse_perfdhcp(out: &str) -> PerfReport {
         r.exchanges.push(c);
     }
     r
+}
+
+/// Sends one raw Ethernet frame out of `device` (call inside the namespace thread).
+pub fn send_frame(device: &str, frame: &[u8]) {
+    // SAFETY: plain socket creation, checked below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(fd >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+    // SAFETY: takes ownership of a fresh fd.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let name = CString::new(device).unwrap();
+    // SAFETY: a zeroed sockaddr_ll is valid; fields set before use.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    // SAFETY: NUL-terminated name.
+    sll.sll_ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+    // SAFETY: frame and address valid for the call.
+    let rc = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, frame.len() as isize, "sendto: {}", std::io::Error::last_os_error());
 }

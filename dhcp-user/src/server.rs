@@ -128,8 +128,13 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
         }
     };
     let mut total = WorkerReport::default();
-    for h in handles {
+    for (w, h) in handles.into_iter().enumerate() {
         let r = h.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
+        // Per worker: shows how clients spread over the workers.
+        eprintln!(
+            "xdhcpd: worker {w}: pkt4-received {} pkt4-offer-sent {} pkt4-ack-sent {}",
+            r.engine.received, r.engine.offer_sent, r.engine.ack_sent
+        );
         total.engine.add(&r.engine);
         total.acks_withheld += r.acks_withheld;
         total.send_failed += r.send_failed;
