@@ -1,1 +1,445 @@
-//! placeholder
+//! The load generator `xdhcp-bench` in network namespaces: against the xdhcpd binary (direct
+//! and relay mode, every scenario), against a deliberately broken fake server (the duplicate
+//! check must fire), against its own reflector, and against Kea when it is installed.
+//!
+//! Short runs with counts checked for consistency (received + drops = sent, ACKs = leases, no
+//! duplicates), never for speed. Each test makes its own namespaces (no default route,
+//! 198.18.0.0/15) and removes them and its processes, even when it fails. Needs root: skipped
+//! outside CI otherwise.
+
+use dhcp_user::wire::dhcp::{Op, Packet, Writer};
+use dhcp_user::wire::options::{code, MessageType};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use xdhcpd_tests::*;
+
+const XDHCPD: &str = env!("CARGO_BIN_EXE_xdhcpd");
+const BENCH: &str = env!("CARGO_BIN_EXE_xdhcp-bench");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits until something in `ns` listens on UDP port 67 (Kea).
+fn wait_port_67(ns: &Netns, log: &Path) {
+    let up =
+        eventually(WAIT, || String::from_utf8_lossy(&ns.exec(&["ss", "-uln"]).stdout).contains(":67 ").then_some(()));
+    assert!(up.is_some(), "no server on port 67: {}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// Starts xdhcpd in the server namespace with `args` after `serve` and waits until it serves
+/// (its log says so: on the XDP path no socket listens on port 67).
+fn start_xdhcpd(pair: &Pair, args: &[&str], log: &Path) -> Process {
+    let mut all = vec![XDHCPD, "serve"];
+    all.extend_from_slice(args);
+    let p = Process::start(&pair.server, "xdhcpd", &all, log);
+    let up = eventually(WAIT, || std::fs::read_to_string(log).ok()?.contains("xdhcpd: serving").then_some(()));
+    assert!(up.is_some(), "xdhcpd did not start: {}", std::fs::read_to_string(log).unwrap_or_default());
+    p
+}
+
+/// The generator runs against both of xdhcpd's paths: UDP sockets, and XDP with AF_XDP.
+macro_rules! on_both_paths {
+    ($($name:ident => $case:ident;)*) => {
+        mod udp {
+            $(#[test] fn $name() { super::$case("udp") })*
+        }
+        mod xdp {
+            $(#[test] fn $name() { super::$case("xdp") })*
+        }
+    };
+}
+
+on_both_paths! {
+    dora_counts_are_consistent_and_plots_are_written => dora_case;
+    renew_release_decline_inform => scenarios_case;
+    foreign_offers_are_released_and_exhaustion_starves_the_rest => foreign_case;
+    relay_mode_serves_each_relay_s_subnet => relay_case;
+}
+
+/// xdhcpd on `s0` serving 198.18.0.0/24 from `pool` on `backend`, offers held `offer_timeout`
+/// seconds.
+fn xdhcpd_quick(pair: &Pair, dir: &Scratch, backend: &str, pool: &str, offer_timeout: &str) -> Process {
+    let args = [
+        "--backend",
+        backend,
+        "--interface",
+        "s0",
+        "--subnet",
+        "198.18.0.0/24",
+        "--pool",
+        pool,
+        "--server-id",
+        "198.18.0.1",
+        "--workers",
+        "2",
+        "--offer-timeout",
+        offer_timeout,
+    ];
+    start_xdhcpd(pair, &args, &dir.path("xdhcpd.log"))
+}
+
+/// Runs the generator in `ns` with `args` (quiet, JSON into the scratch folder); returns its
+/// exit status, table and report.
+fn bench(ns: &Netns, dir: &Scratch, name: &str, args: &[&str]) -> (i32, String, Value) {
+    let json = dir.path(&format!("{name}.json")).display().to_string();
+    let mut all = vec![BENCH, "-q", "--json", &json];
+    all.extend_from_slice(args);
+    let out = ns.exec(&all);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("{name}: no JSON report ({e}):\n{text}"));
+    let v: Value = serde_json::from_str(&report).unwrap_or_else(|e| panic!("{name}: JSON does not parse: {e}"));
+    (out.status.code().unwrap_or(-1), text, v)
+}
+
+fn u(v: &Value, path: &[&str]) -> u64 {
+    let mut x = v;
+    for p in path {
+        x = &x[p];
+    }
+    x.as_u64().unwrap_or_else(|| panic!("{path:?} is not a count in {v:#}"))
+}
+
+fn exchange<'a>(r: &'a Value, name: &str) -> Option<&'a Value> {
+    r["exchanges"].as_array()?.iter().find(|e| e["name"] == name)
+}
+
+/// What must hold in every report: the documented fields are there, every request was either
+/// answered or counted lost, ACKs to selecting REQUESTs are the leases, no duplicate ACKs.
+fn check_consistent(r: &Value, text: &str) {
+    for f in ["tool", "scenario", "mode", "clients", "run_secs", "rates", "exchanges", "counters", "checks", "outcome"]
+    {
+        assert!(!r[f].is_null(), "field {f} missing: {text}");
+    }
+    assert_eq!(r["tool"], "xdhcp-bench");
+    for e in r["exchanges"].as_array().expect("exchanges") {
+        let (sent, received, drops) = (u(e, &["sent"]), u(e, &["received"]), u(e, &["drops"]));
+        assert!(received <= sent, "{e}\n{text}");
+        assert_eq!(received + drops, sent, "every request answered or counted lost: {e}\n{text}");
+        if received > 0 {
+            let l = &e["latency_us"];
+            assert!(
+                u(l, &["min"]) <= u(l, &["p50"])
+                    && u(l, &["p50"]) <= u(l, &["p99"])
+                    && u(l, &["p99"]) <= u(l, &["max"])
+            );
+        }
+    }
+    let c = &r["counters"];
+    if let Some(ra) = exchange(r, "REQUEST-ACK") {
+        assert_eq!(u(ra, &["received"]) - u(ra, &["naks"]), u(c, &["leases"]), "ACKs are leases: {text}");
+    }
+    assert_eq!(
+        u(c, &["received"]),
+        r["exchanges"].as_array().unwrap().iter().map(|e| u(e, &["received"])).sum::<u64>()
+    );
+    assert_eq!(u(r, &["checks", "duplicate_acks"]), 0, "{text}");
+    assert_eq!(r["checks"]["no_duplicate_acks"], true);
+    assert!(u(r, &["outcome", "unique_addresses"]) <= u(c, &["leases"]), "{text}");
+}
+
+fn dora_case(backend: &str) {
+    if !root_or_skip(&format!("dora_counts_are_consistent_and_plots_are_written ({backend})")) {
+        return;
+    }
+    let pair = Pair::new("gendora");
+    let dir = Scratch::new("gendora");
+    let _server = xdhcpd_quick(&pair, &dir, backend, "198.18.0.10-198.18.0.250", "10");
+    let plots = dir.path("plots").display().to_string();
+    let (status, text, r) =
+        bench(&pair.client, &dir, "dora", &["-i", "c0", "-R", "200", "-n", "1000", "-W", "32", "--plots", &plots]);
+    assert_eq!(status, 0, "{text}");
+    check_consistent(&r, &text);
+    assert_eq!(r["scenario"], "dora");
+    assert_eq!(r["mode"], "direct");
+    assert_eq!(u(&r, &["counters", "initiated"]), 1000, "-n 1000 starts 1000 exchanges: {text}");
+    let leases = u(&r, &["counters", "leases"]);
+    assert!(leases > 0, "{text}");
+    // Each client is served the same address again and again.
+    assert!(u(&r, &["outcome", "unique_addresses"]) <= 200, "{text}");
+    assert_eq!(u(&r, &["checks", "unexpected"]), 0, "{text}");
+    assert_eq!(u(&r, &["checks", "malformed"]), 0, "{text}");
+    assert!(text.contains("DISCOVER-OFFER") && text.contains("REQUEST-ACK"), "{text}");
+    for f in ["rate.svg", "latency.svg", "latency-time.svg"] {
+        let svg = std::fs::read_to_string(dir.path("plots").join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{f}");
+    }
+}
+
+fn scenarios_case(backend: &str) {
+    if !root_or_skip(&format!("renew_release_decline_inform ({backend})")) {
+        return;
+    }
+    let pair = Pair::new("genscen");
+    let dir = Scratch::new("genscen");
+    let _server = xdhcpd_quick(&pair, &dir, backend, "198.18.0.10-198.18.0.250", "10");
+    // Disjoint client ranges: each scenario starts from clients the server has not seen.
+    for (scenario, first, check) in [
+        ("renew", "0", "RENEW-ACK"),
+        ("inform", "1000", "INFORM-ACK"),
+        ("release", "2000", ""),
+        ("decline", "3000", ""),
+    ] {
+        let (status, text, r) = bench(
+            &pair.client,
+            &dir,
+            scenario,
+            &["-i", "c0", "--scenario", scenario, "-R", "20", "-n", "60", "-W", "8", "--first-client", first],
+        );
+        assert_eq!(status, 0, "{scenario}: {text}");
+        check_consistent(&r, &text);
+        assert!(u(&r, &["counters", "leases"]) > 0, "{scenario}: {text}");
+        match scenario {
+            // Replies to renewals and INFORMs go to ciaddr: on the UDP path the server's kernel
+            // ARPs for it and the generator answers for its clients (the XDP path writes the
+            // frame to the client's MAC address itself).
+            "renew" | "inform" => {
+                let e = exchange(&r, check).unwrap_or_else(|| panic!("{scenario}: no {check}: {text}"));
+                assert!(u(e, &["received"]) > 0, "{scenario}: {text}");
+                if backend == "udp" {
+                    assert!(u(&r, &["counters", "arp_replies"]) > 0, "{scenario}: {text}");
+                }
+            }
+            "release" => assert_eq!(u(&r, &["counters", "releases"]), u(&r, &["counters", "leases"]), "{text}"),
+            _ => {
+                assert_eq!(u(&r, &["counters", "declines"]), u(&r, &["counters", "leases"]), "{text}");
+                assert_eq!(u(&r, &["checks", "declined_reoffered"]), 0, "declined addresses stay out: {text}");
+            }
+        }
+    }
+}
+
+fn foreign_case(backend: &str) {
+    if !root_or_skip(&format!("foreign_offers_are_released_and_exhaustion_starves_the_rest ({backend})")) {
+        return;
+    }
+    let pair = Pair::new("genforeign");
+    let dir = Scratch::new("genforeign");
+    // 20 addresses for 20 clients; offers held 600 s unless released.
+    let mut server = xdhcpd_quick(&pair, &dir, backend, "198.18.0.100-198.18.0.119", "600");
+    let (status, text, r) = bench(
+        &pair.client,
+        &dir,
+        "foreign",
+        &[
+            "-i",
+            "c0",
+            "--scenario",
+            "foreign",
+            "-R",
+            "20",
+            "--foreign-share",
+            "0.5",
+            "--timeout",
+            "500",
+            "--tries",
+            "4",
+        ],
+    );
+    assert_eq!(status, 0, "{text}");
+    check_consistent(&r, &text);
+    let f = &r["foreign"];
+    assert_eq!(u(f, &["foreign_clients"]), 10, "{text}");
+    assert_eq!(u(f, &["foreign_requests"]), 10, "{text}");
+    assert_eq!(u(f, &["probes"]), 10, "{text}");
+    assert_eq!(u(&r, &["counters", "leases"]), 10, "{text}");
+    // xdhcpd gives the turned-down offers back at once: every probe gets one.
+    assert_eq!(u(f, &["probes_offered"]), 10, "{text}");
+    assert_eq!(u(f, &["offers_still_held"]), 0, "{text}");
+    assert_eq!(u(&r, &["checks", "offers_of_leased"]), 0, "{text}");
+    server.stop();
+
+    // 10 addresses for 15 clients: 10 served, 5 starve (offers are held, not handed out twice).
+    let _server = xdhcpd_quick(&pair, &dir, backend, "198.18.0.100-198.18.0.109", "600");
+    let (status, text, r) = bench(
+        &pair.client,
+        &dir,
+        "exhaustion",
+        &[
+            "-i",
+            "c0",
+            "--scenario",
+            "exhaustion",
+            "-R",
+            "15",
+            "--timeout",
+            "300",
+            "--tries",
+            "2",
+            "--first-client",
+            "500",
+        ],
+    );
+    assert_eq!(status, 0, "{text}");
+    check_consistent(&r, &text);
+    assert_eq!(u(&r, &["outcome", "served"]), 10, "{text}");
+    assert_eq!(u(&r, &["outcome", "starved"]), 5, "{text}");
+    assert_eq!(u(&r, &["checks", "no_offer"]), 5, "{text}");
+}
+
+fn relay_case(backend: &str) {
+    if !root_or_skip(&format!("relay_mode_serves_each_relay_s_subnet ({backend})")) {
+        return;
+    }
+    let pair = Pair::new("genrelay");
+    let dir = Scratch::new("genrelay");
+    // Two relay agents in the client namespace; the server reaches them through it.
+    for net in ["2", "3"] {
+        pair.client.ip(&["addr", "add", &format!("198.18.{net}.1/24"), "dev", "c0"]);
+        pair.server.ip(&["route", "add", &format!("198.18.{net}.0/24"), "via", "198.18.0.2"]);
+    }
+    let cfg = dir.path("xdhcpd.toml");
+    std::fs::write(
+        &cfg,
+        "server_id = \"198.18.0.1\"\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"BACKEND\"\n\n\
+         [[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"198.18.0.100-198.18.0.110\"]\n\n\
+         [[subnet]]\nsubnet = \"198.18.2.0/24\"\npools = [\"198.18.2.10-198.18.2.250\"]\n\n\
+         [[subnet]]\nsubnet = \"198.18.3.0/24\"\npools = [\"198.18.3.10-198.18.3.250\"]\n"
+            .replace("BACKEND", backend),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let _server = start_xdhcpd(&pair, &["--config", &cfg], &dir.path("xdhcpd.log"));
+    let (status, text, r) = bench(
+        &pair.client,
+        &dir,
+        "relay",
+        &["--relay", "198.18.2.1,198.18.3.1", "--server", "198.18.0.1", "-R", "100", "-n", "400", "-W", "16"],
+    );
+    assert_eq!(status, 0, "{text}");
+    check_consistent(&r, &text);
+    assert_eq!(r["mode"], "relay");
+    assert!(u(&r, &["counters", "leases"]) > 0, "{text}");
+    // More distinct addresses than the direct subnet's pool has: both relay subnets served.
+    assert!(u(&r, &["outcome", "unique_addresses"]) > 11, "{text}");
+    assert_eq!(u(&r, &["checks", "relay_info_mismatch"]), 0, "option 82 echoed: {text}");
+    assert_eq!(u(&r, &["checks", "unexpected"]), 0, "{text}");
+}
+
+/// A broken server for the duplicate check: answers every DISCOVER and REQUEST, from anyone,
+/// with the same address, broadcast.
+fn duplicating_server(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = ns.spawn(move || {
+        let sock = udp_on("s0", 67);
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 1500];
+        let mut out = [0u8; 600];
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok((n, _)) = sock.recv_from(&mut buf) else { continue };
+            let Ok(p) = Packet::new_checked(&buf[..n]) else { continue };
+            let Some(mt) = p.parse_options().ok().and_then(|o| o.message_type()) else { continue };
+            let reply = match mt {
+                MessageType::Discover => MessageType::Offer,
+                MessageType::Request => MessageType::Ack,
+                _ => continue,
+            };
+            let mut w = Writer::new(&mut out, 600).unwrap();
+            {
+                let mut h = w.header();
+                h.set_op(Op::Reply);
+                h.set_htype(1);
+                h.set_hlen(6);
+                h.set_xid(p.xid());
+                h.set_flags(p.flags());
+                h.set_yiaddr(Ipv4Addr::new(198, 18, 0, 50));
+                h.set_chaddr(p.chaddr());
+            }
+            w.option_u8(code::MESSAGE_TYPE, reply as u8).unwrap();
+            w.option_ip(code::SERVER_ID, Ipv4Addr::new(198, 18, 0, 1)).unwrap();
+            w.option_u32(code::LEASE_TIME, 3600).unwrap();
+            let len = w.finish();
+            if sock.send_to(&out[..len], (Ipv4Addr::BROADCAST, 68)).is_ok() {
+                answered += 1;
+            }
+        }
+        answered
+    });
+    ready_rx.recv().expect("fake server started");
+    h
+}
+
+#[test]
+fn duplicate_acks_are_detected_against_a_duplicating_server() {
+    if !root_or_skip("duplicate_acks_are_detected_against_a_duplicating_server") {
+        return;
+    }
+    let pair = Pair::new("gendup");
+    let dir = Scratch::new("gendup");
+    let stop = Arc::new(AtomicBool::new(false));
+    let fake = duplicating_server(&pair.server, stop.clone());
+    let (status, text, r) = bench(&pair.client, &dir, "dup", &["-i", "c0", "-R", "10", "-n", "20", "-W", "4"]);
+    stop.store(true, Ordering::Relaxed);
+    let answered = fake.join().unwrap();
+    assert!(answered > 0);
+    assert_eq!(status, 3, "exit status 3 on duplicate ACKs: {text}");
+    let dups = u(&r, &["checks", "duplicate_acks"]);
+    assert!(dups >= 9, "ten clients ACKed one address: {dups} duplicates\n{text}");
+    assert_eq!(r["checks"]["no_duplicate_acks"], false);
+    let first = &r["checks"]["duplicates"][0];
+    assert_eq!(first["address"], "198.18.0.50", "{text}");
+    assert_ne!(first["client"], first["holder"]);
+    assert!(u(&r, &["checks", "offers_of_leased"]) > 0, "{text}");
+    assert!(text.contains("ERROR"), "{text}");
+}
+
+#[test]
+fn reflector_answers_the_generator() {
+    if !root_or_skip("reflector_answers_the_generator") {
+        return;
+    }
+    let pair = Pair::new("genrefl");
+    let dir = Scratch::new("genrefl");
+    let log = dir.path("reflector.log");
+    let mut refl = Process::start(&pair.server, "reflector", &[BENCH, "reflector", "-i", "s0", "-q"], &log);
+    // The reflector listens on a packet socket: wait until it answers.
+    let answered = eventually(WAIT, || {
+        let (_, _, r) = bench(&pair.client, &dir, "probe", &["-i", "c0", "-R", "1", "-n", "1", "--timeout", "200"]);
+        (u(&r, &["counters", "leases"]) == 1).then_some(())
+    });
+    assert!(answered.is_some(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let (status, text, r) = bench(&pair.client, &dir, "refl", &["-i", "c0", "-R", "300", "-n", "3000", "-W", "64"]);
+    assert_eq!(status, 0, "{text}");
+    check_consistent(&r, &text);
+    assert!(u(&r, &["counters", "leases"]) > 0, "{text}");
+    // Every client has its own address (pool + client number).
+    assert_eq!(u(&r, &["outcome", "unique_addresses"]), 300.min(u(&r, &["counters", "leases"])), "{text}");
+    assert!(refl.stop().success());
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(out.contains("reflector on s0: received"), "{out}");
+}
+
+#[test]
+fn dora_against_kea_if_installed() {
+    if !root_or_skip("dora_against_kea_if_installed") {
+        return;
+    }
+    if !Path::new("/usr/sbin/kea-dhcp4").exists() {
+        eprintln!("SKIPPED dora_against_kea_if_installed: kea-dhcp4 is not installed");
+        return;
+    }
+    let pair = Pair::new("genkea");
+    let dir = Scratch::new("genkea");
+    let cfg = dir.path("kea.json");
+    std::fs::write(
+        &cfg,
+        r#"{"Dhcp4": {"interfaces-config": {"interfaces": ["s0"], "dhcp-socket-type": "raw"},
+ "lease-database": {"type": "memfile", "persist": false},
+ "valid-lifetime": 600, "renew-timer": 200, "rebind-timer": 400,
+ "subnet4": [{"id": 1, "subnet": "198.18.0.0/24", "pools": [{"pool": "198.18.0.10-198.18.0.250"}]}]}}"#,
+    )
+    .unwrap();
+    let run = dir.0.display().to_string();
+    let (pid_env, lock_env) = (format!("KEA_PIDFILE_DIR={run}"), format!("KEA_LOCKFILE_DIR={run}"));
+    let cfg = cfg.display().to_string();
+    let log = dir.path("kea.log");
+    let _kea = Process::start(&pair.server, "kea", &["env", &pid_env, &lock_env, "kea-dhcp4", "-c", &cfg], &log);
+    wait_port_67(&pair.server, &log);
+    let (status, text, r) = bench(&pair.client, &dir, "kea", &["-i", "c0", "-R", "50", "-n", "200", "-W", "8"]);
+    assert_eq!(status, 0, "{text}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    check_consistent(&r, &text);
+    assert!(u(&r, &["counters", "leases"]) > 0, "{text}");
+}

@@ -312,6 +312,8 @@ mod tests {
             lease_file: Some("/tmp/leases".into()),
             durability: Durability::Fsync,
             compact_interval: 3600,
+            busy_poll: false,
+            pin_workers: false,
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }

@@ -79,6 +79,7 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
         cfg.engine.subnets.len(),
         shared.space().capacity()
     );
+    let pin = cfg.server.pin_workers;
     let handles: Vec<std::thread::JoinHandle<WorkerReport>> = match &xdp {
         None => {
             let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
@@ -95,7 +96,12 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
                 .enumerate()
                 .map(|(w, (engine, ports))| {
                     let worker = UdpWorker { id: w, engine, ports, journal: journal.clone(), stop: stop.clone() };
-                    std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || worker.run())
+                    std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || {
+                        if pin {
+                            crate::worker::pin_to_cpu(w);
+                        }
+                        worker.run()
+                    })
                 })
                 .collect::<std::io::Result<_>>()
                 .context("starting worker threads")?
@@ -116,11 +122,17 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
                     mac,
                     journal: journal.clone(),
                     stop: stop.clone(),
+                    busy_poll: cfg.server.busy_poll,
                 };
                 handles.push(
                     std::thread::Builder::new()
                         .name(format!("xdhcpd-x{w}"))
-                        .spawn(move || worker.run())
+                        .spawn(move || {
+                            if pin {
+                                crate::worker::pin_to_cpu(w);
+                            }
+                            worker.run()
+                        })
                         .context("starting worker threads")?,
                 );
             }

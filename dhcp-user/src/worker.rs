@@ -145,6 +145,8 @@ pub struct XdpWorker {
     pub mac: [u8; 6],
     pub journal: Option<Journal>,
     pub stop: Arc<AtomicBool>,
+    /// Spin on the rings when idle instead of sleeping in poll().
+    pub busy_poll: bool,
 }
 
 /// Largest DHCP reply on a 1500-byte MTU (IPv4 and UDP headers take 28).
@@ -263,12 +265,27 @@ impl XdpWorker {
             } else {
                 // Spin a little before sleeping: under load the next batch is microseconds away.
                 idle += 1;
-                if idle > 64 {
+                if !self.busy_poll && idle > 64 {
                     let _ = wait_readable(&mut pfds, 100);
                 }
             }
         }
         report.engine = *self.engine.stats();
         report
+    }
+}
+
+/// Pins the calling thread to CPU `n` modulo the CPU count; a failure is only logged (the
+/// worker still serves, unpinned).
+pub fn pin_to_cpu(n: usize) {
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays within it (index < 1024).
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(n % cpus, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        eprintln!("xdhcpd: pinning worker to CPU {}: {}", n % cpus, std::io::Error::last_os_error());
     }
 }

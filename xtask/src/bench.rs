@@ -176,7 +176,7 @@ fn end_to_end(root: &Path) -> Result<Vec<(&'static str, f64, u64)>> {
     for _round in 0..3 {
         for (i, (_, extra)) in settings.iter().enumerate() {
             let _ = std::fs::remove_file(&leases);
-            let mut server = start_xdhcpd(&pair, &xdhcpd, extra, &dir.path("xdhcpd.log"))?;
+            let mut server = start_xdhcpd(&pair, &xdhcpd, "udp", extra, &dir.path("xdhcpd.log"))?;
             let r = perfdhcp(&pair, E2E_RATE, E2E_SECONDS, first)?;
             first += E2E_RATE * E2E_SECONDS;
             server.stop();

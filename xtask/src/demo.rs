@@ -1,9 +1,7 @@
 //! `cargo xtask demo`: the main job on this machine. Builds xdhcpd in release mode, makes two
 //! network namespaces joined by a veth pair (no default route, 198.18.0.0/16), runs the server
-//! on its UDP path with a lease journal, drives it with Kea's perfdhcp at rising rates, shows a
-//! readable report, and removes everything afterwards, also when something fails.
-//!
-//! The XDP path and the bundled load generator take over here when they land.
+//! on its XDP path with a lease journal, drives it with a load generator at rising rates, shows
+//! a readable report, and removes everything afterwards, also when something fails.
 
 use crate::{cargo, step};
 use anyhow::{bail, Context, Result};
@@ -25,7 +23,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let dir = Scratch::new("demo");
     let leases = dir.path("leases");
     let log = dir.path("xdhcpd.log");
-    let mut server = start_xdhcpd(&pair, &xdhcpd, &["--lease-file", leases.to_str().context("path")?], &log)?;
+    let mut server = start_xdhcpd(&pair, &xdhcpd, "xdp", &["--lease-file", leases.to_str().context("path")?], &log)?;
 
     step("perfdhcp (Kea's load generator) from the client namespace: DORA at rising rates");
     println!(
@@ -63,9 +61,9 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Starts the release xdhcpd in the server namespace on `s0` (198.18.0.0/16, two workers, UDP
-/// path) with `extra` arguments, and waits until it listens.
-pub(crate) fn start_xdhcpd(pair: &Pair, xdhcpd: &Path, extra: &[&str], log: &Path) -> Result<Process> {
+/// Starts the release xdhcpd in the server namespace on `s0` (198.18.0.0/16, two workers) on
+/// `backend` with `extra` arguments, and waits until it serves.
+pub(crate) fn start_xdhcpd(pair: &Pair, xdhcpd: &Path, backend: &str, extra: &[&str], log: &Path) -> Result<Process> {
     let mut args = vec![
         xdhcpd.to_str().context("path")?,
         "serve",
@@ -82,14 +80,13 @@ pub(crate) fn start_xdhcpd(pair: &Pair, xdhcpd: &Path, extra: &[&str], log: &Pat
         "--workers",
         "2",
         "--backend",
-        "udp",
+        backend,
     ];
     args.extend_from_slice(extra);
     println!("    ip netns exec {} {}", pair.server.name, args.join(" "));
     let server = Process::start(&pair.server, "xdhcpd", &args, log);
     let listening = eventually(Duration::from_secs(10), || {
-        let ss = pair.server.exec(&["ss", "-uln"]);
-        String::from_utf8_lossy(&ss.stdout).contains(":67 ").then_some(())
+        std::fs::read_to_string(log).ok()?.contains("xdhcpd: serving").then_some(())
     });
     if listening.is_none() {
         bail!("xdhcpd did not start:\n{}", std::fs::read_to_string(log).unwrap_or_default());

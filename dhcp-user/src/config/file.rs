@@ -78,6 +78,11 @@ pub struct ServerSettings {
     pub durability: Durability,
     /// Seconds between rewrites of the lease journal into a compact snapshot.
     pub compact_interval: u32,
+    /// XDP path: workers spin on their rings instead of sleeping in poll() when idle (lowest
+    /// latency, one busy core per worker).
+    pub busy_poll: bool,
+    /// Pin worker N to CPU N (modulo the CPU count).
+    pub pin_workers: bool,
 }
 
 /// How packets reach the workers.
@@ -116,6 +121,8 @@ impl Default for ServerSettings {
             lease_file: None,
             durability: Durability::Fsync,
             compact_interval: 3_600,
+            busy_poll: false,
+            pin_workers: false,
         }
     }
 }
@@ -384,6 +391,8 @@ struct RawServer {
     lease_file: Option<Spanned<String>>,
     durability: Option<Durability>,
     compact_interval: Option<Spanned<u32>>,
+    busy_poll: Option<bool>,
+    pin_workers: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -618,6 +627,8 @@ pub(crate) fn decode(text: &str, file: &str) -> Result<(ServerConfig, SourceMap)
             server.compact_interval = *c.get_ref();
             map.compact_interval = Loc::of(c);
         }
+        server.busy_poll = rs.busy_poll.unwrap_or(false);
+        server.pin_workers = rs.pin_workers.unwrap_or(false);
     }
 
     for rs in &raw.subnet {
@@ -1041,6 +1052,8 @@ mod tests {
             lease_file: Some("/var/lib/xdhcpd/leases".into()),
             durability: Durability::Fsync,
             compact_interval: 3600,
+            busy_poll: false,
+            pin_workers: true,
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }
@@ -1095,6 +1108,8 @@ mod tests {
                 lease_file: Some("/tmp/l".into()),
                 durability: Durability::None,
                 compact_interval: 60,
+                busy_poll: false,
+                pin_workers: false,
             }
         );
         let s = &e.subnets[0];
