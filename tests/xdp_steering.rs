@@ -21,7 +21,15 @@ fn steering_program_classifies_and_passes_traffic() {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let server = pair.server.spawn(move || {
-        let steering = Steering::attach("s0", 0).expect("attach to s0");
+        let mut steering = Steering::attach("s0", 0).expect("attach to s0");
+        let log = steering.take_log().expect("the program carries aya-log");
+        let quiet = {
+            use std::os::fd::AsRawFd;
+            let mut pfd = [libc::pollfd { fd: log.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(pfd.as_mut_ptr(), 1, 0) == 0 }
+        };
+        assert!(quiet, "nothing logged before any traffic");
         let sock = udp_on("s0", 67);
         sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         ready_tx.send(()).unwrap();
@@ -34,7 +42,12 @@ fn steering_program_classifies_and_passes_traffic() {
                 Err(_) => {}
             }
         }
-        (steering.counters().expect("counters"), got, steering)
+        // The short frame was logged (aya-log `debug!`): the log ring has a record to read.
+        use std::os::fd::AsRawFd;
+        let mut pfd = [libc::pollfd { fd: log.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: one valid pollfd.
+        let logged = unsafe { libc::poll(pfd.as_mut_ptr(), 1, 1000) } == 1;
+        (steering.counters().expect("counters"), got, steering, logged)
     });
     ready_rx.recv().unwrap();
     let attached = String::from_utf8(pair.server.ip(&["-d", "link", "show", "s0"]).stdout).unwrap();
@@ -58,7 +71,8 @@ fn steering_program_classifies_and_passes_traffic() {
     assert!(ping.status.success(), "ping across the veth while attached: {}", String::from_utf8_lossy(&ping.stdout));
     std::thread::sleep(Duration::from_millis(400));
     done_tx.send(()).unwrap();
-    let (c, got, steering) = server.join().unwrap();
+    let (c, got, steering, logged) = server.join().unwrap();
+    assert!(logged, "the dropped short frame was logged through aya-log");
 
     assert_eq!(c.get(counter::NO_SOCKET), 3, "{:?}", c.named().collect::<Vec<_>>());
     assert_eq!(c.get(counter::DROPPED_SHORT), 1);

@@ -11,6 +11,7 @@ use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::macros::{map, xdp};
 use aya_ebpf::maps::{Array, PerCpuArray, XskMap};
 use aya_ebpf::programs::XdpContext;
+use aya_log_ebpf::debug;
 use dhcp_common::{client_hash, config, counter, socket_slot, MAX_SOCKETS};
 
 /// Worker sockets, by slot (see `dhcp_common::socket_slot`).
@@ -107,6 +108,8 @@ fn steer(ctx: &XdpContext) -> Option<u32> {
     let dhcp = l4 + UDP_HLEN;
     if ctx.data() + dhcp + BOOTP_MIN > ctx.data_end() {
         count(counter::DROPPED_SHORT);
+        // aya-log: shown by xdhcpd with XDHCPD_LOG=debug.
+        debug!(ctx, "dropped a frame to port 67 too short for DHCP: {} bytes", ctx.data_end() - ctx.data());
         return Some(XDP_DROP);
     }
     let mac = load::<[u8; 6]>(ctx, dhcp + CHADDR)?;

@@ -204,6 +204,23 @@ fn open_xdp(interfaces: &[String], workers: u32, _shared: &Shared) -> Result<Xdp
     let name = &interfaces[0];
     let set = crate::xsk::open(name, workers).with_context(|| format!("AF_XDP sockets on {name}"))?;
     let mut steering = crate::xdp::Steering::attach(name, 0)?;
+    if let Some(mut log) = steering.take_log() {
+        crate::xdp::set_log_level_from_env();
+        // A small reader thread: the program logs rarely (dropped frames), so it sleeps in poll.
+        std::thread::Builder::new()
+            .name("xdhcpd-xdplog".into())
+            .spawn(move || {
+                use std::os::fd::AsRawFd;
+                let mut pfd = [crate::udp::pollfd(log.as_raw_fd())];
+                loop {
+                    if crate::udp::wait_readable(&mut pfd, 1000).is_err() {
+                        return;
+                    }
+                    log.flush();
+                }
+            })
+            .context("starting the XDP log reader")?;
+    }
     for (w, ports) in set.per_worker.iter().enumerate() {
         for port in ports {
             let slot = dhcp_common::socket_slot(port.shared.queue, workers, 0) + w as u32;

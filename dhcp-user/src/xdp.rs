@@ -18,10 +18,42 @@ static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/d
 const ENTRY: &str = "dhcp_steer";
 
 /// The steering program, attached to one interface while this value lives.
-#[derive(Debug)]
 pub struct Steering {
     ebpf: Ebpf,
     interface: String,
+    /// The program's aya-log records, until taken by [`Steering::take_log`].
+    log: Option<aya_log::EbpfLogger<Stderr>>,
+}
+
+impl std::fmt::Debug for Steering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Steering").field("interface", &self.interface).finish_non_exhaustive()
+    }
+}
+
+/// Prints the XDP program's log records on stderr, like the rest of xdhcpd's log. Which
+/// levels show is `log::max_level()`, set from `XDHCPD_LOG` (error, warn, info, debug, trace).
+#[derive(Debug, Clone, Copy)]
+pub struct Stderr;
+
+impl log::Log for Stderr {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("xdhcpd: xdp {}: {}", r.level().as_str().to_lowercase(), r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Sets the level of the XDP program's log from `XDHCPD_LOG` (default: warn).
+pub fn set_log_level_from_env() {
+    let level = std::env::var("XDHCPD_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(log::LevelFilter::Warn);
+    log::set_max_level(level);
 }
 
 /// Counters of the steering program, summed over CPUs, by `dhcp_common::counter` slot.
@@ -56,9 +88,16 @@ impl Steering {
         program
             .attach(interface, XdpMode::Default)
             .with_context(|| format!("attaching the XDP program to {interface}"))?;
-        let mut steering = Steering { ebpf, interface: interface.to_string() };
+        // aya-log: the program's `debug!` records; without a reader they are simply not read.
+        let log = aya_log::EbpfLogger::init_with_logger(&mut ebpf, Stderr).ok();
+        let mut steering = Steering { ebpf, interface: interface.to_string(), log };
         steering.set_sockets_per_queue(sockets_per_queue)?;
         Ok(steering)
+    }
+
+    /// Takes the reader of the program's log records: poll its fd and call `flush` to print.
+    pub fn take_log(&mut self) -> Option<aya_log::EbpfLogger<Stderr>> {
+        self.log.take()
     }
 
     pub fn interface(&self) -> &str {

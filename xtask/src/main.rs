@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+mod kea;
 mod setup;
 
 use anyhow::{bail, Context, Result};

@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use std::process::Command;
 
 /// Debian packages: what the tests run (ip, ping), the real DHCP peers the interop tests use
-/// (busybox udhcpc, ISC dhclient, dhcpcd, ISC dhcrelay, Kea's perfdhcp), and what bpf-linker
+/// (busybox udhcpc, ISC dhclient, dhcpcd, ISC dhcrelay, Kea's perfdhcp, and Kea itself as the
+/// peer the benchmarks compare with), and what bpf-linker
 /// builds against (LLVM 22, the LLVM of the nightly rustc that builds the XDP program).
 const PACKAGES: &[&str] = &[
     "iproute2",
@@ -16,6 +17,7 @@ const PACKAGES: &[&str] = &[
     "dhcpcd-base",
     "isc-dhcp-relay",
     "kea-admin",
+    "kea-dhcp4-server",
     "llvm-22-dev",
     "libpolly-22-dev",
 ];
