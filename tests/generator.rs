@@ -393,23 +393,29 @@ fn reflector_answers_the_generator() {
     }
     let pair = Pair::new("genrefl");
     let dir = Scratch::new("genrefl");
-    let log = dir.path("reflector.log");
-    let mut refl = Process::start(&pair.server, "reflector", &[BENCH, "reflector", "-i", "s0", "-q"], &log);
-    // The reflector listens on a packet socket: wait until it answers.
-    let answered = eventually(WAIT, || {
-        let (_, _, r) = bench(&pair.client, &dir, "probe", &["-i", "c0", "-R", "1", "-n", "1", "--timeout", "200"]);
-        (u(&r, &["counters", "leases"]) == 1).then_some(())
-    });
-    assert!(answered.is_some(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
-    let (status, text, r) = bench(&pair.client, &dir, "refl", &["-i", "c0", "-R", "300", "-n", "3000", "-W", "64"]);
-    assert_eq!(status, 0, "{text}");
-    check_consistent(&r, &text);
-    assert!(u(&r, &["counters", "leases"]) > 0, "{text}");
-    // Every client has its own address (pool + client number).
-    assert_eq!(u(&r, &["outcome", "unique_addresses"]), 300.min(u(&r, &["counters", "leases"])), "{text}");
-    assert!(refl.stop().success());
-    let out = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(out.contains("reflector on s0: received"), "{out}");
+    // Every way of receiving on both sides: the reflector's replies written over the request
+    // in its receive buffer or in its ring slot; the generator reading a ring or copies.
+    for (refl_rx, gen_rx) in [("copy", "ring"), ("ring", "copy")] {
+        let log = dir.path(&format!("reflector-{refl_rx}.log"));
+        let mut refl =
+            Process::start(&pair.server, "reflector", &[BENCH, "reflector", "-i", "s0", "-q", "--rx", refl_rx], &log);
+        // The reflector listens on a packet socket: wait until it answers.
+        let answered = eventually(WAIT, || {
+            let (_, _, r) = bench(&pair.client, &dir, "probe", &["-i", "c0", "-R", "1", "-n", "1", "--timeout", "200"]);
+            (u(&r, &["counters", "leases"]) == 1).then_some(())
+        });
+        assert!(answered.is_some(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+        let (status, text, r) =
+            bench(&pair.client, &dir, "refl", &["-i", "c0", "-R", "300", "-n", "3000", "-W", "64", "--rx", gen_rx]);
+        assert_eq!(status, 0, "{text}");
+        check_consistent(&r, &text);
+        assert!(u(&r, &["counters", "leases"]) > 0, "{text}");
+        // Every client has its own address (pool + client number).
+        assert_eq!(u(&r, &["outcome", "unique_addresses"]), 300.min(u(&r, &["counters", "leases"])), "{text}");
+        assert!(refl.stop().success());
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(out.contains("reflector on s0: received"), "{out}");
+    }
 }
 
 #[test]

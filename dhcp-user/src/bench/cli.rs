@@ -2,7 +2,7 @@
 //! what running each from the command line takes (transport, CPU pinning, signals, output).
 
 use super::gen::{self, Config, Scenario};
-use super::packet::{PacketSocket, Role};
+use super::packet::{PacketSocket, Role, Rx};
 use super::reflector::{self, ReflectorConfig};
 use super::relay::RelaySocket;
 use super::report::Report;
@@ -20,7 +20,7 @@ use std::time::Duration;
 /// xdhcp-bench: a DHCPv4 load generator emulating many clients, directly on an interface or
 /// through relay agents, with correctness checks on every reply.
 #[derive(Debug, Parser)]
-#[command(name = "xdhcp-bench", version, about, args_conflicts_with_subcommands = true)]
+#[command(name = "xdhcp-bench", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -63,7 +63,7 @@ pub struct RunArgs {
     /// --window requests outstanding (closed loop).
     #[arg(short = 'r', long, value_name = "N")]
     pub rate: Option<f64>,
-    /// Most requests outstanding at once (default 1024 without --rate, unlimited with it).
+    /// Most requests outstanding at once (default 256 without --rate, unlimited with it).
     #[arg(short = 'W', long, value_name = "N")]
     pub window: Option<u32>,
     /// Seconds to start exchanges for (default 10 for dora/renew/release/decline/inform; a cap
@@ -76,7 +76,8 @@ pub struct RunArgs {
     /// Loss timeout in milliseconds: an unanswered request counts as a drop and is sent again.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub timeout: u64,
-    /// Transmissions of a request before the client gives up (default 3; avalanche 6).
+    /// Transmissions of a request before the client gives up, 1 to 15 (default 3; avalanche 6).
+    /// In once-through scenarios also how often a NAKed client starts over.
     #[arg(long, value_name = "N")]
     pub tries: Option<u8>,
     /// Set the broadcast flag: ask for broadcast replies.
@@ -97,6 +98,9 @@ pub struct RunArgs {
     /// Write SVG plots (rate.svg, latency.svg, latency-time.svg) into DIR.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    /// Direct mode: how frames are received (ring: PACKET_MMAP; copy: recvmmsg).
+    #[arg(long, value_enum, default_value = "ring")]
+    pub rx: Rx,
     /// Pin the generator to this CPU.
     #[arg(long, value_name = "N")]
     pub cpu: Option<usize>,
@@ -120,6 +124,7 @@ pub struct ReflectorArgs {
     /// First address offered (client n gets pool + n mod pool-size).
     #[arg(long, value_name = "IP", default_value = "100.64.0.0")]
     pub pool: Ipv4Addr,
+    /// Addresses in the pool.
     #[arg(long, value_name = "N", default_value_t = 1 << 22)]
     pub pool_size: u32,
     /// Lease time in the replies, seconds.
@@ -128,10 +133,19 @@ pub struct ReflectorArgs {
     /// Stop after SECS (default: on SIGINT/SIGTERM).
     #[arg(short = 'p', long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// How frames are received (copy: recvmmsg, replies written in the receive buffers; ring:
+    /// PACKET_MMAP, replies written in the ring slots). On veth, where the sender's CPU runs
+    /// the receiver's kernel path, a ring moves the reflector's receive copy onto the
+    /// generator's CPU: hence copy by default.
+    #[arg(long, value_enum, default_value = "copy")]
+    pub rx: Rx,
+    /// Pin the reflector to this CPU.
     #[arg(long, value_name = "N")]
     pub cpu: Option<usize>,
+    /// Spin instead of sleeping when there is nothing to do.
     #[arg(long)]
     pub busy_poll: bool,
+    /// No progress line.
     #[arg(short = 'q', long)]
     pub quiet: bool,
 }
@@ -159,7 +173,7 @@ impl RunArgs {
         let window = self.window.unwrap_or(match (self.rate, self.scenario) {
             (_, Scenario::Avalanche) => u32::MAX,
             (Some(_), _) => u32::MAX,
-            (None, _) => 1024,
+            (None, _) => 256,
         });
         let duration = match (self.duration, self.exchanges, self.scenario.once()) {
             (Some(d), _, _) if !(d > 0.0 && d.is_finite()) => bail!("--duration must be positive"),
@@ -176,7 +190,7 @@ impl RunArgs {
             duration,
             exchanges: self.exchanges,
             timeout: Duration::from_millis(self.timeout.max(1)),
-            tries: self.tries.unwrap_or(gen::default_tries(self.scenario)).max(1),
+            tries: self.tries.unwrap_or(gen::default_tries(self.scenario)).clamp(1, 15),
             broadcast: self.broadcast,
             relays: self.relays.clone(),
             server: self.server,
@@ -208,15 +222,14 @@ pub fn generate(args: &RunArgs) -> Result<ExitCode> {
         pin_to_cpu(cpu)?;
     }
     let stop = stop_flag()?;
-    let (outcome, tstats) = if cfg.relays.is_empty() {
-        let ifname = args.interface.as_deref().unwrap_or_default();
-        let mut t = PacketSocket::open(ifname, Role::Client).with_context(|| format!("opening {ifname}"))?;
-        let o = gen::run(&cfg, &mut t, &stop)?;
-        (o, t.stats())
-    } else {
+    let ifname = args.interface.as_deref().unwrap_or_default();
+    let opening = || format!("opening {ifname}");
+    let (outcome, tstats) = if !cfg.relays.is_empty() {
         let mut t = RelaySocket::open(args.interface.as_deref()).context("opening the relay socket")?;
-        let o = gen::run(&cfg, &mut t, &stop)?;
-        (o, t.stats())
+        (gen::run(&cfg, &mut t, &stop)?, t.stats())
+    } else {
+        let mut t = PacketSocket::open(ifname, Role::Client, args.rx).with_context(opening)?;
+        (gen::run(&cfg, &mut t, &stop)?, t.stats())
     };
     let report = Report::new(&cfg, args.interface.as_deref(), &outcome, tstats);
     print!("{}", report.table());
@@ -249,8 +262,8 @@ pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
         Some(_) => bail!("--duration must be positive"),
         None => None,
     };
-    let mut t =
-        PacketSocket::open(&args.interface, Role::Server).with_context(|| format!("opening {}", args.interface))?;
+    let opening = || format!("opening {}", args.interface);
+    let mut t = PacketSocket::open(&args.interface, Role::Server, args.rx).with_context(opening)?;
     let st = reflector::run(&mut t, &cfg, &stop, duration, !args.quiet, args.busy_poll)?;
     let ts = t.stats();
     println!(

@@ -97,7 +97,8 @@ pub struct Config {
     pub exchanges: Option<u64>,
     /// Loss timeout: a request unanswered this long counts as a drop and is retransmitted.
     pub timeout: Duration,
-    /// Transmissions of one request before the client gives up.
+    /// Transmissions of one request before the client gives up (1 to 15); in once-through
+    /// scenarios also the number of starts over after a NAK.
     pub tries: u8,
     /// Ask for broadcast replies (the broadcast flag).
     pub broadcast: bool,
@@ -125,7 +126,7 @@ impl Default for Config {
             clients: 1000,
             first_client: 0,
             rate: None,
-            window: 1024,
+            window: 256,
             duration: Some(Duration::from_secs(10)),
             exchanges: None,
             timeout: Duration::from_secs(1),
@@ -243,6 +244,9 @@ impl Counters {
 pub struct Sample {
     /// Seconds since the start, at the end of the interval.
     pub t: f64,
+    /// Length of the interval in seconds (1, but for the last one); the counts below are
+    /// those of the interval.
+    pub secs: f64,
     pub initiated: u64,
     pub sent: u64,
     pub received: u64,
@@ -282,7 +286,8 @@ pub struct Outcome {
     pub duplicates: Vec<Duplicate>,
     /// Clients that got at least one ACK.
     pub served: u64,
-    /// Clients that ended without an offer (once-through scenarios).
+    /// Clients that ended without a lease: no offer, or refused every time (once-through
+    /// scenarios).
     pub starved: u64,
     /// `foreign`: clients that took another server's offer; probe clients.
     pub foreign_clients: u64,
@@ -306,7 +311,7 @@ const FOREIGN_REQUEST: u8 = 7;
 const PROBED: u8 = 8;
 /// A client that took another server's offer.
 const GONE_FOREIGN: u8 = 9;
-/// A client that gave up without an offer.
+/// A client that gave up without a lease (no offer, or NAKed every time).
 const STARVED: u8 = 10;
 
 // Client flags.
@@ -335,7 +340,8 @@ struct Client {
     flags: u8,
     /// Low byte of the transaction id; advances with every transmission and timeout.
     seq: u8,
-    /// Transmissions of the current request so far.
+    /// Low nibble: transmissions of the current request so far; high nibble: restarts after a
+    /// NAK (once-through scenarios).
     tries: u8,
     /// Offered or leased address (0 for none).
     addr: u32,
@@ -344,6 +350,16 @@ struct Client {
 }
 
 impl Client {
+    /// Transmissions of the current request.
+    fn sent_count(&self) -> u8 {
+        self.tries & 0x0f
+    }
+
+    /// One more transmission of the current request.
+    fn count_try(&mut self) {
+        self.tries = (self.tries & 0xf0) | (self.sent_count() + 1).min(0x0f);
+    }
+
     fn leased(&self) -> bool {
         self.flags & LEASED != 0
     }
@@ -402,7 +418,8 @@ enum Stage {
     Run,
     /// `foreign`: fresh clients DISCOVER.
     Probe,
-    /// No new exchanges and no retransmissions: waiting for the outstanding ones.
+    /// No new exchanges and no retransmissions: the exchanges started finish (their next
+    /// steps are sent), each request waiting at most one loss timeout.
     Drain,
     Done,
 }
@@ -433,6 +450,8 @@ struct Gen<'c> {
     tokens: f64,
     last_refill: u64,
     timeout_us: u64,
+    /// When the last request expecting a reply was sent.
+    last_tx: u64,
 }
 
 /// Microseconds since `start`.
@@ -482,6 +501,7 @@ impl<'c> Gen<'c> {
             tokens: 0.0,
             last_refill: 0,
             timeout_us: cfg.timeout.as_micros().max(1) as u64,
+            last_tx: 0,
         }
     }
 
@@ -628,12 +648,16 @@ impl<'c> Gen<'c> {
                 continue;
             };
             if awaits {
-                let level =
-                    if self.cfg.scenario == Scenario::Avalanche { (c.tries as usize).min(LEVELS - 1) } else { 0 };
+                let level = if self.cfg.scenario == Scenario::Avalanche {
+                    (c.sent_count() as usize).min(LEVELS - 1)
+                } else {
+                    0
+                };
                 let seq = self.clients[n as usize].seq;
                 let deadline = now + (self.timeout_us << level);
                 self.timers[level].push_back(Timer { deadline, client: n, seq, phase });
                 self.outstanding += 1;
+                self.last_tx = now;
                 let k = self.kind(n, phase);
                 self.stats[k as usize].sent += 1;
             }
@@ -905,7 +929,7 @@ impl<'c> Gen<'c> {
         st.received += 1;
         st.latency.record(us);
         self.interval.record(us);
-        self.outstanding -= 1;
+        self.outstanding = self.outstanding.saturating_sub(1);
         self.c.received += 1;
         let yi = u32::from(p.yiaddr());
         let server = self.server_index(opts.server_id, src_mac);
@@ -915,10 +939,24 @@ impl<'c> Gen<'c> {
                 self.stats[k as usize].naks += 1;
                 self.c.naks += 1;
                 self.c.completed += 1;
+                let once = self.cfg.scenario.once();
+                let tries = self.cfg.tries.max(1);
                 let cl = &mut self.clients[n as usize];
-                cl.phase = IDLE;
                 cl.addr = 0;
                 cl.flags &= !LEASED;
+                cl.phase = IDLE;
+                if once {
+                    // A refused client starts over (RFC 2131 §3.1 step 5, INIT), within its
+                    // tries; then it is left without a lease.
+                    let restarts = (cl.tries >> 4) + 1;
+                    if restarts < tries {
+                        cl.tries = restarts << 4;
+                        cl.phase = DISCOVER;
+                        self.queue(n);
+                    } else {
+                        cl.phase = STARVED;
+                    }
+                }
             }
             (REQUEST | RENEW, _) => {
                 if phase == REQUEST {
@@ -1001,7 +1039,8 @@ impl<'c> Gen<'c> {
         }
         c.addr = yi;
         c.flags = (c.flags & !(0xf << SERVER_SHIFT)) | (server << SERVER_SHIFT);
-        c.tries = 0;
+        // A new request begins; restarts after NAKs still count.
+        c.tries &= 0xf0;
         if probe {
             c.phase = PROBED;
             self.c.probes_offered += 1;
@@ -1037,8 +1076,8 @@ impl<'c> Gen<'c> {
                     if self.duplicates.len() < 16 {
                         self.duplicates.push(Duplicate {
                             address: Ipv4Addr::from(addr),
-                            holder: h + self.cfg.first_client,
-                            client: n + self.cfg.first_client,
+                            holder: h.wrapping_add(self.cfg.first_client),
+                            client: n.wrapping_add(self.cfg.first_client),
                         });
                     }
                     // The earlier holder is told nothing by the server; it still believes it
@@ -1064,7 +1103,7 @@ impl<'c> Gen<'c> {
                     continue; // answered or superseded
                 }
                 let n = t.client;
-                self.outstanding -= 1;
+                self.outstanding = self.outstanding.saturating_sub(1);
                 self.c.drops += 1;
                 let k = self.kind(n, t.phase);
                 self.stats[k as usize].drops += 1;
@@ -1072,8 +1111,8 @@ impl<'c> Gen<'c> {
                 let cl = &mut self.clients[n as usize];
                 // A reply to the lost transmission is late now, not an answer.
                 cl.seq = cl.seq.wrapping_add(1);
-                cl.tries = cl.tries.saturating_add(1);
-                if retransmit && cl.tries < tries {
+                cl.count_try();
+                if retransmit && cl.sent_count() < tries {
                     self.c.retransmissions += 1;
                     self.queue(n);
                     continue;
@@ -1118,6 +1157,7 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
     let mut series = Vec::new();
     let mut last = Counters::default();
     let mut next_tick = 1_000_000u64;
+    let mut last_at = 0u64;
     let mut run_end: Option<(u64, Counters)> = None;
     let mut drain_deadline = u64::MAX;
     let duration = cfg.duration.map(|d| d.as_micros() as u64);
@@ -1150,7 +1190,6 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
                 if stopped || time_up || count_up {
                     g.stage = Stage::Drain;
                     run_end = Some((now, g.c));
-                    drain_deadline = now + g.timeout_us;
                 } else if all_done && g.stage == Stage::Run && g.clients.len() as u32 > g.main {
                     g.stage = Stage::Probe;
                     g.cursor = g.main;
@@ -1161,8 +1200,10 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
                 }
             }
             Stage::Drain => {
+                // Whatever is unanswered a full loss timeout after the last request is lost
+                // (back-off levels beyond the first are not waited for).
+                drain_deadline = g.last_tx + g.timeout_us;
                 if now >= drain_deadline {
-                    // Whatever is still unanswered a full timeout after the end is lost.
                     g.expire(u64::MAX, false);
                 }
                 if g.idle() && !t.pending() {
@@ -1196,13 +1237,15 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
 
         // Once a second: a sample and the progress line.
         if now >= next_tick {
-            let s = sample(&mut g, &last, now);
+            let s = sample(&mut g, &last, last_at, now);
             last = g.c;
+            last_at = now;
             if cfg.progress {
                 progress_line(&s, &g, tty);
             }
             series.push(s);
-            next_tick += 1_000_000;
+            // After a stall, the next sample is a second after this one.
+            next_tick = (next_tick + 1_000_000).max(now + 1);
         }
 
         if work == 0 && !cfg.busy_poll {
@@ -1225,7 +1268,7 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
     }
     let end = micros(start);
     if cfg.progress {
-        let s = sample(&mut g, &last, end);
+        let s = sample(&mut g, &last, last_at, end);
         progress_line(&s, &g, tty);
         if tty {
             eprintln!();
@@ -1253,9 +1296,10 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
     })
 }
 
-fn sample(g: &mut Gen<'_>, last: &Counters, now: u64) -> Sample {
+fn sample(g: &mut Gen<'_>, last: &Counters, since: u64, now: u64) -> Sample {
     let s = Sample {
         t: now as f64 / 1e6,
+        secs: now.saturating_sub(since) as f64 / 1e6,
         initiated: g.c.initiated - last.initiated,
         sent: g.c.sent - last.sent,
         received: g.c.received - last.received,
@@ -1271,13 +1315,14 @@ fn sample(g: &mut Gen<'_>, last: &Counters, now: u64) -> Sample {
 
 fn progress_line(s: &Sample, g: &Gen<'_>, tty: bool) {
     let c = &g.c;
+    let per_s = |v: u64| if s.secs > 0.0 { (v as f64 / s.secs).round() as u64 } else { 0 };
     let line = format!(
         "[{:6.1}s] started {:>8}/s  replies {:>8}/s  done {:>8}/s  drops {:>6}/s  out {:>6}  p50 {:>6}  p99 {:>6} µs | leases {} naks {} no-offer {} dup-acks {} unexpected {}",
         s.t,
-        s.initiated,
-        s.received,
-        s.completed,
-        s.drops,
+        per_s(s.initiated),
+        per_s(s.received),
+        per_s(s.completed),
+        per_s(s.drops),
         s.outstanding,
         s.p50_us.map_or("-".into(), |v| v.to_string()),
         s.p99_us.map_or("-".into(), |v| v.to_string()),
@@ -1305,3 +1350,80 @@ pub fn default_tries(s: Scenario) -> u8 {
 
 /// The PRL our clients send (the typical Linux client's).
 pub const PRL: &[u8] = TYPICAL_PRL;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::reflector::{answer, ReflectorConfig};
+
+    /// Garbage and damaged replies are counted, never a panic, and never taken for answers
+    /// to the wrong client.
+    #[test]
+    fn bad_frames_are_counted_not_fatal() {
+        let cfg = Config { clients: 4, ..Config::default() };
+        for framing in [Framing::Ethernet, Framing::Udp] {
+            let mut g = Gen::new(&cfg, framing);
+            // A real exchange to damage: client 1's DISCOVER, answered by the reflector.
+            g.clients[1].phase = DISCOVER;
+            g.queue(1);
+            let mut buf = [0u8; 2048];
+            let tx = g.fill(&mut buf, 0).unwrap();
+            let len = match framing {
+                Framing::Ethernet => answer(&mut buf, tx.len, [2, 0xaa, 0, 0, 0, 1], &ReflectorConfig::default()),
+                // Relay mode carries the bare message: damage a reflected one's payload.
+                Framing::Udp => {
+                    let mut f = [0u8; 2048];
+                    let at = crate::wire::frame::payload_offset(0);
+                    f[at..at + tx.len].copy_from_slice(&buf[..tx.len]);
+                    let l2 = ether::Header {
+                        dst: ether::BROADCAST,
+                        src: [2, 0, 0, 0, 0, 1],
+                        vlans: Default::default(),
+                        vlan_count: 0,
+                        ethertype: ether::ETHERTYPE_IPV4,
+                    };
+                    let fl = frame::write_headers(
+                        &mut f,
+                        &l2,
+                        (Ipv4Addr::UNSPECIFIED, 68),
+                        (Ipv4Addr::BROADCAST, 67),
+                        tx.len,
+                        64,
+                    )
+                    .unwrap();
+                    let rl = answer(&mut f, fl, [2, 0xaa, 0, 0, 0, 1], &ReflectorConfig::default()).unwrap();
+                    buf[..rl - at].copy_from_slice(&f[at..rl]);
+                    Some(rl - at)
+                }
+            }
+            .unwrap();
+            let good = buf[..len].to_vec();
+            let mut x = 0x2545_f491_4f6c_dd1du64;
+            let mut rnd = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            for i in 0..50_000 {
+                let mut f = good.clone();
+                match i % 3 {
+                    0 => {
+                        for _ in 0..1 + rnd() % 8 {
+                            let at = (rnd() as usize) % f.len();
+                            f[at] = rnd() as u8;
+                        }
+                    }
+                    1 => f.truncate((rnd() as usize) % f.len()),
+                    _ => f.iter_mut().for_each(|b| *b = rnd() as u8),
+                }
+                g.on_packet(&f, 10);
+            }
+            let c = g.c;
+            // At most the one outstanding DISCOVER was answered (by an undamaged copy).
+            assert!(c.received <= 1, "{c:?}");
+            assert!(c.malformed + c.unexpected() > 0);
+            assert!(g.outstanding <= 1);
+        }
+    }
+}

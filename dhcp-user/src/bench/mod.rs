@@ -3,8 +3,9 @@
 //! - [`gen`]: emulated clients (12 bytes each in a flat table), scenarios, reply checks
 //!   (matching, duplicate addresses), the run loop.
 //! - [`transport`]: the [`transport::Transport`] trait the generator and reflector run over;
-//!   [`packet`] implements it with an `AF_PACKET` socket (raw frames, direct mode),
-//!   [`relay`] with a UDP socket acting as relay agents.
+//!   [`packet`] implements it with an `AF_PACKET` socket and `recvmmsg`/`sendmmsg` (raw
+//!   frames, direct mode), [`ring`] with the same socket and memory-mapped rings, [`relay`]
+//!   with a UDP socket acting as relay agents.
 //! - [`reflector`]: a stateless responder writing canned replies in place: the I/O ceiling.
 //! - [`hist`]: the log-bucketed latency histogram.
 //! - [`report`]: the JSON report and the final table; [`svg`]: the plots.
@@ -20,6 +21,10 @@ pub mod packet;
 pub mod reflector;
 pub mod relay;
 pub mod report;
+pub mod ring;
 pub mod svg;
 pub mod sys;
 pub mod transport;
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,7 @@
 //! The `AF_PACKET` transport: whole Ethernet frames on one interface through a raw packet
-//! socket, in batches of [`BATCH`] with `recvmmsg`/`sendmmsg`.
+//! socket. Frames are sent in batches of [`BATCH`] with `sendmmsg`; they are received either
+//! from a memory-mapped ring ([`Rx::Ring`], see [`super::ring`]: no system call, no copy) or
+//! in batches with `recvmmsg` ([`Rx::Copy`]).
 //!
 //! A classic BPF filter, attached before the socket is bound so that nothing else is ever
 //! queued, keeps only what the role needs: IPv4/UDP to port 68 and ARP for the generator
@@ -8,6 +10,7 @@
 //! bypasses the qdisc, and puts the interface in promiscuous mode while open, because replies
 //! are unicast to the emulated clients' MAC addresses, which are not the interface's.
 
+use super::ring::{RxRing, Slot};
 use super::sys::{check, is_transient, set_buffer, setsockopt, wait_fd};
 use super::transport::{Framing, Transport, TransportStats, Tx};
 use std::ffi::CString;
@@ -20,6 +23,15 @@ use std::time::Duration;
 pub const BATCH: usize = 64;
 /// Size of each frame buffer: any Ethernet frame without jumbo frames, with VLAN tags.
 pub const FRAME: usize = 2048;
+
+/// How frames are received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rx {
+    /// From a receive ring shared with the kernel (PACKET_MMAP, TPACKET_V2).
+    Ring,
+    /// In batches of copies with `recvmmsg`.
+    Copy,
+}
 
 /// What the socket receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +67,9 @@ pub struct PacketSocket {
     fd: OwnedFd,
     ifindex: i32,
     mac: [u8; 6],
+    /// The receive ring, for [`Rx::Ring`].
+    ring: Option<RxRing>,
+    /// Receive buffers, for [`Rx::Copy`].
     rx: Box<[[u8; FRAME]; BATCH]>,
     rx_len: [usize; BATCH],
     tx: Box<[[u8; FRAME]; BATCH]>,
@@ -67,7 +82,11 @@ pub struct PacketSocket {
 
 impl std::fmt::Debug for PacketSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PacketSocket").field("ifindex", &self.ifindex).field("mac", &self.mac).finish_non_exhaustive()
+        f.debug_struct("PacketSocket")
+            .field("ifindex", &self.ifindex)
+            .field("mac", &self.mac)
+            .field("ring", &self.ring.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,9 +99,66 @@ fn ll_addr(ifindex: i32, protocol: u16) -> libc::sockaddr_ll {
     sll
 }
 
+/// Sends `iov` (one frame each) with `sendmmsg`; returns how many the kernel took, skipping
+/// (and counting) frames it refuses for good, or `Err` when it took none for now (full queue).
+fn transmit(fd: i32, ifindex: i32, iov: &mut [libc::iovec], stats: &mut TransportStats) -> Result<usize, ()> {
+    let mut ip = ll_addr(ifindex, libc::ETH_P_IP as u16);
+    let mut arp = ll_addr(ifindex, libc::ETH_P_ARP as u16);
+    // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero lengths).
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    let count = iov.len().min(BATCH);
+    for (h, v) in hdrs.iter_mut().zip(iov.iter_mut()) {
+        // SAFETY: each iovec points at a frame of at least 14 bytes (Ethernet header).
+        let is_arp = unsafe { *v.iov_base.cast::<u8>().add(12) == 0x08 && *v.iov_base.cast::<u8>().add(13) == 0x06 };
+        h.msg_hdr.msg_iov = v;
+        h.msg_hdr.msg_iovlen = 1;
+        // The protocol tells the kernel what it sends (it sets skb->protocol from it).
+        let name: *mut libc::sockaddr_ll = if is_arp { &mut arp } else { &mut ip };
+        h.msg_hdr.msg_name = name.cast();
+        h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    }
+    let mut at = 0;
+    while at < count {
+        // SAFETY: headers point into frames and addresses that live until the call returns.
+        let rc = unsafe { libc::sendmmsg(fd, hdrs[at..count].as_mut_ptr(), (count - at) as u32, libc::MSG_DONTWAIT) };
+        if rc > 0 {
+            at += rc as usize;
+            stats.tx += rc as u64;
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        if is_transient(&e) {
+            return if at == 0 { Err(()) } else { Ok(at) };
+        }
+        // This frame is refused for good (too long, interface down): skip it.
+        stats.tx_errors += 1;
+        at += 1;
+    }
+    Ok(at)
+}
+
+/// Sets up a fresh, unbound packet socket for `role`: the filter, our own transmissions
+/// ignored, the qdisc bypassed, large buffers.
+fn prepare(raw: libc::c_int, role: Role) -> io::Result<()> {
+    let mut prog = match role {
+        Role::Client => filter(68, true),
+        Role::Server => filter(67, false),
+    };
+    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_mut_ptr() };
+    setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog, "SO_ATTACH_FILTER")?;
+    let one: libc::c_int = 1;
+    // Both are optimisations (kernels 4.20 and 3.14); receiving also skips outgoing frames.
+    let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one, "PACKET_IGNORE_OUTGOING");
+    let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one, "PACKET_QDISC_BYPASS");
+    set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 64 << 20);
+    set_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 16 << 20);
+    Ok(())
+}
+
 impl PacketSocket {
-    /// Opens the socket on `interface` (of the calling thread's network namespace) for `role`.
-    pub fn open(interface: &str, role: Role) -> io::Result<PacketSocket> {
+    /// Opens the socket on `interface` (of the calling thread's network namespace) for `role`,
+    /// receiving as `rx` says.
+    pub fn open(interface: &str, role: Role, rx: Rx) -> io::Result<PacketSocket> {
         let name =
             CString::new(interface).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
         // SAFETY: a NUL-terminated name.
@@ -99,18 +175,11 @@ impl PacketSocket {
             )?)
         };
         let raw = fd.as_raw_fd();
-        let mut prog = match role {
-            Role::Client => filter(68, true),
-            Role::Server => filter(67, false),
+        prepare(raw, role)?;
+        let ring = match rx {
+            Rx::Ring => Some(RxRing::new(raw)?),
+            Rx::Copy => None,
         };
-        let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_mut_ptr() };
-        setsockopt(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog, "SO_ATTACH_FILTER")?;
-        let one: libc::c_int = 1;
-        // Both are optimisations (kernels 4.20 and 3.14); `recv` also skips outgoing frames.
-        let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one, "PACKET_IGNORE_OUTGOING");
-        let _ = setsockopt(raw, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one, "PACKET_QDISC_BYPASS");
-        set_buffer(raw, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 64 << 20);
-        set_buffer(raw, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, 16 << 20);
         let sll = ll_addr(ifindex, libc::ETH_P_ALL as u16);
         // SAFETY: a valid sockaddr_ll of the given size.
         let rc = unsafe {
@@ -133,6 +202,7 @@ impl PacketSocket {
             fd,
             ifindex,
             mac,
+            ring,
             rx: Box::new([[0; FRAME]; BATCH]),
             rx_len: [0; BATCH],
             tx: Box::new([[0; FRAME]; BATCH]),
@@ -143,7 +213,8 @@ impl PacketSocket {
         })
     }
 
-    /// Receives up to a batch into `rx`; returns how many, skipping our own transmissions.
+    /// Receives up to a batch into `rx` with `recvmmsg`; returns how many, skipping our own
+    /// transmissions.
     fn receive(&mut self) -> io::Result<usize> {
         // SAFETY: all-zero bytes are valid for these plain C structures (null pointers, zeros).
         let (mut names, mut iov, mut hdrs): ([libc::sockaddr_ll; BATCH], [libc::iovec; BATCH], [libc::mmsghdr; BATCH]) =
@@ -175,77 +246,29 @@ impl PacketSocket {
             if names[i].sll_pkttype == libc::PACKET_OUTGOING || truncated {
                 continue;
             }
+            let len = hdrs[i].msg_len as usize;
             if kept != i {
                 let (a, b) = self.rx.split_at_mut(i);
-                a[kept][..hdrs[i].msg_len as usize].copy_from_slice(&b[0][..hdrs[i].msg_len as usize]);
+                a[kept][..len].copy_from_slice(&b[0][..len]);
             }
-            self.rx_len[kept] = hdrs[i].msg_len as usize;
+            self.rx_len[kept] = len;
             kept += 1;
         }
         self.stats.rx += kept as u64;
         Ok(kept)
     }
 
-    /// Sends frames `bufs[idx[k]][..lens[k]]` for k in `from..to` with one `sendmmsg`; returns
-    /// how many the kernel took, skipping (and counting) frames it refuses for good.
-    fn transmit(
-        fd: i32,
-        ifindex: i32,
-        bufs: &mut [[u8; FRAME]; BATCH],
-        lens: &[usize; BATCH],
-        from: usize,
-        to: usize,
-        stats: &mut TransportStats,
-    ) -> Result<usize, ()> {
-        let mut ip = ll_addr(ifindex, libc::ETH_P_IP as u16);
-        let mut arp = ll_addr(ifindex, libc::ETH_P_ARP as u16);
-        // SAFETY: all-zero bytes are valid for these plain C structures (null pointers, zeros).
-        let (mut iov, mut hdrs): ([libc::iovec; BATCH], [libc::mmsghdr; BATCH]) = unsafe { (zeroed(), zeroed()) };
-        let count = to - from;
-        for k in 0..count {
-            let b = &mut bufs[from + k];
-            let is_arp = b[12] == 0x08 && b[13] == 0x06;
-            iov[k] = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: lens[from + k] };
-            hdrs[k].msg_hdr.msg_iov = &mut iov[k];
-            hdrs[k].msg_hdr.msg_iovlen = 1;
-            // The protocol tells the kernel what it sends (it sets skb->protocol from it).
-            let name: *mut libc::sockaddr_ll = if is_arp { &mut arp } else { &mut ip };
-            hdrs[k].msg_hdr.msg_name = name.cast();
-            hdrs[k].msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        }
-        let mut at = 0;
-        while at < count {
-            // SAFETY: headers point into buffers and addresses that live until the call returns.
-            let rc =
-                unsafe { libc::sendmmsg(fd, hdrs[at..count].as_mut_ptr(), (count - at) as u32, libc::MSG_DONTWAIT) };
-            if rc > 0 {
-                at += rc as usize;
-                stats.tx += rc as u64;
-                continue;
-            }
-            let e = io::Error::last_os_error();
-            if is_transient(&e) {
-                return if at == 0 { Err(()) } else { Ok(at) };
-            }
-            // This frame is refused for good (too long, interface down): skip it.
-            stats.tx_errors += 1;
-            at += 1;
-        }
-        Ok(at)
-    }
-
     /// Hands queued frames to the kernel; true when none are left.
     fn flush(&mut self) -> bool {
         while self.tx_head < self.tx_tail {
-            match Self::transmit(
-                self.fd.as_raw_fd(),
-                self.ifindex,
-                &mut self.tx,
-                &self.tx_len,
-                self.tx_head,
-                self.tx_tail,
-                &mut self.stats,
-            ) {
+            // SAFETY: all-zero bytes are a valid iovec (null pointer, zero length).
+            let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
+            let count = self.tx_tail - self.tx_head;
+            for (k, v) in iov[..count].iter_mut().enumerate() {
+                let i = self.tx_head + k;
+                *v = libc::iovec { iov_base: self.tx[i].as_mut_ptr().cast(), iov_len: self.tx_len[i] };
+            }
+            match transmit(self.fd.as_raw_fd(), self.ifindex, &mut iov[..count], &mut self.stats) {
                 Ok(n) => self.tx_head += n,
                 Err(()) => return false,
             }
@@ -253,6 +276,27 @@ impl PacketSocket {
         self.tx_head = 0;
         self.tx_tail = 0;
         true
+    }
+
+    /// Sends replies that must go out before their buffers are reused: waits for room
+    /// (briefly; then the rest is lost, as on a wire). The reflector has nowhere to keep them.
+    fn transmit_all(&mut self, iov: &mut [libc::iovec]) -> io::Result<usize> {
+        let mut at = 0;
+        let mut stalls = 0;
+        while at < iov.len() {
+            match transmit(self.fd.as_raw_fd(), self.ifindex, &mut iov[at..], &mut self.stats) {
+                Ok(m) => at += m,
+                Err(()) if stalls < 100 => {
+                    stalls += 1;
+                    wait_fd(self.fd.as_raw_fd(), true, Duration::from_micros(200))?;
+                }
+                Err(()) => {
+                    self.stats.tx_errors += (iov.len() - at) as u64;
+                    break;
+                }
+            }
+        }
+        Ok(at)
     }
 }
 
@@ -304,6 +348,18 @@ impl Transport for PacketSocket {
     }
 
     fn recv<F: FnMut(&[u8])>(&mut self, mut each: F) -> io::Result<usize> {
+        if let Some(ring) = &mut self.ring {
+            let mut n = 0;
+            while n < BATCH {
+                let Some(slot) = ring.take() else { break };
+                // SAFETY: the slot is ours until released just below; nothing else refers to it.
+                each(unsafe { &slot.bytes_mut()[..slot.len] });
+                ring.release();
+                n += 1;
+            }
+            self.stats.rx += n as u64;
+            return Ok(n);
+        }
         let n = self.receive()?;
         for i in 0..n {
             each(&self.rx[i][..self.rx_len[i]]);
@@ -312,41 +368,49 @@ impl Transport for PacketSocket {
     }
 
     fn reflect<F: FnMut(&mut [u8], usize) -> Option<usize>>(&mut self, mut answer: F) -> io::Result<(usize, usize)> {
-        let n = self.receive()?;
-        // Replies are compacted to the front of the receive buffers, then sent from there.
-        let mut lens = [0usize; BATCH];
+        // SAFETY: all-zero bytes are a valid iovec (null pointer, zero length).
+        let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
         let mut k = 0;
+        if let Some(ring) = &mut self.ring {
+            // Replies are written over the requests in the ring slots and sent from there;
+            // the slots go back to the kernel once sendmmsg has copied them.
+            let mut taken = 0;
+            while taken < BATCH {
+                let Some(slot): Option<Slot> = ring.take() else { break };
+                taken += 1;
+                // SAFETY: the slot is ours until released below; nothing else refers to it.
+                let buf = unsafe { slot.bytes_mut() };
+                if let Some(len) = answer(buf, slot.len) {
+                    iov[k] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: len.min(buf.len()) };
+                    k += 1;
+                }
+            }
+            self.stats.rx += taken as u64;
+            let sent = self.transmit_all(&mut iov[..k]);
+            let ring = self.ring.as_mut().expect("ring present");
+            for _ in 0..taken {
+                ring.release();
+            }
+            return Ok((taken, sent?));
+        }
+        let n = self.receive()?;
         for i in 0..n {
-            let Some(len) = answer(&mut self.rx[i][..], self.rx_len[i]) else { continue };
-            if k != i {
-                let (a, b) = self.rx.split_at_mut(i);
-                a[k][..len.min(FRAME)].copy_from_slice(&b[0][..len.min(FRAME)]);
-            }
-            lens[k] = len.min(FRAME);
-            k += 1;
-        }
-        let mut at = 0;
-        let mut stalls = 0;
-        while at < k {
-            match Self::transmit(self.fd.as_raw_fd(), self.ifindex, &mut self.rx, &lens, at, k, &mut self.stats) {
-                Ok(m) => at += m,
-                // A full queue: the reflector has nowhere to keep replies between batches, so
-                // it waits for room (briefly; then the rest of the batch is lost, as on a wire).
-                Err(()) if stalls < 100 => {
-                    stalls += 1;
-                    wait_fd(self.fd.as_raw_fd(), true, Duration::from_micros(200))?;
-                }
-                Err(()) => {
-                    self.stats.tx_errors += (k - at) as u64;
-                    break;
-                }
+            if let Some(len) = answer(&mut self.rx[i][..], self.rx_len[i]) {
+                iov[k] = libc::iovec { iov_base: self.rx[i].as_mut_ptr().cast(), iov_len: len.min(FRAME) };
+                k += 1;
             }
         }
-        Ok((n, at))
+        let sent = self.transmit_all(&mut iov[..k])?;
+        Ok((n, sent))
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         let pending = !self.flush();
+        // With a ring, frames may wait there already: the kernel's poll looks at its own
+        // position in the ring, not ours.
+        if !pending && self.ring.as_ref().is_some_and(RxRing::ready) {
+            return Ok(());
+        }
         wait_fd(self.fd.as_raw_fd(), pending, timeout)?;
         if pending {
             self.flush();

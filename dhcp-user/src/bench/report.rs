@@ -27,8 +27,8 @@ pub struct Report {
     pub clients: u32,
     /// Exchanges asked to start per second; null for unlimited (closed loop).
     pub rate_asked: Option<f64>,
-    /// Most requests outstanding at once.
-    pub window: u32,
+    /// Most requests outstanding at once; null for no limit.
+    pub window: Option<u32>,
     pub timeout_ms: u64,
     pub tries: u8,
     /// Seconds during which exchanges were started: the window the rates are computed over.
@@ -130,7 +130,8 @@ pub struct Checks {
 pub struct ClientOutcome {
     /// Clients ACKed at least once.
     pub served: u64,
-    /// Clients left without an offer after every try (once-through scenarios).
+    /// Clients left without a lease after every try: no offer, or NAKed each time
+    /// (once-through scenarios).
     pub starved: u64,
     /// Distinct addresses ACKed.
     pub unique_addresses: u64,
@@ -169,7 +170,7 @@ impl Report {
             server: cfg.server,
             clients: cfg.clients,
             rate_asked: cfg.rate,
-            window: cfg.window,
+            window: (cfg.window != u32::MAX).then_some(cfg.window),
             timeout_ms: cfg.timeout.as_millis() as u64,
             tries: cfg.tries,
             run_secs: o.run_secs,
@@ -230,9 +231,10 @@ impl Report {
     /// The table printed at the end of a run.
     pub fn table(&self) -> String {
         let mut s = String::new();
+        let window = self.window.map_or("no window".to_string(), |w| format!("window {w}"));
         let asked = match self.rate_asked {
-            Some(r) => format!("{r:.0}/s"),
-            None => format!("unlimited (window {})", self.window),
+            Some(r) => format!("{r:.0}/s, {window}"),
+            None => format!("unlimited, {window}"),
         };
         let place = match self.mode {
             "relay" => format!(
@@ -244,7 +246,7 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "xdhcp-bench {}: {place}, {} clients, rate asked {asked}, ran {:.2} s (+{:.2} s to finish)",
+            "xdhcp-bench {}: {place}, {} clients, ran {:.2} s (+{:.2} s to finish)",
             self.scenario_name(),
             self.clients,
             self.run_secs,
@@ -252,7 +254,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "rate: {:.0} exchanges started/s (asked {asked}); {:.0} replies/s; {:.0} completed/s; {:.0} leases/s",
+            "rate: {:.0} exchanges started/s, asked {asked}; {:.0} replies/s; {:.0} completed/s; {:.0} leases/s",
             self.rates.started, self.rates.replies, self.rates.completed, self.rates.leases
         );
         let _ = writeln!(s);

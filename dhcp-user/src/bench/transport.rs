@@ -56,6 +56,12 @@ pub struct TransportStats {
 }
 
 /// Batched, non-blocking message I/O for one interface or socket. One thread uses it.
+///
+/// An AF_XDP socket maps onto it as: `send` reserves up to `max` TX descriptors, lets `fill`
+/// write each frame into its UMEM frame, submits them and kicks (`sendto`); `recv` peeks the RX
+/// ring, hands each frame in the UMEM to `each`, releases the descriptors and refills the fill
+/// ring; `reflect` rewrites each received frame in its UMEM frame and puts the same address on
+/// the TX ring (frames not answered go back to the fill ring); `wait` polls the socket.
 pub trait Transport {
     /// Which headers the user writes into transmit buffers and finds in received ones.
     fn framing(&self) -> Framing;
