@@ -169,18 +169,24 @@ impl XskPort {
         n
     }
 
-    /// Queues frames for transmission and kicks the kernel (copy mode sends only on a kick).
-    /// Returns how many were queued; the rest stay the caller's.
+    /// Queues frames for transmission and kicks the kernel (copy mode sends only on a kick, a
+    /// limited number per kick). Returns how many were queued; the rest stay the caller's.
     pub fn transmit(&mut self, descs: &[XdpDesc]) -> usize {
-        if descs.is_empty() {
-            return 0;
+        let mut queued = 0;
+        // A full TX ring empties as the kernel sends: kick and retry a few times before giving
+        // a reply up.
+        for _ in 0..8 {
+            if queued < descs.len() {
+                let mut tx = self.tx.transmit((descs.len() - queued) as u32);
+                queued += tx.insert(descs[queued..].iter().copied()) as usize;
+                tx.commit();
+            }
+            self.tx.wake();
+            if queued == descs.len() && self.tx.pending() == 0 {
+                break;
+            }
         }
-        let mut tx = self.tx.transmit(descs.len() as u32);
-        let n = tx.insert(descs.iter().copied()) as usize;
-        tx.commit();
-        drop(tx);
-        self.tx.wake();
-        n
+        queued
     }
 }
 
@@ -280,6 +286,7 @@ fn open_mode(interface: &str, workers: u32, mode: Mode) -> Result<XskSet> {
             let tx = user.map_tx().map_err(errno).context("mapping the TX ring")?;
             bind_retrying(&umem, &user, mode, w)?;
             let fd = rx.as_raw_fd();
+            raise_tx_budget(fd);
             sockets.push((rx, tx, fd));
         }
         let mut dq = device.ok_or_else(|| anyhow!("no worker sockets"))?;
@@ -314,4 +321,23 @@ fn bind_retrying(umem: &Umem, user: &xdpilone::User, mode: Mode, w: u32) -> Resu
         }
     }
     bail!("binding the AF_XDP socket: queue still busy after 1 s")
+}
+
+/// `setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET)` (Linux 6.18): in copy mode one `sendto` kick
+/// sends at most 32 frames unless raised; a batch of replies is up to 64.
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+const TX_BUDGET: u32 = 256;
+
+fn raise_tx_budget(fd: libc::c_int) {
+    // SAFETY: a valid option value of the given size on a live socket.
+    let rc = unsafe {
+        libc::setsockopt(fd, libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, (&TX_BUDGET as *const u32).cast(), 4)
+    };
+    if rc != 0 {
+        // Older kernels: the default budget; `XskPort::transmit` kicks again while frames wait.
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            eprintln!("xdhcpd: XDP_MAX_TX_SKB_BUDGET not available ({}): default TX budget", std::io::Error::last_os_error())
+        });
+    }
 }

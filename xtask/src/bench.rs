@@ -20,7 +20,14 @@ fn fact(cmd: &mut Command) -> String {
     output(cmd).map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
 }
 
-pub(crate) fn run(root: &Path) -> Result<()> {
+pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
+    let sys = crate::system::run(root, if quick { 1 } else { 3 }, if quick { "2" } else { "5" })?;
+    let system_md = system_markdown(&sys)?;
+    if quick {
+        println!("{system_md}");
+        eprintln!("--quick: BENCHMARKS.md left as it is (a full run writes it)");
+        return Ok(());
+    }
     step("criterion benchmarks (wire, engine)");
     cargo(&["bench", "-p", "xdhcpd-benches", "--bench", "wire", "--bench", "engine"])?;
     step("memory per lease (10^7 leases)");
@@ -53,6 +60,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
 
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
+    md.push_str(&system_md);
     writeln!(
         md,
         "Written by `cargo xtask bench`. The machine is shared and noisy: compare the ratios, \
@@ -60,6 +68,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     )?;
     writeln!(md, "Machine: {cores} cores, {cpu}, Linux {kernel}, {rustc}.\n")?;
     writeln!(md, "## Wire and engine, per message (criterion medians, one core)\n")?;
+    md.push_str("");
     writeln!(md, "The peer is dhcproto 0.12, the wire layer of the Rust server dora, run in the same process.\n")?;
     writeln!(md, "| benchmark | xdhcpd | dhcproto | dhcproto / xdhcpd |")?;
     writeln!(md, "|---|---:|---:|---:|")?;
@@ -138,13 +147,6 @@ pub(crate) fn run(root: &Path) -> Result<()> {
          journal costs no throughput at perfdhcp's rates, not where its own limit is (the table \
          above is that).\n"
     )?;
-    writeln!(md, "## Not yet measured\n")?;
-    writeln!(
-        md,
-        "Whole-system rates (xdhcpd's UDP and XDP paths against Kea 2.x driven by perfdhcp and \
-         xdhcp-bench in the same run) need the server binary and the load generator; they will be \
-         added to this file by `cargo xtask bench` when those land.\n"
-    )?;
     writeln!(md, "## Reproduce\n")?;
     writeln!(md, "```\ncargo xtask bench\n```")?;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;
@@ -194,3 +196,76 @@ fn end_to_end(root: &Path) -> Result<Vec<(&'static str, f64, u64)>> {
         })
         .collect())
 }
+
+/// The whole-system tables.
+fn system_markdown(sys: &crate::system::System) -> Result<String> {
+    use crate::system::{median, Responder};
+    let mut md = String::new();
+    let med = |runs: &[crate::system::GenRun], f: fn(&crate::system::GenRun) -> f64| {
+        median(&runs.iter().map(f).collect::<Vec<_>>())
+    };
+    let rate_of = |want: fn(&Responder) -> bool| {
+        sys.rows.iter().find(|(r, _)| want(r)).map(|(_, runs)| med(runs, |g| g.dora_per_s)).unwrap_or(f64::NAN)
+    };
+    let ceiling = rate_of(|r| matches!(r, Responder::Reflector));
+    let kea = rate_of(|r| matches!(r, Responder::Kea { .. }));
+    writeln!(md, "## Whole system: leases per second over veth\n")?;
+    writeln!(
+        md,
+        "xdhcp-bench (direct mode, {CLIENTS_DOC} clients, closed loop with 256 outstanding, pinned to CPU 0) \
+         against each responder in a server namespace, over one veth pair, {} rounds interleaved; \
+         medians. One-worker servers and the reflector run on CPU 1. A DORA is two request/reply \
+         pairs. Kea runs multi-threaded with memfile leases in memory, xdhcpd without a lease \
+         file: both keep leases in memory only.\n",
+        sys.rows.first().map_or(0, |r| r.1.len())
+    )?;
+    writeln!(md, "| responder | DORA/s | of the reflector ceiling | vs Kea | DISCOVER→OFFER p50 / p99 (µs) | drops | duplicate ACKs |")?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|")?;
+    for (r, runs) in &sys.rows {
+        let rate = med(runs, |g| g.dora_per_s);
+        writeln!(
+            md,
+            "| {} | {rate:.0} | {:.0}% | {:.1}x | {:.0} / {:.0} | {} | {} |",
+            r.name(),
+            100.0 * rate / ceiling,
+            rate / kea,
+            med(runs, |g| g.offer_p50_us),
+            med(runs, |g| g.offer_p99_us),
+            runs.iter().map(|g| g.drops).sum::<u64>(),
+            runs.iter().map(|g| g.duplicate_acks).sum::<u64>()
+        )?;
+    }
+    writeln!(md, "\nAt half its maximum rate (paced, open loop):\n")?;
+    writeln!(md, "| responder | DORA/s asked | DORA/s | DISCOVER→OFFER p50 / p99 (µs) | drops |")?;
+    writeln!(md, "|---|---:|---:|---:|---:|")?;
+    for (r, rate, g) in &sys.half_rate {
+        writeln!(md, "| {} | {rate:.0} | {:.0} | {:.0} / {:.0} | {} |", r.name(), g.dora_per_s, g.offer_p50_us, g.offer_p99_us, g.drops)?;
+    }
+    writeln!(md, "\nperfdhcp (Kea's generator) against each server at 4,000 DORA/s for 4 s, as an independent check:\n")?;
+    writeln!(md, "| server | DORA/s | drops |")?;
+    writeln!(md, "|---|---:|---:|")?;
+    for (name, rate, drops) in &sys.perfdhcp {
+        writeln!(md, "| {name} | {rate:.0} | {drops} |")?;
+    }
+    writeln!(md, "\n## Multi-server segment: offers turned down (`foreign` scenario)\n")?;
+    writeln!(
+        md,
+        "A 100-address pool and 100 clients; half of them take another server's offer (their \
+         REQUEST names another server), then as many fresh clients DISCOVER. Offer timeout 60 s \
+         for xdhcpd; Kea holds no state for offers.\n"
+    )?;
+    writeln!(md, "| server | foreign REQUESTs | fresh clients offered | starved | offers still held | duplicate offers |")?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|")?;
+    for (name, v) in &sys.foreign {
+        let f = &v["foreign"];
+        writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} |",
+            f["foreign_requests"], f["probes_offered"], f["probes_starved"], f["offers_still_held"], v["checks"]["duplicate_offers"]
+        )?;
+    }
+    writeln!(md)?;
+    Ok(md)
+}
+
+const CLIENTS_DOC: &str = "60,000";

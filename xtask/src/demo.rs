@@ -64,7 +64,23 @@ pub(crate) fn run(root: &Path) -> Result<()> {
 /// Starts the release xdhcpd in the server namespace on `s0` (198.18.0.0/16, two workers) on
 /// `backend` with `extra` arguments, and waits until it serves.
 pub(crate) fn start_xdhcpd(pair: &Pair, xdhcpd: &Path, backend: &str, extra: &[&str], log: &Path) -> Result<Process> {
-    let mut args = vec![
+    start_xdhcpd_with(pair, xdhcpd, backend, 2, "198.18.1.0-198.18.255.254", extra, log)
+}
+
+/// [`start_xdhcpd`] with a worker count and pool. One worker runs on CPU 1, leaving CPU 0 to
+/// the load generator.
+pub(crate) fn start_xdhcpd_with(
+    pair: &Pair,
+    xdhcpd: &Path,
+    backend: &str,
+    workers: u32,
+    pool: &str,
+    extra: &[&str],
+    log: &Path,
+) -> Result<Process> {
+    let workers = workers.to_string();
+    let mut args = if workers == "1" { vec!["taskset", "-c", "1"] } else { vec![] };
+    args.extend([
         xdhcpd.to_str().context("path")?,
         "serve",
         "--interface",
@@ -72,16 +88,16 @@ pub(crate) fn start_xdhcpd(pair: &Pair, xdhcpd: &Path, backend: &str, extra: &[&
         "--subnet",
         "198.18.0.0/16",
         "--pool",
-        "198.18.1.0-198.18.255.254",
+        pool,
         "--server-id",
         "198.18.0.1",
         "--lease-time",
         "3600",
         "--workers",
-        "2",
+        &workers,
         "--backend",
         backend,
-    ];
+    ]);
     args.extend_from_slice(extra);
     println!("    ip netns exec {} {}", pair.server.name, args.join(" "));
     let server = Process::start(&pair.server, "xdhcpd", &args, log);

@@ -7,7 +7,7 @@ use xdhcpd_tests::{eventually, Pair, Process, Scratch};
 
 /// Starts kea-dhcp4 with `threads` worker threads; leases in memory (`persist: false`), as
 /// xdhcpd without a lease file.
-pub(crate) fn start(pair: &Pair, dir: &Scratch, threads: u32) -> Result<Process> {
+pub(crate) fn start(pair: &Pair, dir: &Scratch, threads: u32, pool: &str) -> Result<Process> {
     let config = dir.path("kea-dhcp4.json");
     let run = dir.path("kea-run");
     std::fs::create_dir_all(&run)?;
@@ -20,7 +20,7 @@ pub(crate) fn start(pair: &Pair, dir: &Scratch, threads: u32) -> Result<Process>
   "multi-threading": {{"enable-multi-threading": true, "thread-pool-size": {threads}, "packet-queue-size": 256}},
   "valid-lifetime": 3600, "renew-timer": 1800, "rebind-timer": 3150,
   "option-data": [{{"name": "routers", "data": "198.18.0.1"}}],
-  "subnet4": [{{"id": 1, "subnet": "198.18.0.0/16", "pools": [{{"pool": "198.18.1.0-198.18.255.254"}}]}}],
+  "subnet4": [{{"id": 1, "subnet": "198.18.0.0/16", "pools": [{{"pool": "{pool}"}}]}}],
   "loggers": [{{"name": "kea-dhcp4", "output_options": [{{"output": "stdout"}}], "severity": "WARN"}}]
 }}}}"#
         ),

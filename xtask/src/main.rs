@@ -10,6 +10,7 @@ mod bench;
 mod demo;
 mod kea;
 mod setup;
+mod system;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -32,7 +33,11 @@ enum Task {
     /// Run the demo.
     Demo,
     /// Run the benchmarks in release mode and write BENCHMARKS.md.
-    Bench,
+    Bench {
+        /// A few minutes: one round of short whole-system runs, no criterion benchmarks.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -49,9 +54,9 @@ fn main() -> Result<()> {
             setup::run()?;
             demo::run(&root)
         }
-        Task::Bench => {
+        Task::Bench { quick } => {
             setup::run()?;
-            bench::run(&root)
+            bench::run(&root, quick)
         }
     }
 }

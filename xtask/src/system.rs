@@ -1,0 +1,171 @@
+//! Whole-system benchmarks for `cargo xtask bench`: in one run, interleaved, the reflector (the
+//! I/O ceiling), xdhcpd on its XDP and UDP paths with 1 and 2 workers, and Kea 2.x, each driven
+//! by xdhcp-bench over a veth pair between namespaces; perfdhcp against each server as an
+//! independent check; and the `foreign` scenario on a small pool for xdhcpd and Kea.
+
+use crate::demo::{perfdhcp, start_xdhcpd_with};
+use crate::{cargo, kea, step};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use xdhcpd_tests::{Pair, Process, Scratch};
+
+const BIG_POOL: &str = "198.18.1.0-198.18.255.254";
+const CLIENTS: &str = "60000";
+
+/// One responder setting measured with the generator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Responder {
+    Reflector,
+    Xdhcpd { backend: &'static str, workers: u32 },
+    Kea { threads: u32 },
+}
+
+impl Responder {
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Responder::Reflector => "reflector (stateless, AF_PACKET)".into(),
+            Responder::Xdhcpd { backend, workers } => format!("xdhcpd {backend}, {workers} worker(s)"),
+            Responder::Kea { threads } => format!("Kea 2.2 memfile, {threads} threads"),
+        }
+    }
+}
+
+/// Results of one generator run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GenRun {
+    pub dora_per_s: f64,
+    pub offer_p50_us: f64,
+    pub offer_p99_us: f64,
+    pub drops: u64,
+    pub duplicate_acks: u64,
+}
+
+pub(crate) struct System {
+    pub rows: Vec<(Responder, Vec<GenRun>)>,
+    pub half_rate: Vec<(Responder, f64, GenRun)>,
+    pub perfdhcp: Vec<(String, f64, u64)>,
+    pub foreign: Vec<(String, Value)>,
+}
+
+struct Bins {
+    xdhcpd: PathBuf,
+    bench: PathBuf,
+}
+
+fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offer_timeout: &str) -> Result<Process> {
+    match r {
+        Responder::Reflector => {
+            let b = bins.bench.to_str().context("path")?;
+            let p = Process::start(&pair.server, "reflector", &[b, "reflector", "-i", "s0", "--cpu", "1", "-q"], &dir.path("reflector.log"));
+            std::thread::sleep(Duration::from_millis(500));
+            Ok(p)
+        }
+        Responder::Xdhcpd { backend, workers } => start_xdhcpd_with(
+            pair,
+            &bins.xdhcpd,
+            backend,
+            workers,
+            pool,
+            &["--offer-timeout", offer_timeout],
+            &dir.path("xdhcpd.log"),
+        ),
+        Responder::Kea { threads } => kea::start(pair, dir, threads, pool),
+    }
+}
+
+/// Runs the generator in the client namespace on CPU 0; returns its JSON report.
+fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, args: &[&str]) -> Result<Value> {
+    let json = dir.path("gen.json");
+    let _ = std::fs::remove_file(&json);
+    let mut all = vec![bins.bench.to_str().context("path")?, "-i", "c0", "--cpu", "0", "-q", "--json"];
+    let j = json.display().to_string();
+    all.push(&j);
+    all.extend_from_slice(args);
+    let out = pair.client.exec(&all);
+    if !out.status.success() && out.status.code() != Some(3) {
+        bail!("xdhcp-bench {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_str(&std::fs::read_to_string(&json)?)?)
+}
+
+fn gen_run(v: &Value) -> GenRun {
+    let offer = v["exchanges"].as_array().and_then(|a| a.iter().find(|e| e["name"] == "DISCOVER-OFFER")).cloned();
+    let drops = v["exchanges"].as_array().map_or(0, |a| a.iter().filter_map(|e| e["drops"].as_u64()).sum());
+    GenRun {
+        dora_per_s: v["rates"]["leases"].as_f64().unwrap_or(0.0),
+        offer_p50_us: offer.as_ref().and_then(|o| o["latency_us"]["p50"].as_f64()).unwrap_or(f64::NAN),
+        offer_p99_us: offer.as_ref().and_then(|o| o["latency_us"]["p99"].as_f64()).unwrap_or(f64::NAN),
+        drops,
+        duplicate_acks: v["checks"]["duplicate_acks"].as_u64().unwrap_or(0),
+    }
+}
+
+pub(crate) fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
+    step("whole system: building xdhcpd and xdhcp-bench (release)");
+    cargo(&["build", "--release", "--quiet", "-p", "dhcp-user", "--bin", "xdhcpd", "--bin", "xdhcp-bench"])?;
+    let bins = Bins { xdhcpd: root.join("target/release/xdhcpd"), bench: root.join("target/release/xdhcp-bench") };
+    let pair = Pair::new("sys");
+    let dir = Scratch::new("sys");
+    let responders = [
+        Responder::Reflector,
+        Responder::Xdhcpd { backend: "xdp", workers: 1 },
+        Responder::Xdhcpd { backend: "xdp", workers: 2 },
+        Responder::Xdhcpd { backend: "udp", workers: 1 },
+        Responder::Xdhcpd { backend: "udp", workers: 2 },
+        Responder::Kea { threads: 2 },
+    ];
+    let mut rows: Vec<(Responder, Vec<GenRun>)> = responders.iter().map(|r| (*r, Vec::new())).collect();
+    for round in 0..rounds {
+        for (r, runs) in rows.iter_mut() {
+            step(&format!("round {}: xdhcp-bench (closed loop, window 256) against {}", round + 1, r.name()));
+            let mut server = start(&pair, &dir, &bins, *r, BIG_POOL, "10")?;
+            let v = generate(&pair, &dir, &bins, &["-R", CLIENTS, "-p", seconds])?;
+            server.stop();
+            let g = gen_run(&v);
+            eprintln!("    {:.0} DORA/s, DISCOVER-OFFER p99 {:.0} us, drops {}", g.dora_per_s, g.offer_p99_us, g.drops);
+            runs.push(g);
+        }
+    }
+    // Latency at half the measured maximum rate (open loop, paced).
+    let mut half_rate = Vec::new();
+    for (r, runs) in &rows {
+        if !matches!(r, Responder::Xdhcpd { workers: 1, .. }) {
+            continue;
+        }
+        let rate = median(&runs.iter().map(|g| g.dora_per_s).collect::<Vec<_>>()) / 2.0;
+        step(&format!("{} at half its maximum: {rate:.0} DORA/s", r.name()));
+        let mut server = start(&pair, &dir, &bins, *r, BIG_POOL, "10")?;
+        let v = generate(&pair, &dir, &bins, &["-R", CLIENTS, "-p", seconds, "-r", &format!("{rate:.0}")])?;
+        server.stop();
+        half_rate.push((*r, rate, gen_run(&v)));
+    }
+    // perfdhcp against each server, as an independent check.
+    let mut perf = Vec::new();
+    for r in [Responder::Xdhcpd { backend: "xdp", workers: 2 }, Responder::Xdhcpd { backend: "udp", workers: 2 }, Responder::Kea { threads: 2 }] {
+        step(&format!("perfdhcp -r 4000 against {}", r.name()));
+        let mut server = start(&pair, &dir, &bins, r, BIG_POOL, "10")?;
+        let p = perfdhcp(&pair, 4000, 4, 0)?;
+        server.stop();
+        let drops = p.exchanges.iter().map(|e| e.3).sum();
+        perf.push((r.name(), p.exchanges[1].2 as f64 / 4.0, drops));
+    }
+    // The foreign scenario: a 100-address pool, 100 clients, half of them take another server's
+    // offer; then fresh clients DISCOVER.
+    let mut foreign = Vec::new();
+    for (r, timeout) in [(Responder::Xdhcpd { backend: "xdp", workers: 2 }, "60"), (Responder::Kea { threads: 2 }, "60")] {
+        step(&format!("foreign scenario against {}", r.name()));
+        let mut server = start(&pair, &dir, &bins, r, "198.18.1.0-198.18.1.99", timeout)?;
+        let v = generate(&pair, &dir, &bins, &["--scenario", "foreign", "-R", "100", "--foreign-share", "0.5", "-p", "10"])?;
+        server.stop();
+        foreign.push((r.name(), v));
+    }
+    Ok(System { rows, half_rate, perfdhcp: perf, foreign })
+}
