@@ -330,14 +330,16 @@ const TX_BUDGET: u32 = 256;
 
 fn raise_tx_budget(fd: libc::c_int) {
     // SAFETY: a valid option value of the given size on a live socket.
-    let rc = unsafe {
-        libc::setsockopt(fd, libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, (&TX_BUDGET as *const u32).cast(), 4)
-    };
+    let rc =
+        unsafe { libc::setsockopt(fd, libc::SOL_XDP, XDP_MAX_TX_SKB_BUDGET, (&TX_BUDGET as *const u32).cast(), 4) };
     if rc != 0 {
         // Older kernels: the default budget; `XskPort::transmit` kicks again while frames wait.
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
-            eprintln!("xdhcpd: XDP_MAX_TX_SKB_BUDGET not available ({}): default TX budget", std::io::Error::last_os_error())
+            eprintln!(
+                "xdhcpd: XDP_MAX_TX_SKB_BUDGET not available ({}): default TX budget",
+                std::io::Error::last_os_error()
+            )
         });
     }
 }

@@ -239,9 +239,20 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
     writeln!(md, "| responder | DORA/s asked | DORA/s | DISCOVER→OFFER p50 / p99 (µs) | drops |")?;
     writeln!(md, "|---|---:|---:|---:|---:|")?;
     for (r, rate, g) in &sys.half_rate {
-        writeln!(md, "| {} | {rate:.0} | {:.0} | {:.0} / {:.0} | {} |", r.name(), g.dora_per_s, g.offer_p50_us, g.offer_p99_us, g.drops)?;
+        writeln!(
+            md,
+            "| {} | {rate:.0} | {:.0} | {:.0} / {:.0} | {} |",
+            r.name(),
+            g.dora_per_s,
+            g.offer_p50_us,
+            g.offer_p99_us,
+            g.drops
+        )?;
     }
-    writeln!(md, "\nperfdhcp (Kea's generator) against each server at 4,000 DORA/s for 4 s, as an independent check:\n")?;
+    writeln!(
+        md,
+        "\nperfdhcp (Kea's generator) against each server at 4,000 DORA/s for 4 s, as an independent check:\n"
+    )?;
     writeln!(md, "| server | DORA/s | drops |")?;
     writeln!(md, "|---|---:|---:|")?;
     for (name, rate, drops) in &sys.perfdhcp {
@@ -254,14 +265,21 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
          REQUEST names another server), then as many fresh clients DISCOVER. Offer timeout 60 s \
          for xdhcpd; Kea holds no state for offers.\n"
     )?;
-    writeln!(md, "| server | foreign REQUESTs | fresh clients offered | starved | offers still held | duplicate offers |")?;
+    writeln!(
+        md,
+        "| server | foreign REQUESTs | fresh clients offered | starved | offers still held | duplicate offers |"
+    )?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|")?;
     for (name, v) in &sys.foreign {
         let f = &v["foreign"];
         writeln!(
             md,
             "| {name} | {} | {} | {} | {} | {} |",
-            f["foreign_requests"], f["probes_offered"], f["probes_starved"], f["offers_still_held"], v["checks"]["duplicate_offers"]
+            f["foreign_requests"],
+            f["probes_offered"],
+            f["probes_starved"],
+            f["offers_still_held"],
+            v["checks"]["duplicate_offers"]
         )?;
     }
     writeln!(md)?;

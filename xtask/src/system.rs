@@ -58,7 +58,12 @@ fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offe
     match r {
         Responder::Reflector => {
             let b = bins.bench.to_str().context("path")?;
-            let p = Process::start(&pair.server, "reflector", &[b, "reflector", "-i", "s0", "--cpu", "1", "-q"], &dir.path("reflector.log"));
+            let p = Process::start(
+                &pair.server,
+                "reflector",
+                &[b, "reflector", "-i", "s0", "--cpu", "1", "-q"],
+                &dir.path("reflector.log"),
+            );
             std::thread::sleep(Duration::from_millis(500));
             Ok(p)
         }
@@ -85,7 +90,11 @@ fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, args: &[&str]) -> Result<Va
     all.extend_from_slice(args);
     let out = pair.client.exec(&all);
     if !out.status.success() && out.status.code() != Some(3) {
-        bail!("xdhcp-bench {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "xdhcp-bench {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(serde_json::from_str(&std::fs::read_to_string(&json)?)?)
 }
@@ -149,7 +158,11 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
     }
     // perfdhcp against each server, as an independent check.
     let mut perf = Vec::new();
-    for r in [Responder::Xdhcpd { backend: "xdp", workers: 2 }, Responder::Xdhcpd { backend: "udp", workers: 2 }, Responder::Kea { threads: 2 }] {
+    for r in [
+        Responder::Xdhcpd { backend: "xdp", workers: 2 },
+        Responder::Xdhcpd { backend: "udp", workers: 2 },
+        Responder::Kea { threads: 2 },
+    ] {
         step(&format!("perfdhcp -r 4000 against {}", r.name()));
         let mut server = start(&pair, &dir, &bins, r, BIG_POOL, "10")?;
         let p = perfdhcp(&pair, 4000, 4, 0)?;
@@ -160,10 +173,17 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
     // The foreign scenario: a 100-address pool, 100 clients, half of them take another server's
     // offer; then fresh clients DISCOVER.
     let mut foreign = Vec::new();
-    for (r, timeout) in [(Responder::Xdhcpd { backend: "xdp", workers: 2 }, "60"), (Responder::Kea { threads: 2 }, "60")] {
+    for (r, timeout) in
+        [(Responder::Xdhcpd { backend: "xdp", workers: 2 }, "60"), (Responder::Kea { threads: 2 }, "60")]
+    {
         step(&format!("foreign scenario against {}", r.name()));
         let mut server = start(&pair, &dir, &bins, r, "198.18.1.0-198.18.1.99", timeout)?;
-        let v = generate(&pair, &dir, &bins, &["--scenario", "foreign", "-R", "100", "--foreign-share", "0.5", "-p", "10"])?;
+        let v = generate(
+            &pair,
+            &dir,
+            &bins,
+            &["--scenario", "foreign", "-R", "100", "--foreign-share", "0.5", "-p", "10"],
+        )?;
         server.stop();
         foreign.push((r.name(), v));
     }
