@@ -207,7 +207,7 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
     let rate_of = |want: fn(&Responder) -> bool| {
         sys.rows.iter().find(|(r, _)| want(r)).map(|(_, runs)| med(runs, |g| g.dora_per_s)).unwrap_or(f64::NAN)
     };
-    let ceiling = rate_of(|r| matches!(r, Responder::Reflector));
+    let ceiling = rate_of(|r| matches!(r, Responder::Reflector { xdp: true }));
     let kea = rate_of(|r| matches!(r, Responder::Kea { .. }));
     writeln!(md, "## Whole system: leases per second over veth\n")?;
     writeln!(
@@ -219,7 +219,7 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
          file: both keep leases in memory only.\n",
         sys.rows.first().map_or(0, |r| r.1.len())
     )?;
-    writeln!(md, "| responder | DORA/s | of the reflector ceiling | vs Kea | DISCOVER→OFFER p50 / p99 (µs) | drops | duplicate ACKs |")?;
+    writeln!(md, "| responder | DORA/s | of the AF_XDP reflector ceiling | vs Kea | DISCOVER→OFFER p50 / p99 (µs) | drops | duplicate ACKs |")?;
     writeln!(md, "|---|---:|---:|---:|---:|---:|---:|")?;
     for (r, runs) in &sys.rows {
         let rate = med(runs, |g| g.dora_per_s);
@@ -280,6 +280,25 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
             f["probes_starved"],
             f["offers_still_held"],
             v["checks"]["duplicate_offers"]
+        )?;
+    }
+    writeln!(md, "\nExhaustion: 150 clients, each one DORA with retries, on the same 100-address pool.\n")?;
+    writeln!(
+        md,
+        "| server | served | starved | duplicate offers | offers of leased addresses | NAKs | duplicate ACKs |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|")?;
+    for (name, v) in &sys.exhaustion {
+        let c = &v["checks"];
+        writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            v["outcome"]["served"],
+            v["outcome"]["starved"],
+            c["duplicate_offers"],
+            c["offers_of_leased"],
+            c["naks"],
+            c["duplicate_acks"]
         )?;
     }
     writeln!(md)?;

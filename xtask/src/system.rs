@@ -17,7 +17,7 @@ const CLIENTS: &str = "60000";
 /// One responder setting measured with the generator.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Responder {
-    Reflector,
+    Reflector { xdp: bool },
     Xdhcpd { backend: &'static str, workers: u32 },
     Kea { threads: u32 },
 }
@@ -25,7 +25,8 @@ pub(crate) enum Responder {
 impl Responder {
     pub(crate) fn name(&self) -> String {
         match self {
-            Responder::Reflector => "reflector (stateless, AF_PACKET)".into(),
+            Responder::Reflector { xdp: true } => "reflector (stateless, AF_XDP)".into(),
+            Responder::Reflector { xdp: false } => "reflector (stateless, AF_PACKET)".into(),
             Responder::Xdhcpd { backend, workers } => format!("xdhcpd {backend}, {workers} worker(s)"),
             Responder::Kea { threads } => format!("Kea 2.2 memfile, {threads} threads"),
         }
@@ -47,6 +48,7 @@ pub(crate) struct System {
     pub half_rate: Vec<(Responder, f64, GenRun)>,
     pub perfdhcp: Vec<(String, f64, u64)>,
     pub foreign: Vec<(String, Value)>,
+    pub exhaustion: Vec<(String, Value)>,
 }
 
 struct Bins {
@@ -56,14 +58,13 @@ struct Bins {
 
 fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offer_timeout: &str) -> Result<Process> {
     match r {
-        Responder::Reflector => {
+        Responder::Reflector { xdp } => {
             let b = bins.bench.to_str().context("path")?;
-            let p = Process::start(
-                &pair.server,
-                "reflector",
-                &[b, "reflector", "-i", "s0", "--cpu", "1", "-q"],
-                &dir.path("reflector.log"),
-            );
+            let mut args = vec![b, "reflector", "-i", "s0", "--cpu", "1", "-q"];
+            if xdp {
+                args.push("--xdp");
+            }
+            let p = Process::start(&pair.server, "reflector", &args, &dir.path("reflector.log"));
             std::thread::sleep(Duration::from_millis(500));
             Ok(p)
         }
@@ -124,7 +125,8 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
     let pair = Pair::new("sys");
     let dir = Scratch::new("sys");
     let responders = [
-        Responder::Reflector,
+        Responder::Reflector { xdp: true },
+        Responder::Reflector { xdp: false },
         Responder::Xdhcpd { backend: "xdp", workers: 1 },
         Responder::Xdhcpd { backend: "xdp", workers: 2 },
         Responder::Xdhcpd { backend: "udp", workers: 1 },
@@ -187,5 +189,14 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
         server.stop();
         foreign.push((r.name(), v));
     }
-    Ok(System { rows, half_rate, perfdhcp: perf, foreign })
+    // Exhaustion: 150 clients on a 100-address pool.
+    let mut exhaustion = Vec::new();
+    for r in [Responder::Xdhcpd { backend: "xdp", workers: 2 }, Responder::Kea { threads: 2 }] {
+        step(&format!("exhaustion scenario against {}", r.name()));
+        let mut server = start(&pair, &dir, &bins, r, "198.18.1.0-198.18.1.99", "10")?;
+        let v = generate(&pair, &dir, &bins, &["--scenario", "exhaustion", "-R", "150", "-p", "10"])?;
+        server.stop();
+        exhaustion.push((r.name(), v));
+    }
+    Ok(System { rows, half_rate, perfdhcp: perf, foreign, exhaustion })
 }

@@ -145,6 +145,10 @@ pub struct ReflectorArgs {
     /// Spin instead of sleeping when there is nothing to do.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Answer through AF_XDP (the steering program and one AF_XDP socket) instead of
+    /// `AF_PACKET`: the ceiling of the kernel-bypass path.
+    #[arg(long)]
+    pub xdp: bool,
     /// No progress line.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -263,9 +267,15 @@ pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
         None => None,
     };
     let opening = || format!("opening {}", args.interface);
-    let mut t = PacketSocket::open(&args.interface, Role::Server, args.rx).with_context(opening)?;
-    let st = reflector::run(&mut t, &cfg, &stop, duration, !args.quiet, args.busy_poll)?;
-    let ts = t.stats();
+    let (st, ts) = if args.xdp {
+        let mut t = super::xsk::XskReflector::open(&args.interface).with_context(opening)?;
+        let st = reflector::run(&mut t, &cfg, &stop, duration, !args.quiet, args.busy_poll)?;
+        (st, t.stats())
+    } else {
+        let mut t = PacketSocket::open(&args.interface, Role::Server, args.rx).with_context(opening)?;
+        let st = reflector::run(&mut t, &cfg, &stop, duration, !args.quiet, args.busy_poll)?;
+        (st, t.stats())
+    };
     println!(
         "reflector on {}: received {}, answered {} in {:.2} s ({:.0}/s); send errors {}, kernel receive drops {}",
         args.interface,
