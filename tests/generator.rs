@@ -28,15 +28,9 @@ fn wait_port_67(ns: &Netns, log: &Path) {
     assert!(up.is_some(), "no server on port 67: {}", std::fs::read_to_string(log).unwrap_or_default());
 }
 
-/// Starts xdhcpd in the server namespace with `args` after `serve` and waits until it serves
-/// (its log says so: on the XDP path no socket listens on port 67).
-fn start_xdhcpd(pair: &Pair, args: &[&str], log: &Path) -> Process {
-    let mut all = vec![XDHCPD, "serve"];
-    all.extend_from_slice(args);
-    let p = Process::start(&pair.server, "xdhcpd", &all, log);
-    let up = eventually(WAIT, || std::fs::read_to_string(log).ok()?.contains("xdhcpd: serving").then_some(()));
-    assert!(up.is_some(), "xdhcpd did not start: {}", std::fs::read_to_string(log).unwrap_or_default());
-    p
+/// Starts xdhcpd in the server namespace with `args` after `serve` and waits until it serves.
+fn start_server(pair: &Pair, args: &[&str], log: &Path) -> Process {
+    start_xdhcpd(&pair.server, XDHCPD, args, log)
 }
 
 /// The generator runs against both of xdhcpd's paths: UDP sockets, and XDP with AF_XDP.
@@ -77,7 +71,7 @@ fn xdhcpd_quick(pair: &Pair, dir: &Scratch, backend: &str, pool: &str, offer_tim
         "--offer-timeout",
         offer_timeout,
     ];
-    start_xdhcpd(pair, &args, &dir.path("xdhcpd.log"))
+    start_server(pair, &args, &dir.path("xdhcpd.log"))
 }
 
 /// Runs the generator in `ns` with `args` (quiet, JSON into the scratch folder); returns its
@@ -300,7 +294,7 @@ fn relay_case(backend: &str) {
     )
     .unwrap();
     let cfg = cfg.display().to_string();
-    let _server = start_xdhcpd(&pair, &["--config", &cfg], &dir.path("xdhcpd.log"));
+    let _server = start_server(&pair, &["--config", &cfg], &dir.path("xdhcpd.log"));
     let (status, text, r) = bench(
         &pair.client,
         &dir,

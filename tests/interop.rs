@@ -24,12 +24,7 @@ fn start_server(pair: &Pair, args: &[&str], log: &Path) -> Process {
 }
 
 fn start_in(ns: &Netns, args: &[&str], log: &Path) -> Process {
-    let mut all = vec![XDHCPD, "serve"];
-    all.extend_from_slice(args);
-    let p = Process::start(ns, "xdhcpd", &all, log);
-    let up = eventually(WAIT, || std::fs::read_to_string(log).ok()?.contains("xdhcpd: serving").then_some(()));
-    assert!(up.is_some(), "xdhcpd did not start: {}", std::fs::read_to_string(log).unwrap_or_default());
-    p
+    start_xdhcpd(ns, XDHCPD, args, log)
 }
 
 /// Every test runs on both paths: the UDP sockets and XDP with AF_XDP sockets.

@@ -489,3 +489,16 @@ pub fn send_frame(device: &str, frame: &[u8]) {
     };
     assert_eq!(rc, frame.len() as isize, "sendto: {}", std::io::Error::last_os_error());
 }
+
+/// Starts the xdhcpd binary `bin` in `ns` with `args` after `serve`, logging to `log`, and
+/// waits until it serves (its log says so: on the XDP path no socket listens on port 67).
+pub fn start_xdhcpd(ns: &Netns, bin: &str, args: &[&str], log: &std::path::Path) -> Process {
+    let mut all = vec![bin, "serve"];
+    all.extend_from_slice(args);
+    let p = Process::start(ns, "xdhcpd", &all, log);
+    let up = eventually(std::time::Duration::from_secs(20), || {
+        std::fs::read_to_string(log).ok()?.contains("xdhcpd: serving").then_some(())
+    });
+    assert!(up.is_some(), "xdhcpd did not start: {}", std::fs::read_to_string(log).unwrap_or_default());
+    p
+}

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod journal;
 pub mod lease;
 pub mod server;
+pub mod sys;
 pub mod udp;
 pub mod wire;
 pub mod worker;

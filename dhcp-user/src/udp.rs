@@ -9,6 +9,7 @@
 //! `AF_PACKET` socket addressed to its MAC, as mature servers do: it cannot answer ARP.
 
 use crate::engine::Destination;
+use crate::sys::{check, setsockopt, sockaddr_in};
 use crate::wire::{ipv4, udp as udp_wire};
 use std::ffi::CString;
 use std::io;
@@ -21,22 +22,6 @@ pub const BATCH: usize = 64;
 /// Largest message handled (a DHCP message over Ethernet).
 pub const MAX_MESSAGE: usize = 1500;
 
-fn check(rc: libc::c_int, what: &str) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
-    } else {
-        Ok(rc)
-    }
-}
-
-fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T, what: &str) -> io::Result<()> {
-    // SAFETY: `value` points to a live T of the given size.
-    let rc =
-        unsafe { libc::setsockopt(fd, level, name, (value as *const T).cast(), size_of::<T>() as libc::socklen_t) };
-    check(rc, what).map(|_| ())
-}
-
 /// Index of a network interface by name.
 pub fn if_index(name: &str) -> io::Result<u32> {
     let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
@@ -44,15 +29,6 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     match unsafe { libc::if_nametoindex(c.as_ptr()) } {
         0 => Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}"))),
         i => Ok(i),
-    }
-}
-
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
-        sin_zero: [0; 8],
     }
 }
 

@@ -278,14 +278,8 @@ impl XdpWorker {
 /// Pins the calling thread to CPU `n` modulo the CPU count; a failure is only logged (the
 /// worker still serves, unpinned).
 pub fn pin_to_cpu(n: usize) {
-    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
-    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays within it (index < 1024).
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(n % cpus, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        eprintln!("xdhcpd: pinning worker to CPU {}: {}", n % cpus, std::io::Error::last_os_error());
+    let cpu = n % std::thread::available_parallelism().map_or(1, |c| c.get());
+    if let Err(e) = crate::sys::pin_to_cpu(cpu) {
+        eprintln!("xdhcpd: pinning worker {n} to CPU {cpu}: {e}");
     }
 }

@@ -11,8 +11,8 @@
 //! are unicast to the emulated clients' MAC addresses, which are not the interface's.
 
 use super::ring::{RxRing, Slot};
-use super::sys::{check, is_transient, set_buffer, setsockopt, wait_fd};
 use super::transport::{Framing, Transport, TransportStats, Tx};
+use crate::sys::{check, is_transient, set_buffer, setsockopt, wait_fd};
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};

@@ -7,8 +7,8 @@
 //! relay at `giaddr`, port 67, where the same socket (bound to the wildcard address) receives
 //! it. The relay addresses must be local addresses of the namespace.
 
-use super::sys::{check, is_transient, set_buffer, setsockopt, wait_fd};
 use super::transport::{Framing, Transport, TransportStats, Tx};
+use crate::sys::{check, is_transient, set_buffer, setsockopt, sockaddr_in, wait_fd};
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -38,15 +38,6 @@ pub struct RelaySocket {
 impl std::fmt::Debug for RelaySocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelaySocket").field("fd", &self.fd).finish_non_exhaustive()
-    }
-}
-
-fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
-        sin_zero: [0; 8],
     }
 }
 

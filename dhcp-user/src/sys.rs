@@ -1,8 +1,9 @@
-//! Small system-call helpers the bench transports share: checked results, socket options,
-//! waiting on one descriptor with sub-millisecond timeouts, CPU pinning.
+//! Small system-call helpers shared by the server's socket path and the load generator:
+//! checked results, socket options, addresses, waiting on one descriptor, CPU pinning.
 
 use std::io;
 use std::mem::size_of;
+use std::net::SocketAddrV4;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -64,4 +65,14 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: a valid set of the given size; 0 is the calling thread.
     let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
     check(rc, "sched_setaffinity").map(|_| ())
+}
+
+/// A `sockaddr_in` for an IPv4 socket address.
+pub fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+        sin_zero: [0; 8],
+    }
 }
