@@ -33,19 +33,7 @@ fn start_server(pair: &Pair, args: &[&str], log: &Path) -> Process {
     start_xdhcpd(&pair.server, XDHCPD, args, log)
 }
 
-/// The generator runs against both of xdhcpd's paths: UDP sockets, and XDP with AF_XDP.
-macro_rules! on_both_paths {
-    ($($name:ident => $case:ident;)*) => {
-        mod udp {
-            $(#[test] fn $name() { super::$case("udp") })*
-        }
-        mod xdp {
-            $(#[test] fn $name() { super::$case("xdp") })*
-        }
-    };
-}
-
-on_both_paths! {
+xdhcpd_tests::on_both_paths! {
     dora_counts_are_consistent_and_plots_are_written => dora_case;
     renew_release_decline_inform => scenarios_case;
     foreign_offers_are_released_and_exhaustion_starves_the_rest => foreign_case;

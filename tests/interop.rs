@@ -27,19 +27,7 @@ fn start_in(ns: &Netns, args: &[&str], log: &Path) -> Process {
     start_xdhcpd(ns, XDHCPD, args, log)
 }
 
-/// Every test runs on both paths: the UDP sockets and XDP with AF_XDP sockets.
-macro_rules! on_both_paths {
-    ($($name:ident => $case:ident;)*) => {
-        mod udp {
-            $(#[test] fn $name() { super::$case("udp") })*
-        }
-        mod xdp {
-            $(#[test] fn $name() { super::$case("xdp") })*
-        }
-    };
-}
-
-on_both_paths! {
+xdhcpd_tests::on_both_paths! {
     udhcpc_gets_renews_and_releases => udhcpc_case;
     foreign_server_choice_releases_the_offer_at_once => foreign_case;
     perfdhcp_dora_has_no_drops_and_unique_addresses => perfdhcp_case;

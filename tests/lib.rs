@@ -502,3 +502,18 @@ pub fn start_xdhcpd(ns: &Netns, bin: &str, args: &[&str], log: &std::path::Path)
     assert!(up.is_some(), "xdhcpd did not start: {}", std::fs::read_to_string(log).unwrap_or_default());
     p
 }
+
+/// Declares each test twice, in modules `udp` and `xdp`: `name => case;` becomes
+/// `udp::name` calling `case("udp")` and `xdp::name` calling `case("xdp")`. Every test of the
+/// server runs on both of its paths.
+#[macro_export]
+macro_rules! on_both_paths {
+    ($($name:ident => $case:ident;)*) => {
+        mod udp {
+            $(#[test] fn $name() { super::$case("udp") })*
+        }
+        mod xdp {
+            $(#[test] fn $name() { super::$case("xdp") })*
+        }
+    };
+}
