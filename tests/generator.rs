@@ -431,3 +431,33 @@ fn dora_against_kea_if_installed() {
     check_consistent(&r, &text);
     assert!(u(&r, &["counters", "leases"]) > 0, "{text}");
 }
+
+/// The generator's AF_XDP transport (its own steering program takes the replies) against
+/// xdhcpd, and the reflector's AF_XDP transport against the generator's AF_PACKET one.
+#[test]
+fn af_xdp_transports_for_generator_and_reflector() {
+    if !root_or_skip("af_xdp_transports_for_generator_and_reflector") {
+        return;
+    }
+    let pair = Pair::new("genxsk");
+    let dir = Scratch::new("genxsk");
+    {
+        let _server = xdhcpd_quick(&pair, &dir, "xdp", "198.18.0.10-198.18.0.250", "10");
+        let (status, text, r) = bench(&pair.client, &dir, "xsk", &["-i", "c0", "--xdp", "-R", "200", "-n", "1000"]);
+        assert_eq!(status, 0, "{text}");
+        check_consistent(&r, &text);
+        assert!(u(&r, &["counters", "leases"]) >= 900, "{text}");
+        assert_eq!(u(&r, &["checks", "duplicate_acks"]), 0, "{text}");
+    }
+    let _reflector = Process::start(
+        &pair.server,
+        "reflector",
+        &[BENCH, "reflector", "-i", "s0", "--xdp", "-q"],
+        &dir.path("reflector.log"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, text, r) = bench(&pair.client, &dir, "refl", &["-i", "c0", "-R", "200", "-n", "1000"]);
+    assert_eq!(status, 0, "{text}\n{}", std::fs::read_to_string(dir.path("reflector.log")).unwrap_or_default());
+    check_consistent(&r, &text);
+    assert!(u(&r, &["counters", "leases"]) >= 900, "{text}");
+}

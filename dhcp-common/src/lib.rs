@@ -34,7 +34,10 @@ pub mod config {
     /// AF_XDP sockets bound to each receive queue; the program picks among them by client
     /// hash. Zero: no workers yet, DHCP goes to the kernel.
     pub const SOCKETS_PER_QUEUE: u32 = 0;
-    pub const LEN: u32 = 1;
+    /// UDP destination port to steer; zero means 67 (a server). A load generator steers the
+    /// replies to its clients, port 68.
+    pub const PORT: u32 = 1;
+    pub const LEN: u32 = 2;
 }
 
 /// Slots of the steering program's per-CPU `COUNTERS` array.

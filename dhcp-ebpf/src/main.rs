@@ -75,6 +75,12 @@ fn dhcp_steer(ctx: XdpContext) -> u32 {
 /// `None`: not DHCP to port 67, pass it on.
 #[inline(always)]
 fn steer(ctx: &XdpContext) -> Option<u32> {
+    // Map lookups first: after a helper call the verifier no longer trusts packet bounds that
+    // the compiler considers already checked.
+    let port = match CONFIG.get(config::PORT).copied().unwrap_or(0) {
+        0 => DHCP_SERVER_PORT,
+        p => p as u16,
+    };
     let mut l3 = ETH_HLEN;
     let mut ethertype = u16::from_be(load::<u16>(ctx, 12)?);
     if is_vlan(ethertype) {
@@ -97,7 +103,7 @@ fn steer(ctx: &XdpContext) -> Option<u32> {
         return None;
     }
     let l4 = l3 + ihl;
-    if u16::from_be(load::<u16>(ctx, l4 + 2)?) != DHCP_SERVER_PORT {
+    if u16::from_be(load::<u16>(ctx, l4 + 2)?) != port {
         return None;
     }
     // More fragments, or a non-zero offset: the kernel reassembles, its UDP socket path serves.

@@ -79,6 +79,12 @@ pub struct ServeArgs {
     /// Worker threads (default: number of CPUs).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// XDP path: idle workers spin on their rings instead of sleeping (lowest latency).
+    #[arg(long)]
+    pub busy_poll: bool,
+    /// Pin worker N to CPU N.
+    #[arg(long)]
+    pub pin_workers: bool,
 }
 
 /// An error about the flags themselves.
@@ -168,6 +174,12 @@ impl ServeArgs {
         if let Some(n) = self.workers {
             cfg.server.workers = n;
             map.workers = Loc::Flag(format!("--workers {n}"));
+        }
+        if self.busy_poll {
+            cfg.server.busy_poll = true;
+        }
+        if self.pin_workers {
+            cfg.server.pin_workers = true;
         }
 
         let Some(cidr) = self.subnet else {

@@ -123,6 +123,14 @@ impl Steering {
         Ok(())
     }
 
+    /// Steers UDP to `port` instead of 67 (a load generator takes its clients' replies, 68).
+    pub fn set_port(&mut self, port: u16) -> Result<()> {
+        let map = self.ebpf.map_mut("CONFIG").context("XDP object has no CONFIG map")?;
+        let mut cfg: Array<&mut MapData, u32> = Array::try_from(map)?;
+        cfg.set(config::PORT, port as u32, 0)?;
+        Ok(())
+    }
+
     /// Current counters, summed over CPUs.
     pub fn counters(&self) -> Result<XdpCounters> {
         let map = self.ebpf.map("COUNTERS").context("XDP object has no COUNTERS map")?;

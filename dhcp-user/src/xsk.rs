@@ -112,13 +112,23 @@ impl QueueShared {
     /// Returns `frames` to the kernel's fill ring and collects finished transmissions, which
     /// are free again: one lock per batch.
     pub fn recycle(&self, frames: &mut Vec<u64>) {
+        self.complete_into(frames);
+        self.refill(frames);
+    }
+
+    /// Moves finished transmissions into `frames`.
+    pub fn complete_into(&self, frames: &mut Vec<u64>) {
+        let Ok(mut guard) = self.fcq.lock() else { return };
+        let mut done = guard.0.complete(FRAMES_PER_QUEUE);
+        frames.extend(done.by_ref());
+        done.release();
+    }
+
+    /// Gives `frames` (emptied) to the kernel's fill ring for receiving; what does not fit now
+    /// waits for the next call.
+    pub fn refill(&self, frames: &mut Vec<u64>) {
         let Ok(mut guard) = self.fcq.lock() else { return };
         let (dq, spare) = &mut *guard;
-        {
-            let mut done = dq.complete(FRAMES_PER_QUEUE);
-            frames.extend(done.by_ref());
-            done.release();
-        }
         spare.append(frames);
         if spare.is_empty() {
             return;
@@ -195,6 +205,9 @@ impl XskPort {
 pub struct XskSet {
     pub mode: Mode,
     pub per_worker: Vec<Vec<XskPort>>,
+    /// Per queue, frames kept out of the fill ring for transmissions of the user's own (a load
+    /// generator's); empty for a server, which answers in received frames.
+    pub reserved: Vec<Vec<u64>>,
     umems: Vec<Umem>,
 }
 
@@ -229,9 +242,15 @@ pub fn mac_address(interface: &str) -> Result<[u8; 6]> {
 /// Opens `workers` sockets on every receive queue of `interface`: zero-copy if the driver
 /// supports it, copy mode otherwise.
 pub fn open(interface: &str, workers: u32) -> Result<XskSet> {
-    match open_mode(interface, workers, Mode::ZeroCopy) {
+    open_reserving(interface, workers, 0)
+}
+
+/// [`open`], keeping `reserve` frames of each queue out of the fill ring (see
+/// [`XskSet::reserved`]).
+pub fn open_reserving(interface: &str, workers: u32, reserve: u32) -> Result<XskSet> {
+    match open_mode(interface, workers, Mode::ZeroCopy, reserve) {
         Ok(set) => Ok(set),
-        Err(e) if is_unsupported(&e) => open_mode(interface, workers, Mode::Copy),
+        Err(e) if is_unsupported(&e) => open_mode(interface, workers, Mode::Copy, reserve),
         Err(e) => Err(e),
     }
 }
@@ -244,7 +263,9 @@ fn errno(e: xdpilone::Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.get_raw())
 }
 
-fn open_mode(interface: &str, workers: u32, mode: Mode) -> Result<XskSet> {
+fn open_mode(interface: &str, workers: u32, mode: Mode, reserve: u32) -> Result<XskSet> {
+    let reserve = reserve.min(FRAMES_PER_QUEUE / 2);
+    let mut reserved = Vec::new();
     let queues = rx_queues(interface);
     let name = CString::new(interface).context("interface name")?;
     let mut per_worker: Vec<Vec<XskPort>> = (0..workers).map(|_| Vec::new()).collect();
@@ -291,6 +312,7 @@ fn open_mode(interface: &str, workers: u32, mode: Mode) -> Result<XskSet> {
         }
         let mut dq = device.ok_or_else(|| anyhow!("no worker sockets"))?;
         let mut spare: Vec<u64> = (0..FRAMES_PER_QUEUE as u64).map(|i| i * FRAME_SIZE as u64).collect();
+        reserved.push(spare.split_off((FRAMES_PER_QUEUE - reserve) as usize));
         {
             let mut fill = dq.fill(spare.len() as u32);
             let n = fill.insert(spare.iter().copied()) as usize;
@@ -304,7 +326,7 @@ fn open_mode(interface: &str, workers: u32, mode: Mode) -> Result<XskSet> {
         }
         umems.push(umem);
     }
-    Ok(XskSet { mode, per_worker, umems })
+    Ok(XskSet { mode, per_worker, reserved, umems })
 }
 
 /// Binds, retrying while a socket closed moments ago still holds the queue (the kernel tears

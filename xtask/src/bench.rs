@@ -60,15 +60,14 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
 
     let mut md = String::new();
     writeln!(md, "# Benchmarks\n")?;
-    md.push_str(&system_md);
     writeln!(
         md,
         "Written by `cargo xtask bench`. The machine is shared and noisy: compare the ratios, \
          which are measured in the same run, more than the absolute times.\n"
     )?;
     writeln!(md, "Machine: {cores} cores, {cpu}, Linux {kernel}, {rustc}.\n")?;
+    md.push_str(&system_md);
     writeln!(md, "## Wire and engine, per message (criterion medians, one core)\n")?;
-    md.push_str("");
     writeln!(md, "The peer is dhcproto 0.12, the wire layer of the Rust server dora, run in the same process.\n")?;
     writeln!(md, "| benchmark | xdhcpd | dhcproto | dhcproto / xdhcpd |")?;
     writeln!(md, "|---|---:|---:|---:|")?;
@@ -212,7 +211,7 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
     writeln!(md, "## Whole system: leases per second over veth\n")?;
     writeln!(
         md,
-        "xdhcp-bench (direct mode, {CLIENTS_DOC} clients, closed loop with 256 outstanding, pinned to CPU 0) \
+        "xdhcp-bench (direct mode over AF_XDP, {CLIENTS_DOC} clients, closed loop with 256 outstanding, pinned to CPU 0) \
          against each responder in a server namespace, over one veth pair, {} rounds interleaved; \
          medians. One-worker servers and the reflector run on CPU 1. A DORA is two request/reply \
          pairs. Kea runs multi-threaded with memfile leases in memory, xdhcpd without a lease \
@@ -238,15 +237,11 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
     writeln!(md, "\nAt half its maximum rate (paced, open loop):\n")?;
     writeln!(md, "| responder | DORA/s asked | DORA/s | DISCOVER→OFFER p50 / p99 (µs) | drops |")?;
     writeln!(md, "|---|---:|---:|---:|---:|")?;
-    for (r, rate, g) in &sys.half_rate {
+    for (name, rate, g) in &sys.half_rate {
         writeln!(
             md,
-            "| {} | {rate:.0} | {:.0} | {:.0} / {:.0} | {} |",
-            r.name(),
-            g.dora_per_s,
-            g.offer_p50_us,
-            g.offer_p99_us,
-            g.drops
+            "| {name} | {rate:.0} | {:.0} | {:.0} / {:.0} | {} |",
+            g.dora_per_s, g.offer_p50_us, g.offer_p99_us, g.drops
         )?;
     }
     writeln!(

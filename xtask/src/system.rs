@@ -45,7 +45,7 @@ pub(crate) struct GenRun {
 
 pub(crate) struct System {
     pub rows: Vec<(Responder, Vec<GenRun>)>,
-    pub half_rate: Vec<(Responder, f64, GenRun)>,
+    pub half_rate: Vec<(String, f64, GenRun)>,
     pub perfdhcp: Vec<(String, f64, u64)>,
     pub foreign: Vec<(String, Value)>,
     pub exhaustion: Vec<(String, Value)>,
@@ -68,15 +68,14 @@ fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offe
             std::thread::sleep(Duration::from_millis(500));
             Ok(p)
         }
-        Responder::Xdhcpd { backend, workers } => start_xdhcpd_with(
-            pair,
-            &bins.xdhcpd,
-            backend,
-            workers,
-            pool,
-            &["--offer-timeout", offer_timeout],
-            &dir.path("xdhcpd.log"),
-        ),
+        // `offer_timeout` "busy": the default timeout, workers busy-polling.
+        Responder::Xdhcpd { backend, workers } => {
+            let mut extra = vec!["--offer-timeout", if offer_timeout == "busy" { "10" } else { offer_timeout }];
+            if offer_timeout == "busy" {
+                extra.push("--busy-poll");
+            }
+            start_xdhcpd_with(pair, &bins.xdhcpd, backend, workers, pool, &extra, &dir.path("xdhcpd.log"))
+        }
         Responder::Kea { threads } => kea::start(pair, dir, threads, pool),
     }
 }
@@ -85,7 +84,9 @@ fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offe
 fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, args: &[&str]) -> Result<Value> {
     let json = dir.path("gen.json");
     let _ = std::fs::remove_file(&json);
-    let mut all = vec![bins.bench.to_str().context("path")?, "-i", "c0", "--cpu", "0", "-q", "--json"];
+    // The generator on its AF_XDP transport: the fastest it has, so that the responder is what
+    // is measured.
+    let mut all = vec![bins.bench.to_str().context("path")?, "-i", "c0", "--xdp", "--cpu", "0", "-q", "--json"];
     let j = json.display().to_string();
     all.push(&j);
     all.extend_from_slice(args);
@@ -138,7 +139,14 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
         for (r, runs) in rows.iter_mut() {
             step(&format!("round {}: xdhcp-bench (closed loop, window 256) against {}", round + 1, r.name()));
             let mut server = start(&pair, &dir, &bins, *r, BIG_POOL, "10")?;
-            let v = generate(&pair, &dir, &bins, &["-R", CLIENTS, "-p", seconds])?;
+            // First round: rate and latency plots of each responder beside BENCHMARKS.md.
+            let plots = root.join("benchmarks").join(slug(&r.name()));
+            let plots = plots.display().to_string();
+            let mut args = vec!["-R", CLIENTS, "-p", seconds];
+            if round == 0 {
+                args.extend(["--plots", &plots]);
+            }
+            let v = generate(&pair, &dir, &bins, &args)?;
             server.stop();
             let g = gen_run(&v);
             eprintln!("    {:.0} DORA/s, DISCOVER-OFFER p99 {:.0} us, drops {}", g.dora_per_s, g.offer_p99_us, g.drops);
@@ -152,11 +160,18 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
             continue;
         }
         let rate = median(&runs.iter().map(|g| g.dora_per_s).collect::<Vec<_>>()) / 2.0;
-        step(&format!("{} at half its maximum: {rate:.0} DORA/s", r.name()));
-        let mut server = start(&pair, &dir, &bins, *r, BIG_POOL, "10")?;
-        let v = generate(&pair, &dir, &bins, &["-R", CLIENTS, "-p", seconds, "-r", &format!("{rate:.0}")])?;
-        server.stop();
-        half_rate.push((*r, rate, gen_run(&v)));
+        let variants: &[(&str, &str)] = match r {
+            Responder::Xdhcpd { backend: "xdp", .. } => &[("wake-up", "10"), ("busy-poll", "busy")],
+            _ => &[("", "10")],
+        };
+        for (label, how) in variants {
+            let name = if label.is_empty() { r.name() } else { format!("{}, {label}", r.name()) };
+            step(&format!("{name} at half its maximum: {rate:.0} DORA/s"));
+            let mut server = start(&pair, &dir, &bins, *r, BIG_POOL, how)?;
+            let v = generate(&pair, &dir, &bins, &["-R", CLIENTS, "-p", seconds, "-r", &format!("{rate:.0}")])?;
+            server.stop();
+            half_rate.push((name, rate, gen_run(&v)));
+        }
     }
     // perfdhcp against each server, as an independent check.
     let mut perf = Vec::new();
@@ -199,4 +214,14 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
         exhaustion.push((r.name(), v));
     }
     Ok(System { rows, half_rate, perfdhcp: perf, foreign, exhaustion })
+}
+
+/// A folder name for a responder: lowercase words joined by dashes.
+fn slug(name: &str) -> String {
+    let words: Vec<String> = name
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    words.join("-")
 }

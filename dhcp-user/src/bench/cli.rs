@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// Spin instead of sleeping when there is nothing to do (lowest latency, a whole core).
     #[arg(long)]
     pub busy_poll: bool,
+    /// Direct mode through AF_XDP (the steering program takes the replies to port 68 into an
+    /// AF_XDP socket) instead of AF_PACKET. Clients do not answer ARP on this transport.
+    #[arg(long)]
+    pub xdp: bool,
     /// No progress line.
     #[arg(short = 'q', long)]
     pub quiet: bool,
@@ -231,6 +235,9 @@ pub fn generate(args: &RunArgs) -> Result<ExitCode> {
     let (outcome, tstats) = if !cfg.relays.is_empty() {
         let mut t = RelaySocket::open(args.interface.as_deref()).context("opening the relay socket")?;
         (gen::run(&cfg, &mut t, &stop)?, t.stats())
+    } else if args.xdp {
+        let mut t = super::xsk::XskTransport::open(ifname, Role::Client).with_context(opening)?;
+        (gen::run(&cfg, &mut t, &stop)?, t.stats())
     } else {
         let mut t = PacketSocket::open(ifname, Role::Client, args.rx).with_context(opening)?;
         (gen::run(&cfg, &mut t, &stop)?, t.stats())
@@ -268,7 +275,7 @@ pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
     };
     let opening = || format!("opening {}", args.interface);
     let (st, ts) = if args.xdp {
-        let mut t = super::xsk::XskReflector::open(&args.interface).with_context(opening)?;
+        let mut t = super::xsk::XskTransport::open(&args.interface, Role::Server).with_context(opening)?;
         let st = reflector::run(&mut t, &cfg, &stop, duration, !args.quiet, args.busy_poll)?;
         (st, t.stats())
     } else {

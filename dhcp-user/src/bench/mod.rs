@@ -5,7 +5,7 @@
 //! - [`transport`]: the [`transport::Transport`] trait the generator and reflector run over;
 //!   [`packet`] implements it with an `AF_PACKET` socket and `recvmmsg`/`sendmmsg` (raw
 //!   frames, direct mode), [`ring`] with the same socket and memory-mapped rings, [`relay`]
-//!   with a UDP socket acting as relay agents, [`xsk`] with an AF_XDP socket (reflector only).
+//!   with a UDP socket acting as relay agents, [`xsk`] with an AF_XDP socket.
 //! - [`reflector`]: a stateless responder writing canned replies in place: the I/O ceiling.
 //! - [`hist`]: the log-bucketed latency histogram.
 //! - [`report`]: the JSON report and the final table; [`svg`]: the plots.

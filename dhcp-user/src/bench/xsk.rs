@@ -1,11 +1,13 @@
-//! AF_XDP for the reflector: the steering program sends every DHCP frame of the interface to
-//! one AF_XDP socket (the server's own `xsk` module sets it up), and replies are written in
-//! the received UMEM frame and sent from the same socket — the I/O ceiling of the kernel-bypass
-//! path for this traffic.
+//! AF_XDP transport: the steering program sends the interface's DHCP frames (to port 67 for
+//! the reflector, to port 68 for the generator's clients) to one AF_XDP socket, set up by the
+//! server's own `xsk` module. The reflector answers in the received UMEM frame; the generator
+//! writes its requests into UMEM frames kept out of the fill ring for its own transmissions.
 //!
-//! Only [`Transport::reflect`] is served: the generator's own AF_XDP transmit path (frames of
-//! its own, not received ones) is not built yet, and `send`/`recv` say so.
+//! ARP goes on to the kernel here (the AF_PACKET transport answers it for the clients), so the
+//! scenarios that need clients to answer ARP (renewals unicast to a client address) want the
+//! AF_PACKET transport.
 
+use super::packet::Role;
 use super::transport::{Framing, Transport, TransportStats, Tx};
 use crate::xdp::Steering;
 use crate::xsk::{self, XskPort, XskSet};
@@ -14,9 +16,11 @@ use std::time::Duration;
 use xdpilone::xdp::XdpDesc;
 
 const BATCH: usize = 64;
+/// UMEM frames of the queue kept for the generator's own transmissions.
+const TX_FRAMES: u32 = 2048;
 
-/// The reflector's AF_XDP socket on queue 0 of one interface, and the program feeding it.
-pub struct XskReflector {
+/// One AF_XDP socket on queue 0 of an interface, and the program feeding it.
+pub struct XskTransport {
     port: XskPort,
     // Field order matters for drop: the program detaches before the socket and UMEM go away.
     _steering: Steering,
@@ -25,26 +29,36 @@ pub struct XskReflector {
     stats: TransportStats,
     rx: [XdpDesc; BATCH],
     tx: Vec<XdpDesc>,
+    /// Received frames to give back to the fill ring.
     free: Vec<u64>,
+    /// Frames for our own transmissions (generator), and those written but not yet queued.
+    tx_free: Vec<u64>,
+    pending: Vec<XdpDesc>,
 }
 
-impl std::fmt::Debug for XskReflector {
+impl std::fmt::Debug for XskTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XskReflector").field("port", &self.port).finish_non_exhaustive()
+        f.debug_struct("XskTransport").field("port", &self.port).finish_non_exhaustive()
     }
 }
 
-impl XskReflector {
-    pub fn open(interface: &str) -> anyhow::Result<XskReflector> {
+impl XskTransport {
+    /// The reflector's side (DHCP to port 67) or the generator's (replies to port 68).
+    pub fn open(interface: &str, role: Role) -> anyhow::Result<XskTransport> {
         if xsk::rx_queues(interface) != 1 {
-            anyhow::bail!("the AF_XDP reflector serves single-queue interfaces");
+            anyhow::bail!("the AF_XDP transport serves single-queue interfaces");
         }
-        let mut set = xsk::open(interface, 1)?;
+        let reserve = if role == Role::Client { TX_FRAMES } else { 0 };
+        let mut set = xsk::open_reserving(interface, 1, reserve)?;
         let port = set.per_worker.pop().and_then(|mut p| p.pop()).ok_or_else(|| anyhow::anyhow!("no socket"))?;
+        let tx_free = set.reserved.pop().unwrap_or_default();
         let mut steering = Steering::attach(interface, 0)?;
+        if role == Role::Client {
+            steering.set_port(68)?;
+        }
         steering.register_socket(0, port.fd)?;
         steering.set_sockets_per_queue(1)?;
-        Ok(XskReflector {
+        Ok(XskTransport {
             port,
             _steering: steering,
             _set: set,
@@ -53,15 +67,25 @@ impl XskReflector {
             rx: [XdpDesc { addr: 0, len: 0, options: 0 }; BATCH],
             tx: Vec::with_capacity(BATCH),
             free: Vec::with_capacity(2 * BATCH),
+            tx_free,
+            pending: Vec::with_capacity(BATCH),
         })
+    }
+
+    /// Queues what is pending; returns whether nothing is left.
+    fn flush(&mut self) -> bool {
+        if !self.pending.is_empty() {
+            let sent = self.port.transmit(&self.pending);
+            self.stats.tx += sent as u64;
+            self.pending.drain(..sent);
+        }
+        // Finished transmissions free their frames for the next ones.
+        self.port.shared.complete_into(&mut self.tx_free);
+        self.pending.is_empty()
     }
 }
 
-fn unsupported() -> io::Error {
-    io::Error::new(io::ErrorKind::Unsupported, "AF_XDP: only the reflector is served")
-}
-
-impl Transport for XskReflector {
+impl Transport for XskTransport {
     fn framing(&self) -> Framing {
         Framing::Ethernet
     }
@@ -70,12 +94,41 @@ impl Transport for XskReflector {
         Some(self.mac)
     }
 
-    fn send<F: FnMut(&mut [u8]) -> Option<Tx>>(&mut self, _max: usize, _fill: F) -> io::Result<usize> {
-        Err(unsupported())
+    fn send<F: FnMut(&mut [u8]) -> Option<Tx>>(&mut self, max: usize, mut fill: F) -> io::Result<usize> {
+        if !self.flush() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        while n < max.min(BATCH) {
+            let Some(addr) = self.tx_free.pop() else { break };
+            // SAFETY: a frame of our own TX pool, in no ring until queued below.
+            let buf = unsafe { self.port.shared.area.frame(addr) };
+            match fill(buf) {
+                Some(tx) => {
+                    self.pending.push(XdpDesc { addr, len: tx.len.min(buf.len()) as u32, options: 0 });
+                    n += 1;
+                }
+                None => {
+                    self.tx_free.push(addr);
+                    break;
+                }
+            }
+        }
+        self.flush();
+        Ok(n)
     }
 
-    fn recv<F: FnMut(&[u8])>(&mut self, _each: F) -> io::Result<usize> {
-        Err(unsupported())
+    fn recv<F: FnMut(&[u8])>(&mut self, mut each: F) -> io::Result<usize> {
+        let n = self.port.receive(&mut self.rx);
+        for d in &self.rx[..n] {
+            // SAFETY: from our RX ring; given back to the fill ring below.
+            let buf = unsafe { self.port.shared.area.frame(d.addr) };
+            each(&buf[..(d.len as usize).min(buf.len())]);
+            self.free.push(d.addr);
+        }
+        self.stats.rx += n as u64;
+        self.port.shared.refill(&mut self.free);
+        Ok(n)
     }
 
     fn reflect<F: FnMut(&mut [u8], usize) -> Option<usize>>(&mut self, mut answer: F) -> io::Result<(usize, usize)> {
@@ -95,18 +148,23 @@ impl Transport for XskReflector {
         self.stats.tx += sent as u64;
         self.stats.tx_errors += (self.tx.len() - sent) as u64;
         self.free.extend(self.tx[sent..].iter().map(|d| d.addr));
+        // Answered frames come back through the completion ring and go to the fill ring.
         self.port.shared.recycle(&mut self.free);
         Ok((n, sent))
     }
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
-        self.port.shared.recycle(&mut self.free);
+        self.flush();
+        if self.tx_free.is_empty() && self.pending.is_empty() {
+            // Reflector: completions of answered frames refill the receive side.
+            self.port.shared.recycle(&mut self.free);
+        }
         let mut pfd = [crate::udp::pollfd(self.port.fd)];
-        crate::udp::wait_readable(&mut pfd, timeout.as_millis().min(i32::MAX as u128) as i32)
+        crate::udp::wait_readable(&mut pfd, timeout.as_millis().clamp(0, i32::MAX as u128) as i32)
     }
 
     fn pending(&self) -> bool {
-        false
+        !self.pending.is_empty()
     }
 
     fn stats(&mut self) -> TransportStats {
