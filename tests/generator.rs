@@ -43,22 +43,9 @@ xdhcpd_tests::on_both_paths! {
 /// xdhcpd on `s0` serving 198.18.0.0/24 from `pool` on `backend`, offers held `offer_timeout`
 /// seconds.
 fn xdhcpd_quick(pair: &Pair, dir: &Scratch, backend: &str, pool: &str, offer_timeout: &str) -> Process {
-    let args = [
-        "--backend",
-        backend,
-        "--interface",
-        "s0",
-        "--subnet",
-        "198.18.0.0/24",
-        "--pool",
-        pool,
-        "--server-id",
-        "198.18.0.1",
-        "--workers",
-        "2",
-        "--offer-timeout",
-        offer_timeout,
-    ];
+    let mut args = quick_args(pool, backend);
+    args.extend(["--offer-timeout".to_string(), offer_timeout.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     start_server(pair, &args, &dir.path("xdhcpd.log"))
 }
 

@@ -37,24 +37,8 @@ xdhcpd_tests::on_both_paths! {
     dhcrelay_option_82_is_echoed_and_relayed_clients_served => relay_case;
 }
 
-/// The one-subnet quick start on `s0` with `pool`, on `backend`.
 fn quick(pool: &str, backend: &str) -> Vec<String> {
-    [
-        "--interface",
-        "s0",
-        "--subnet",
-        "198.18.0.0/24",
-        "--pool",
-        pool,
-        "--server-id",
-        "198.18.0.1",
-        "--workers",
-        "2",
-        "--backend",
-        backend,
-    ]
-    .map(String::from)
-    .to_vec()
+    quick_args(pool, backend)
 }
 
 fn strs(v: &[String]) -> Vec<&str> {

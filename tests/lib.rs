@@ -517,3 +517,24 @@ macro_rules! on_both_paths {
         }
     };
 }
+
+/// Arguments for `xdhcpd serve`: the one-subnet quick start on `s0` (198.18.0.0/24, server id
+/// 198.18.0.1, two workers) with `pool`, on `backend`.
+pub fn quick_args(pool: &str, backend: &str) -> Vec<String> {
+    [
+        "--interface",
+        "s0",
+        "--subnet",
+        "198.18.0.0/24",
+        "--pool",
+        pool,
+        "--server-id",
+        "198.18.0.1",
+        "--workers",
+        "2",
+        "--backend",
+        backend,
+    ]
+    .map(String::from)
+    .to_vec()
+}
