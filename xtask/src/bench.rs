@@ -40,8 +40,6 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let journal = output(Command::new(&cargo_bin).args(["bench", "-q", "-p", "xdhcpd-benches", "--bench", "journal"]))?;
     let journal: Vec<serde_json::Value> =
         journal.lines().filter(|l| l.starts_with('{')).map(serde_json::from_str).collect::<Result<_, _>>()?;
-    step("whole server: perfdhcp against xdhcpd's UDP path with and without the journal");
-    let e2e = end_to_end(root)?;
 
     let m = |id: &str| median_ns(root, id);
     let parse = (m("parse_discover/xdhcpd")?, m("parse_discover/dhcproto")?);
@@ -131,69 +129,23 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     }
     writeln!(
         md,
-        "\nWhole server, same run: perfdhcp offers {E2E_RATE} DORA/s for {E2E_SECONDS} s to xdhcpd's \
-         UDP path (2 workers) over a veth pair, three times per setting, interleaved.\n"
+        "\nWhole server, same run: xdhcp-bench (AF_XDP, closed loop) against xdhcpd's XDP path \
+         (2 workers), every setting once per round, interleaved; medians. With fsync an ACK \
+         leaves only after its lease is on disk: each worker waits for the fsync of its batch, \
+         and one fsync covers both workers' batches.\n"
     )?;
-    writeln!(md, "| lease file | DORA/s (median) | REQUEST-ACK drops (sum) | ratio to no lease file |")?;
+    writeln!(md, "| lease file | DORA/s | ratio to no lease file | drops |")?;
     writeln!(md, "|---|---:|---:|---:|")?;
-    let base = e2e.first().map(|r| r.1).unwrap_or(f64::NAN);
-    for (name, rate, drops) in &e2e {
-        writeln!(md, "| {name} | {rate:.0} | {drops} | {:.2} |", rate / base)?;
+    let base = sys.journal.first().map(|r| r.1).unwrap_or(f64::NAN);
+    for (name, rate, drops) in &sys.journal {
+        writeln!(md, "| {name} | {rate:.0} | {:.2} | {drops} |", rate / base)?;
     }
-    writeln!(
-        md,
-        "\nperfdhcp itself tops out near these rates on this machine, so this shows that the \
-         journal costs no throughput at perfdhcp's rates, not where its own limit is (the table \
-         above is that).\n"
-    )?;
+    writeln!(md)?;
     writeln!(md, "## Reproduce\n")?;
     writeln!(md, "```\ncargo xtask bench\n```")?;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;
     eprintln!("wrote BENCHMARKS.md");
     Ok(())
-}
-
-/// Offered rate and duration of the end-to-end journal comparison.
-const E2E_RATE: u32 = 3000;
-const E2E_SECONDS: u32 = 4;
-
-/// perfdhcp against the release server with no lease file, `durability = none` and `fsync`,
-/// interleaved three times: (setting, median DORA/s, summed ACK drops).
-fn end_to_end(root: &Path) -> Result<Vec<(&'static str, f64, u64)>> {
-    use crate::demo::{perfdhcp, start_xdhcpd};
-    cargo(&["build", "--release", "--quiet", "-p", "dhcp-user", "--bin", "xdhcpd"])?;
-    let xdhcpd = root.join("target/release/xdhcpd");
-    let pair = xdhcpd_tests::Pair::new("bench");
-    let dir = xdhcpd_tests::Scratch::new("bench");
-    let leases = dir.path("leases").display().to_string();
-    let settings: [(&str, Vec<&str>); 3] = [
-        ("none (memory only)", vec![]),
-        ("durability = none", vec!["--lease-file", &leases, "--durability", "none"]),
-        ("durability = fsync", vec!["--lease-file", &leases]),
-    ];
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); settings.len()];
-    let mut drops = vec![0u64; settings.len()];
-    let mut first = 0u32;
-    for _round in 0..3 {
-        for (i, (_, extra)) in settings.iter().enumerate() {
-            let _ = std::fs::remove_file(&leases);
-            let mut server = start_xdhcpd(&pair, &xdhcpd, "udp", extra, &dir.path("xdhcpd.log"))?;
-            let r = perfdhcp(&pair, E2E_RATE, E2E_SECONDS, first)?;
-            first += E2E_RATE * E2E_SECONDS;
-            server.stop();
-            rates[i].push(r.exchanges[1].2 as f64 / E2E_SECONDS as f64);
-            drops[i] += r.exchanges[1].3;
-        }
-    }
-    Ok(settings
-        .iter()
-        .enumerate()
-        .map(|(i, (name, _))| {
-            let mut v = rates[i].clone();
-            v.sort_by(f64::total_cmp);
-            (*name, v[v.len() / 2], drops[i])
-        })
-        .collect())
 }
 
 /// The whole-system tables.

@@ -49,6 +49,8 @@ pub(crate) struct System {
     pub perfdhcp: Vec<(String, f64, u64)>,
     pub foreign: Vec<(String, Value)>,
     pub exhaustion: Vec<(String, Value)>,
+    /// Journal cost on the XDP path (2 workers): (setting, median DORA/s, drops).
+    pub journal: Vec<(&'static str, f64, u64)>,
 }
 
 struct Bins {
@@ -213,7 +215,34 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
         server.stop();
         exhaustion.push((r.name(), v));
     }
-    Ok(System { rows, half_rate, perfdhcp: perf, foreign, exhaustion })
+    // What the lease journal costs: the same load with no lease file, `durability = none` and
+    // `fsync`, interleaved.
+    let leases = dir.path("leases").display().to_string();
+    let settings: [(&'static str, Vec<&str>); 3] = [
+        ("no lease file (memory only)", vec![]),
+        ("durability = none", vec!["--lease-file", &leases, "--durability", "none"]),
+        ("durability = fsync", vec!["--lease-file", &leases]),
+    ];
+    let mut jr: Vec<Vec<GenRun>> = vec![Vec::new(); settings.len()];
+    for round in 0..rounds {
+        for (i, (name, extra)) in settings.iter().enumerate() {
+            step(&format!("round {}: journal cost, xdhcpd xdp, 2 workers, {name}", round + 1));
+            let _ = std::fs::remove_file(&leases);
+            let mut server =
+                start_xdhcpd_with(&pair, &bins.xdhcpd, "xdp", 2, BIG_POOL, extra, &dir.path("xdhcpd.log"))?;
+            let v = generate(&pair, &dir, &bins, &["-R", CLIENTS, "-p", seconds])?;
+            server.stop();
+            jr[i].push(gen_run(&v));
+        }
+    }
+    let journal = settings
+        .iter()
+        .zip(&jr)
+        .map(|((name, _), runs)| {
+            (*name, median(&runs.iter().map(|g| g.dora_per_s).collect::<Vec<_>>()), runs.iter().map(|g| g.drops).sum())
+        })
+        .collect();
+    Ok(System { rows, half_rate, perfdhcp: perf, foreign, exhaustion, journal })
 }
 
 /// A folder name for a responder: lowercase words joined by dashes.
