@@ -174,6 +174,16 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
             server.stop();
             half_rate.push((name, rate, gen_run(&v)));
         }
+        if matches!(r, Responder::Xdhcpd { backend: "xdp", .. }) {
+            // The stateless AF_XDP reflector at the same rate: how much of the tail is the
+            // machine (generator and veth on the same two cores) rather than the server.
+            let refl = Responder::Reflector { xdp: true };
+            step(&format!("{} at the same rate: {rate:.0} DORA/s", refl.name()));
+            let mut server = start(&pair, &dir, &bins, refl, BIG_POOL, "10")?;
+            let v = generate(&pair, &dir, &bins, &["-R", CLIENTS, "-p", seconds, "-r", &format!("{rate:.0}")])?;
+            server.stop();
+            half_rate.push((format!("{} (same rate, for comparison)", refl.name()), rate, gen_run(&v)));
+        }
     }
     // perfdhcp against each server, as an independent check.
     let mut perf = Vec::new();
