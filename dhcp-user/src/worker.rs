@@ -181,7 +181,12 @@ impl XdpWorker {
             for port in self.ports.iter_mut() {
                 let n = port.receive(&mut rx);
                 if n == 0 {
-                    port.shared.recycle(&mut free);
+                    // Idle: no lock unless frames wait to go back (an idle worker spins here,
+                    // and the queue's lock is shared with the busy workers). Completions of
+                    // the last transmissions are collected with the next batch.
+                    if !free.is_empty() {
+                        port.shared.recycle(&mut free);
+                    }
                     continue;
                 }
                 busy = true;
