@@ -60,8 +60,8 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
     }
     let xdp = match cfg.server.backend {
         Backend::Udp => None,
-        Backend::Xdp => Some(open_xdp(&interfaces, workers, &shared).context("backend xdp")?),
-        Backend::Auto => match open_xdp(&interfaces, workers, &shared) {
+        Backend::Xdp => Some(open_xdp(&interfaces, workers).context("backend xdp")?),
+        Backend::Auto => match open_xdp(&interfaces, workers) {
             Ok(x) => Some(x),
             Err(e) => {
                 eprintln!("xdhcpd: backend auto: using UDP sockets, XDP is not available: {e:#}");
@@ -197,7 +197,7 @@ struct XdpPath {
 
 /// Opens AF_XDP sockets on every queue and attaches the steering program. One interface for
 /// now: several need one worker set per interface, which the UDP path has and this does not.
-fn open_xdp(interfaces: &[String], workers: u32, _shared: &Shared) -> Result<XdpPath> {
+fn open_xdp(interfaces: &[String], workers: u32) -> Result<XdpPath> {
     if interfaces.len() != 1 {
         bail!("the XDP path serves one interface; {} configured", interfaces.len());
     }

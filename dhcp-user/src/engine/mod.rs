@@ -648,7 +648,7 @@ impl State {
         out: &mut [u8],
         commit: bool,
     ) -> Outcome {
-        match reply::write(sh, sh.subnet(sid), spec, req, out) {
+        match reply::write(sh.subnet(sid), spec, req, out) {
             Ok((len, to)) => Outcome::Reply(Reply { len, to, kind: spec.kind, commit, from: sh.subnet(sid).server_id }),
             // Only a too-small output buffer gets here: mandatory options always fit in 548.
             Err(e) => Outcome::Dropped(Drop::Malformed(e)),

@@ -1,7 +1,7 @@
 //! Writing OFFER, ACK and NAK messages, and where they go (RFC 2131 §4.1, §4.3).
 
 use super::shared::SubnetRt;
-use super::{Destination, Request, Shared};
+use super::{Destination, Request};
 use crate::wire::dhcp::{self, Writer};
 use crate::wire::options::{code, MessageType};
 use crate::wire::Result;
@@ -19,7 +19,6 @@ pub(super) struct ReplySpec {
 
 /// Writes the reply into `out`; returns its length and destination.
 pub(super) fn write(
-    _shared: &Shared,
     subnet: &SubnetRt,
     spec: &ReplySpec,
     req: &Request<'_>,

@@ -118,17 +118,21 @@ impl AddressSpace {
 
     #[inline]
     fn index_of(&self, ip: u32) -> Option<u32> {
+        self.locate(ip).map(|(_, index)| index)
+    }
+
+    /// The pool holding `ip` and the address's index in the state arrays.
+    #[inline]
+    fn locate(&self, ip: u32) -> Option<(PoolId, u32)> {
         let i = self.by_addr.partition_point(|&id| self.ranges[id as usize].last < ip);
-        let r = self.ranges[*self.by_addr.get(i)? as usize];
-        (r.first <= ip).then(|| r.base + (ip - r.first))
+        let id = *self.by_addr.get(i)?;
+        let r = self.ranges[id as usize];
+        (r.first <= ip).then(|| (id, r.base + (ip - r.first)))
     }
 
     /// The pool holding `ip`, if any.
     pub fn pool_of(&self, ip: Ipv4Addr) -> Option<PoolId> {
-        let ip = u32::from(ip);
-        let i = self.by_addr.partition_point(|&id| self.ranges[id as usize].last < ip);
-        let id = *self.by_addr.get(i)?;
-        (self.ranges[id as usize].first <= ip).then_some(id)
+        self.locate(ip.into()).map(|(id, _)| id)
     }
 
     /// Whether `ip` is a dynamic (pool) address.
@@ -208,9 +212,7 @@ impl AddressSpace {
     /// Returns a held or declined address to its pool. Addresses outside the pools and
     /// reserved ones are left as they are. Returns whether the address became free.
     pub fn release(&self, ip: Ipv4Addr) -> bool {
-        let Some(pool) = self.pool_of(ip) else { return false };
-        let r = self.ranges[pool as usize];
-        let index = r.base + (u32::from(ip) - r.first);
+        let Some((pool, index)) = self.locate(ip.into()) else { return false };
         let word = &self.state[index as usize];
         let mut cur = word.load(Ordering::Acquire);
         loop {
