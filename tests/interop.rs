@@ -178,23 +178,8 @@ fn perfdhcp_case(backend: &str) {
     }
     let pair = Pair::new("perf");
     let dir = Scratch::new("perf");
-    let args = [
-        "--interface",
-        "s0",
-        "--subnet",
-        "198.18.0.0/16",
-        "--pool",
-        "198.18.1.0-198.18.255.254",
-        "--server-id",
-        "198.18.0.1",
-        "--workers",
-        "2",
-        "--backend",
-        backend,
-        "--lease-file",
-        &dir.path("leases").display().to_string(),
-    ]
-    .map(String::from);
+    let mut args = serve_args("198.18.0.0/16", "198.18.1.0-198.18.255.254", 2, backend);
+    args.extend(["--lease-file".to_string(), dir.path("leases").display().to_string()]);
     let _server = start_server(&pair, &strs(&args), &dir.path("server.log"));
     let out = pair.client.exec(&["perfdhcp", "-4", "-l", "c0", "-r", "200", "-R", "2000", "-p", "5", "-W", "2000000"]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -510,21 +495,8 @@ fn xdp_multi_queue_veth_spreads_clients_over_every_worker() {
     client.ip(&["link", "set", "c0", "up"]);
     let dir = Scratch::new("mq");
     let log = dir.path("server.log");
-    let args = [
-        "--interface",
-        "s0",
-        "--subnet",
-        "198.18.0.0/16",
-        "--pool",
-        "198.18.1.0-198.18.255.254",
-        "--server-id",
-        "198.18.0.1",
-        "--workers",
-        "4",
-        "--backend",
-        "xdp",
-    ];
-    let mut xdhcpd = start_in(&server, &args, &log);
+    let args = serve_args("198.18.0.0/16", "198.18.1.0-198.18.255.254", 4, "xdp");
+    let mut xdhcpd = start_in(&server, &strs(&args), &log);
     assert!(std::fs::read_to_string(&log).unwrap().contains("4 receive queues x 4 AF_XDP sockets"));
     let out = client.exec(&["perfdhcp", "-4", "-l", "c0", "-r", "200", "-R", "800", "-p", "3"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();

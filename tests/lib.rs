@@ -521,17 +521,24 @@ macro_rules! on_both_paths {
 /// Arguments for `xdhcpd serve`: the one-subnet quick start on `s0` (198.18.0.0/24, server id
 /// 198.18.0.1, two workers) with `pool`, on `backend`.
 pub fn quick_args(pool: &str, backend: &str) -> Vec<String> {
+    serve_args("198.18.0.0/24", pool, 2, backend)
+}
+
+/// Arguments for `xdhcpd serve` on `s0`: `subnet` (server id 198.18.0.1) with `pool`,
+/// `workers`, on `backend`.
+pub fn serve_args(subnet: &str, pool: &str, workers: u32, backend: &str) -> Vec<String> {
+    let workers = workers.to_string();
     [
         "--interface",
         "s0",
         "--subnet",
-        "198.18.0.0/24",
+        subnet,
         "--pool",
         pool,
         "--server-id",
         "198.18.0.1",
         "--workers",
-        "2",
+        &workers,
         "--backend",
         backend,
     ]

@@ -255,8 +255,20 @@ pub fn open_reserving(interface: &str, workers: u32, reserve: u32) -> Result<Xsk
     }
 }
 
+/// The driver refused a zero-copy bind: copy mode is the answer, not a failure.
+#[derive(Debug)]
+struct ZeroCopyUnsupported(std::io::Error);
+
+impl std::fmt::Display for ZeroCopyUnsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "zero-copy not supported by the driver ({})", self.0)
+    }
+}
+
+impl std::error::Error for ZeroCopyUnsupported {}
+
 fn is_unsupported(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.to_string().contains("zero-copy not supported"))
+    e.chain().any(|c| c.is::<ZeroCopyUnsupported>())
 }
 
 fn errno(e: xdpilone::Errno) -> std::io::Error {
@@ -337,7 +349,7 @@ fn bind_retrying(umem: &Umem, user: &xdpilone::User, mode: Mode, w: u32) -> Resu
             Ok(()) => return Ok(()),
             Err(e) if e.get_raw() == libc::EBUSY => std::thread::sleep(std::time::Duration::from_millis(20)),
             Err(e) if w == 0 && mode == Mode::ZeroCopy && matches!(e.get_raw(), libc::EOPNOTSUPP | libc::EINVAL) => {
-                bail!("zero-copy not supported by the driver ({})", errno(e))
+                return Err(ZeroCopyUnsupported(errno(e)).into())
             }
             Err(e) => return Err(errno(e)).context("binding the AF_XDP socket"),
         }
