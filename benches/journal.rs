@@ -2,8 +2,9 @@
 //! workers use it (one append and one wait per received batch). Prints JSON lines for
 //! `cargo xtask bench`; under `cargo test` it runs a few batches only.
 
-use dhcp_user::journal::{drive, Durability, Journal};
+use dhcp_user::journal::{Durability, Journal};
 use std::time::Duration;
+use xdhcpd_benches::journal_load::drive;
 use xdhcpd_benches::*;
 
 fn main() {

@@ -7,8 +7,8 @@
 //! 198.18.0.0/15) and removes them and its processes, even when it fails. Needs root: skipped
 //! outside CI otherwise.
 
-use dhcp_user::wire::dhcp::{Op, Packet, Writer};
-use dhcp_user::wire::options::{code, MessageType};
+use dhcp_core::wire::dhcp::{Op, Packet, Writer};
+use dhcp_core::wire::options::{code, MessageType};
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use xdhcpd_tests::*;
 
-const XDHCPD: &str = env!("CARGO_BIN_EXE_xdhcpd");
+/// The server, from the same build (another package of the workspace).
+fn xdhcpd() -> String {
+    workspace_binary("xdhcpd")
+}
 const BENCH: &str = env!("CARGO_BIN_EXE_xdhcp-bench");
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -30,7 +33,7 @@ fn wait_port_67(ns: &Netns, log: &Path) {
 
 /// Starts xdhcpd in the server namespace with `args` after `serve` and waits until it serves.
 fn start_server(pair: &Pair, args: &[&str], log: &Path) -> Process {
-    start_xdhcpd(&pair.server, XDHCPD, args, log)
+    start_xdhcpd(&pair.server, &xdhcpd(), args, log)
 }
 
 xdhcpd_tests::on_both_paths! {

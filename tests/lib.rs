@@ -25,6 +25,17 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
+/// A binary of another package of the workspace, built by the same `cargo test --workspace`
+/// run into the same target directory as the running test (`target/PROFILE/NAME`).
+pub fn workspace_binary(name: &str) -> String {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    // The test runs from target/PROFILE/deps/.
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built: run `cargo xtask test` (or `cargo test --workspace`)", path.display());
+    path.to_string_lossy().into_owned()
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));

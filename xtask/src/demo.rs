@@ -26,7 +26,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     let mut server = start_xdhcpd(&pair, &xdhcpd, "xdp", &["--lease-file", leases.to_str().context("path")?], &log)?;
 
     step("xdhcp-bench (the bundled load generator) from the client namespace: DORA at rising rates");
-    cargo(&["build", "--release", "--quiet", "-p", "dhcp-user", "--bin", "xdhcp-bench"])?;
+    cargo(&["build", "--release", "--quiet", "-p", "xdhcp-bench", "--bin", "xdhcp-bench"])?;
     let bench = root.join("target/release/xdhcp-bench");
     println!(
         "    {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10}",
@@ -92,7 +92,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     }
 
     step("what releasing offers at once changes (the engine, in memory)");
-    cargo(&["run", "--release", "--quiet", "-p", "dhcp-user", "--example", "engine_demo"])?;
+    cargo(&["run", "--release", "--quiet", "-p", "dhcp-core", "--example", "engine_demo"])?;
     step("done: namespaces and processes removed");
     Ok(())
 }

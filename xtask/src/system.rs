@@ -123,7 +123,19 @@ pub(crate) fn median(v: &[f64]) -> f64 {
 
 pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
     step("whole system: building xdhcpd and xdhcp-bench (release)");
-    cargo(&["build", "--release", "--quiet", "-p", "dhcp-user", "--bin", "xdhcpd", "--bin", "xdhcp-bench"])?;
+    cargo(&[
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "dhcp-user",
+        "-p",
+        "xdhcp-bench",
+        "--bin",
+        "xdhcpd",
+        "--bin",
+        "xdhcp-bench",
+    ])?;
     let bins = Bins { xdhcpd: root.join("target/release/xdhcpd"), bench: root.join("target/release/xdhcp-bench") };
     let pair = Pair::new("sys");
     let dir = Scratch::new("sys");

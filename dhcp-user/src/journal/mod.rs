@@ -38,14 +38,12 @@
 
 mod compact;
 mod format;
-mod load;
 mod replay;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 pub use format::Damage;
-pub use load::{bound_events, drive, Load};
 pub use replay::DamageReport;
 
 use crate::engine::LeaseEvent;

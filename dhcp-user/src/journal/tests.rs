@@ -599,26 +599,3 @@ fn without_fsync_waits_return_after_the_write_and_close_syncs() {
     let (_j, r, _) = open(&dir.file());
     assert_eq!(r.leases.len(), 2);
 }
-
-/// Numbers for the report: `cargo test -p dhcp-user --release --lib journal::tests::throughput
-/// -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn throughput() {
-    for d in [Durability::Fsync, Durability::None] {
-        for threads in [1, 4, 16] {
-            let dir = TempDir::new("bench");
-            let (j, _) = Journal::open_with(&dir.file(), Options::new(d, Duration::ZERO), NOW).unwrap();
-            let l = drive(&j, threads, 2000 / threads.min(4), 32, NOW + 3600);
-            println!(
-                "{d:?} threads {threads:2}: {:8.0} waits/s {:9.0} records/s, {} fsyncs for {} waits ({:.1} waits per fsync)",
-                l.waits_per_sec(),
-                l.records_per_sec(),
-                l.fsyncs,
-                l.waits,
-                l.waits as f64 / l.fsyncs.max(1) as f64
-            );
-            j.close().unwrap();
-        }
-    }
-}

@@ -8,12 +8,12 @@
 //! `pool_size` clients.
 
 use super::transport::Transport;
-use crate::wire::dhcp::{self, FLAG_BROADCAST};
-use crate::wire::ether;
-use crate::wire::frame;
-use crate::wire::ipv4;
-use crate::wire::options::{code, MessageType, OptionIter};
-use crate::wire::udp;
+use dhcp_core::wire::dhcp::{self, FLAG_BROADCAST};
+use dhcp_core::wire::ether;
+use dhcp_core::wire::frame;
+use dhcp_core::wire::ipv4;
+use dhcp_core::wire::options::{code, MessageType, OptionIter};
+use dhcp_core::wire::udp;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -193,7 +193,7 @@ pub fn run<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{mac_for, ClientMsg};
+    use dhcp_core::client::{mac_for, ClientMsg};
 
     #[test]
     fn discover_becomes_an_offer_in_place() {

@@ -1,7 +1,7 @@
 //! `xdhcp-bench`: the DHCPv4 load generator (`xdhcp-bench --interface IF ...`, or `--relay
 //! IP --server IP` as relay agents) and its reflector (`xdhcp-bench reflector --interface IF`).
-//! See `dhcp_user::bench`.
+//! See the library, `xdhcp_bench`.
 
 fn main() -> std::process::ExitCode {
-    dhcp_user::bench::cli::main()
+    xdhcp_bench::cli::main()
 }

@@ -236,7 +236,13 @@ pub fn rx_queues(interface: &str) -> u32 {
 pub fn mac_address(interface: &str) -> Result<[u8; 6]> {
     let text = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))
         .with_context(|| format!("reading the MAC address of {interface}"))?;
-    crate::config::file::parse_mac(text.trim()).map_err(|e| anyhow!("MAC address of {interface}: {e}"))
+    let mut mac = [0u8; 6];
+    let mut parts = text.trim().split(':');
+    for b in mac.iter_mut() {
+        let part = parts.next().ok_or_else(|| anyhow!("MAC address of {interface}: {text:?}"))?;
+        *b = u8::from_str_radix(part, 16).map_err(|e| anyhow!("MAC address of {interface}: {e}"))?;
+    }
+    Ok(mac)
 }
 
 /// Opens `workers` sockets on every receive queue of `interface`: zero-copy if the driver

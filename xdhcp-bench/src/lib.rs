@@ -9,7 +9,7 @@
 //! - [`reflector`]: a stateless responder writing canned replies in place: the I/O ceiling.
 //! - [`hist`]: the log-bucketed latency histogram.
 //! - [`report`]: the JSON report and the final table; [`svg`]: the plots.
-//! - [`cli`]: the command line (system-call helpers are in [`crate::sys`]).
+//! - [`cli`]: the command line (system-call helpers are in [`dhcp_io::sys`]).
 //!
 //! Nothing on the per-packet path allocates: buffers, the client table, the send queue and the
 //! address map are sized when a run starts.

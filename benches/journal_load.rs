@@ -1,10 +1,10 @@
-//! Load generation for benchmarks: threads appending batches and waiting for each, as workers
+//! Load for the journal benchmark: threads appending batches and waiting for each, as workers
 //! do, to measure group commits per second with fsync on and off.
 
-use super::Journal;
-use crate::engine::{EventKind, LeaseEvent};
-use crate::lease::ClientKey;
 use core::net::Ipv4Addr;
+use dhcp_user::engine::{EventKind, LeaseEvent};
+use dhcp_user::journal::Journal;
+use dhcp_user::lease::ClientKey;
 use std::time::{Duration, Instant};
 
 /// What [`drive`] measured.

@@ -8,7 +8,7 @@
 //! it. The relay addresses must be local addresses of the namespace.
 
 use super::transport::{Framing, Transport, TransportStats, Tx};
-use crate::sys::{check, is_transient, set_buffer, setsockopt, sockaddr_in, wait_fd};
+use dhcp_io::sys::{check, is_transient, set_buffer, setsockopt, sockaddr_in, wait_fd};
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};

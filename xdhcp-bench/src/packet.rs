@@ -12,7 +12,7 @@
 
 use super::ring::{RxRing, Slot};
 use super::transport::{Framing, Transport, TransportStats, Tx};
-use crate::sys::{check, is_transient, set_buffer, setsockopt, wait_fd};
+use dhcp_io::sys::{check, is_transient, set_buffer, setsockopt, wait_fd};
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};

@@ -9,8 +9,8 @@
 
 use super::packet::Role;
 use super::transport::{Framing, Transport, TransportStats, Tx};
-use crate::xdp::Steering;
-use crate::xsk::{self, XskPort, XskSet};
+use dhcp_io::xdp::Steering;
+use dhcp_io::xsk::{self, XskPort, XskSet};
 use std::io;
 use std::time::Duration;
 use xdpilone::xdp::XdpDesc;
@@ -159,8 +159,8 @@ impl Transport for XskTransport {
             // Reflector: completions of answered frames refill the receive side.
             self.port.shared.recycle(&mut self.free);
         }
-        let mut pfd = [crate::udp::pollfd(self.port.fd)];
-        crate::udp::wait_readable(&mut pfd, timeout.as_millis().clamp(0, i32::MAX as u128) as i32)
+        let mut pfd = [dhcp_io::udp::pollfd(self.port.fd)];
+        dhcp_io::udp::wait_readable(&mut pfd, timeout.as_millis().clamp(0, i32::MAX as u128) as i32)
     }
 
     fn pending(&self) -> bool {

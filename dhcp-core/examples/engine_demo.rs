@@ -2,11 +2,11 @@
 //! threads serve emulated clients in memory, then the multi-server scenario shows what releasing
 //! offers at once changes. Nothing is sent on any network.
 
-use dhcp_user::client::{mac_for, ClientMsg};
-use dhcp_user::config::{Config, Pool, Subnet};
-use dhcp_user::engine::{Engine, Ingress, LeaseEvent, Outcome, Seconds, Shared, Silence};
-use dhcp_user::wire::dhcp::Packet;
-use dhcp_user::wire::options::{code, MessageType};
+use dhcp_core::client::{mac_for, ClientMsg};
+use dhcp_core::config::{Config, Pool, Subnet};
+use dhcp_core::engine::{Engine, Ingress, LeaseEvent, Outcome, Seconds, Shared, Silence};
+use dhcp_core::wire::dhcp::Packet;
+use dhcp_core::wire::options::{code, MessageType};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;

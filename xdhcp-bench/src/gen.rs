@@ -2,7 +2,7 @@
 //! and the loop that runs them over a [`Transport`].
 //!
 //! Each client is a 12-byte [`Client`] record in one flat `Vec`, indexed by client number;
-//! the number is also its MAC address ([`crate::client::mac_for`]) and, with a per-client
+//! the number is also its MAC address ([`dhcp_core::client::mac_for`]) and, with a per-client
 //! sequence byte and a per-run salt, its transaction id, so a reply finds its client by
 //! `chaddr` in O(1) and proves it answers the latest transmission by `xid`. Nothing else is
 //! kept per client: sending a message means putting the client number on the send queue; the
@@ -17,13 +17,13 @@
 
 use super::hist::Histogram;
 use super::transport::{Framing, Transport, Tx};
-use crate::client::{mac_for, ClientMsg, TYPICAL_PRL};
-use crate::wire::dhcp::{self, FLAG_BROADCAST};
-use crate::wire::ether;
-use crate::wire::frame;
-use crate::wire::ipv4;
-use crate::wire::options::{code, MessageType};
-use crate::wire::udp;
+use dhcp_core::client::{mac_for, ClientMsg, TYPICAL_PRL};
+use dhcp_core::wire::dhcp::{self, FLAG_BROADCAST};
+use dhcp_core::wire::ether;
+use dhcp_core::wire::frame;
+use dhcp_core::wire::ipv4;
+use dhcp_core::wire::options::{code, MessageType};
+use dhcp_core::wire::udp;
 use hashbrown::HashMap;
 use std::collections::VecDeque;
 use std::io;
@@ -1354,7 +1354,7 @@ pub const PRL: &[u8] = TYPICAL_PRL;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::reflector::{answer, ReflectorConfig};
+    use crate::reflector::{answer, ReflectorConfig};
 
     /// Garbage and damaged replies are counted, never a panic, and never taken for answers
     /// to the wrong client.
@@ -1373,7 +1373,7 @@ mod tests {
                 // Relay mode carries the bare message: damage a reflected one's payload.
                 Framing::Udp => {
                     let mut f = [0u8; 2048];
-                    let at = crate::wire::frame::payload_offset(0);
+                    let at = dhcp_core::wire::frame::payload_offset(0);
                     f[at..at + tx.len].copy_from_slice(&buf[..tx.len]);
                     let l2 = ether::Header {
                         dst: ether::BROADCAST,

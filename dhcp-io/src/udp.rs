@@ -8,9 +8,9 @@
 //! batches (`recvmmsg`/`sendmmsg`). Replies to a client that has no address yet go out of an
 //! `AF_PACKET` socket addressed to its MAC, as mature servers do: it cannot answer ARP.
 
-use crate::engine::Destination;
 use crate::sys::{check, setsockopt, sockaddr_in};
-use crate::wire::{ipv4, udp as udp_wire};
+use dhcp_core::engine::Destination;
+use dhcp_core::wire::{ipv4, udp as udp_wire};
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -281,7 +281,7 @@ mod tests {
         for workers in [2u32, 3, 4] {
             let prog = steering_program(workers);
             for n in 0..1000u32 {
-                let mac = crate::client::mac_for(n.wrapping_mul(2_654_435_761));
+                let mac = dhcp_core::client::mac_for(n.wrapping_mul(2_654_435_761));
                 let mut msg = [0u8; 300];
                 msg[28..34].copy_from_slice(&mac);
                 let mut a = u32::from_be_bytes([msg[30], msg[31], msg[32], msg[33]]);

@@ -9,7 +9,7 @@
 //! whole blocks, retired by a timer when not full, which would add up to a millisecond to
 //! every latency measured at low rates.
 
-use crate::sys::setsockopt;
+use dhcp_io::sys::setsockopt;
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,0 +1,328 @@
+//! The server's configuration model: subnets, pools, reservations, options and times, and the
+//! semantic checks that keep the lease store safe (pools that overlap would let two clients hold
+//! one address). Reading it from TOML or the command line is the server binary's job; this
+//! module says what a valid configuration is.
+
+use core::fmt;
+use core::net::Ipv4Addr;
+
+/// A whole server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Server identifier (option 54) for subnets that do not set their own.
+    pub server_id: Ipv4Addr,
+    /// NAK requests for addresses we have no record of (RFC 2131 §4.3.2 leaves this to the
+    /// administrator: only one authoritative server per network).
+    pub authoritative: bool,
+    /// Answer a DISCOVER carrying option 80 with an immediate ACK (RFC 4039).
+    pub rapid_commit: bool,
+    /// Seconds an offered address is held for the client before it returns to the pool.
+    pub offer_timeout: u32,
+    /// Seconds a declined address stays out of the pool (RFC 2131 §3.1 step 5: the client found
+    /// it in use).
+    pub decline_probation: u32,
+    /// Default lease time in seconds (option 51) for subnets that do not set their own.
+    pub lease_time: u32,
+    pub subnets: Vec<Subnet>,
+}
+
+/// One IPv4 subnet served, with its pools, options and reservations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    pub network: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Interface on which directly attached clients of this subnet arrive (by name). `None`:
+    /// the subnet serves relayed clients (by giaddr, option 118 or 82.5) and is also the
+    /// default link for direct clients on interfaces that have no subnet of their own.
+    pub interface: Option<String>,
+    /// Only frames whose innermost VLAN id is this one belong here (per-VLAN subnets on one
+    /// interface); `None` matches untagged frames and any VLAN without a subnet of its own.
+    pub vlan: Option<u16>,
+    pub pools: Vec<Pool>,
+    pub server_id: Option<Ipv4Addr>,
+    pub lease_time: Option<u32>,
+    /// T1 (option 58); default half the lease time.
+    pub renewal_time: Option<u32>,
+    /// T2 (option 59); default 7/8 of the lease time.
+    pub rebinding_time: Option<u32>,
+    pub options: SubnetOptions,
+    pub reservations: Vec<Reservation>,
+}
+
+/// An inclusive range of addresses handed out dynamically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+}
+
+impl Pool {
+    pub fn len(&self) -> u64 {
+        (u32::from(self.last) as u64 + 1).saturating_sub(u32::from(self.first) as u64)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        (self.first..=self.last).contains(&ip)
+    }
+}
+
+/// Options a subnet gives its clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubnetOptions {
+    /// Option 3.
+    pub routers: Vec<Ipv4Addr>,
+    /// Option 6.
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Option 15.
+    pub domain_name: Option<String>,
+    /// Option 26.
+    pub mtu: Option<u16>,
+    /// Option 42.
+    pub ntp_servers: Vec<Ipv4Addr>,
+    /// Any other option, by code, as the raw bytes of its value.
+    pub raw: Vec<(u8, Vec<u8>)>,
+}
+
+/// A fixed address for one client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub client: ClientMatch,
+    pub ip: Ipv4Addr,
+}
+
+/// How a reservation recognises its client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMatch {
+    /// Ethernet hardware address (`chaddr`).
+    Mac([u8; 6]),
+    /// Client identifier (option 61), the whole value including its type byte.
+    ClientId(Vec<u8>),
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            server_id: Ipv4Addr::UNSPECIFIED,
+            authoritative: false,
+            rapid_commit: false,
+            offer_timeout: 10,
+            decline_probation: 86_400,
+            lease_time: 3_600,
+            subnets: Vec::new(),
+        }
+    }
+}
+
+impl Subnet {
+    /// A subnet with no pools, options or reservations.
+    pub fn new(network: Ipv4Addr, prefix_len: u8) -> Subnet {
+        Subnet {
+            network,
+            prefix_len,
+            interface: None,
+            vlan: None,
+            pools: Vec::new(),
+            server_id: None,
+            lease_time: None,
+            renewal_time: None,
+            rebinding_time: None,
+            options: SubnetOptions::default(),
+            reservations: Vec::new(),
+        }
+    }
+
+    pub fn mask(&self) -> u32 {
+        mask(self.prefix_len)
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.network)
+    }
+
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) | !self.mask())
+    }
+}
+
+/// Netmask for a prefix length (0..=32).
+pub fn mask(prefix_len: u8) -> u32 {
+    if prefix_len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix_len.min(32) as u32)
+    }
+}
+
+/// A configuration that is not valid: where (a path such as `subnets[1].pools[0]`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError { path: path.into(), reason: reason.into() }
+}
+
+impl Config {
+    /// Checks everything the engine relies on. The first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.subnets.is_empty() {
+            return Err(err("subnets", "no subnet configured"));
+        }
+        if self.offer_timeout == 0 {
+            return Err(err("offer_timeout", "must be at least 1 second"));
+        }
+        if self.lease_time < 60 {
+            return Err(err("lease_time", "must be at least 60 seconds"));
+        }
+        let mut pools: Vec<(u32, u32, String)> = Vec::new();
+        let mut reserved: Vec<(Ipv4Addr, String)> = Vec::new();
+        for (i, s) in self.subnets.iter().enumerate() {
+            let at = format!("subnets[{i}]");
+            if s.prefix_len > 30 || s.prefix_len < 1 {
+                return Err(err(&at, format!("prefix length /{} leaves no room for clients (1..=30)", s.prefix_len)));
+            }
+            if u32::from(s.network) & !s.mask() != 0 {
+                return Err(err(&at, format!("{}/{} has host bits set", s.network, s.prefix_len)));
+            }
+            if s.server_id.is_none() && self.server_id.is_unspecified() {
+                return Err(err(&at, "no server id: set server_id globally or for the subnet"));
+            }
+            if let Some(lt) = s.lease_time {
+                if lt < 60 {
+                    return Err(err(format!("{at}.lease_time"), "must be at least 60 seconds"));
+                }
+            }
+            let lease = s.lease_time.unwrap_or(self.lease_time);
+            let t1 = s.renewal_time.unwrap_or(lease / 2);
+            let t2 = s.rebinding_time.unwrap_or(lease / 8 * 7);
+            if !(t1 < t2 && t2 < lease) {
+                return Err(err(
+                    &at,
+                    format!("need renewal_time ({t1}) < rebinding_time ({t2}) < lease_time ({lease})"),
+                ));
+            }
+            if let Some(v) = s.vlan {
+                if v == 0 || v > 4094 {
+                    return Err(err(format!("{at}.vlan"), format!("VLAN id {v} outside 1..=4094")));
+                }
+            }
+            for (j, p) in s.pools.iter().enumerate() {
+                let pat = format!("{at}.pools[{j}]");
+                if p.first > p.last {
+                    return Err(err(&pat, format!("first address {} is after last {}", p.first, p.last)));
+                }
+                if !s.contains(p.first) || !s.contains(p.last) {
+                    return Err(err(
+                        &pat,
+                        format!("{}-{} is outside subnet {}/{}", p.first, p.last, s.network, s.prefix_len),
+                    ));
+                }
+                if p.first == s.network || p.last == s.broadcast() {
+                    return Err(err(&pat, "pool includes the subnet's network or broadcast address"));
+                }
+                let (a, b) = (u32::from(p.first), u32::from(p.last));
+                if let Some((_, _, other)) = pools.iter().find(|(x, y, _)| a <= *y && *x <= b) {
+                    return Err(err(&pat, format!("overlaps {other}")));
+                }
+                pools.push((a, b, pat));
+            }
+            for (k, r) in s.reservations.iter().enumerate() {
+                let rat = format!("{at}.reservations[{k}]");
+                if !s.contains(r.ip) || r.ip == s.network || r.ip == s.broadcast() {
+                    return Err(err(
+                        &rat,
+                        format!("{} is not a host address of subnet {}/{}", r.ip, s.network, s.prefix_len),
+                    ));
+                }
+                if let ClientMatch::ClientId(id) = &r.client {
+                    if id.is_empty() || id.len() > 255 {
+                        return Err(err(&rat, "client id must be 1 to 255 bytes"));
+                    }
+                }
+                if let Some((_, other)) = reserved.iter().find(|(ip, _)| *ip == r.ip) {
+                    return Err(err(&rat, format!("{} is already reserved by {other}", r.ip)));
+                }
+                reserved.push((r.ip, rat));
+            }
+            for (k, (code, v)) in s.options.raw.iter().enumerate() {
+                let oat = format!("{at}.options.raw[{k}]");
+                if matches!(code, 0 | 50..=59 | 61 | 80 | 82 | 255) {
+                    return Err(err(&oat, format!("option {code} is set by the server itself")));
+                }
+                if v.len() > 1020 {
+                    return Err(err(&oat, "value longer than 1020 bytes"));
+                }
+            }
+        }
+        // Subnets must not overlap either: an address would belong to two of them.
+        for (i, a) in self.subnets.iter().enumerate() {
+            for (j, b) in self.subnets.iter().enumerate().skip(i + 1) {
+                if a.contains(b.network) || b.contains(a.network) {
+                    return Err(err(format!("subnets[{j}]"), format!("overlaps subnets[{i}]")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn base() -> Config {
+        let mut s = Subnet::new(ip("100.64.0.0"), 24);
+        s.pools.push(Pool { first: ip("100.64.0.10"), last: ip("100.64.0.99") });
+        Config { server_id: ip("100.64.0.1"), subnets: vec![s], ..Config::default() }
+    }
+
+    #[test]
+    fn valid_config_passes() {
+        base().validate().unwrap();
+    }
+
+    #[test]
+    fn overlapping_pools_are_refused_with_location() {
+        let mut c = base();
+        c.subnets[0].pools.push(Pool { first: ip("100.64.0.50"), last: ip("100.64.0.120") });
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.path, "subnets[0].pools[1]");
+        assert!(e.reason.contains("overlaps subnets[0].pools[0]"), "{e}");
+    }
+
+    #[test]
+    fn pool_outside_subnet_is_refused() {
+        let mut c = base();
+        c.subnets[0].pools[0].last = ip("100.64.1.5");
+        assert!(c.validate().unwrap_err().reason.contains("outside subnet"));
+    }
+
+    #[test]
+    fn duplicate_reservation_and_overlapping_subnets_are_refused() {
+        let mut c = base();
+        let r = Reservation { client: ClientMatch::Mac([2, 0, 0, 0, 0, 1]), ip: ip("100.64.0.5") };
+        c.subnets[0].reservations = vec![r.clone(), Reservation { client: ClientMatch::Mac([2; 6]), ..r }];
+        assert_eq!(c.validate().unwrap_err().path, "subnets[0].reservations[1]");
+        let mut c = base();
+        c.subnets.push(Subnet::new(ip("100.64.0.0"), 16));
+        assert_eq!(c.validate().unwrap_err().path, "subnets[1]");
+    }
+}
