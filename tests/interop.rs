@@ -448,7 +448,7 @@ fn relay_case(backend: &str) {
 fn worker_counts(log: &Path) -> Vec<(u64, u64)> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
-        .filter(|l| l.starts_with("xdhcpd: worker ") && l.contains("pkt4-received"))
+        .filter(|l| l.contains("xdhcpd: worker ") && l.contains("pkt4-received"))
         .map(|l| {
             let field = |name: &str| {
                 l.split(name).nth(1).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).unwrap_or(0)

@@ -1,11 +1,17 @@
-//! Small system-call helpers shared by the server's socket path and the load generator:
-//! checked results, socket options, addresses, waiting on one descriptor, CPU pinning.
+//! Small system-call helpers shared by both packet paths, the server and the load generator:
+//! checked results, raw socket options, the one poll helper, CPU pinning, interfaces, a
+//! doorbell one thread rings to wake another's poll, and rate-limited logging for events that
+//! can happen once per packet.
+//!
+//! Where `nix` has a safe wrapper we use it; raw `libc` remains for what it lacks (socket
+//! options it does not know, `ppoll` with sub-millisecond timeouts).
 
 use std::io;
 use std::mem::size_of;
 use std::net::SocketAddrV4;
-use std::os::fd::RawFd;
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// `rc` as a result, with `what` in the error.
 pub fn check(rc: libc::c_int, what: &str) -> io::Result<libc::c_int> {
@@ -17,7 +23,7 @@ pub fn check(rc: libc::c_int, what: &str) -> io::Result<libc::c_int> {
     }
 }
 
-/// Sets a socket option of type `T`.
+/// Sets a socket option of type `T` (for options `nix` does not know).
 pub fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T, what: &str) -> io::Result<()> {
     // SAFETY: `value` points to a live T of the given size.
     let rc =
@@ -33,18 +39,31 @@ pub fn set_buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int, bytes: libc
     }
 }
 
-/// Waits until `fd` has input (or room for output when `out`) or `timeout` passes. An
-/// interrupted wait returns normally: the caller's loop checks its stop flag.
-pub fn wait_fd(fd: RawFd, out: bool, timeout: Duration) -> io::Result<()> {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN | if out { libc::POLLOUT } else { 0 }, revents: 0 };
+/// A `pollfd` waiting for input on `fd` (and room for output when `out`).
+pub fn pollfd(fd: BorrowedFd<'_>, out: bool) -> libc::pollfd {
+    libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN | if out { libc::POLLOUT } else { 0 }, revents: 0 }
+}
+
+/// Waits until one of `fds` is ready or `timeout` passes; their `revents` say which. An
+/// interrupted wait returns normally: the caller's loop checks its stop flag. The one poll
+/// helper of the project.
+pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<()> {
+    for p in fds.iter_mut() {
+        p.revents = 0;
+    }
     let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as _ };
-    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-    let rc = unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
+    // SAFETY: a valid array of pollfd of the given length, a valid timespec, no signal mask.
+    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
     if rc < 0 {
         let e = io::Error::last_os_error();
         return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
     }
     Ok(())
+}
+
+/// [`poll`] on one descriptor: input (and room for output when `out`).
+pub fn wait_one(fd: BorrowedFd<'_>, out: bool, timeout: Duration) -> io::Result<()> {
+    poll(&mut [pollfd(fd, out)], timeout)
 }
 
 /// Whether the last error was "try again later" (full queue) rather than a failure.
@@ -55,16 +74,9 @@ pub fn is_transient(e: &io::Error) -> bool {
 /// Pins the calling thread to one CPU: measurements on a machine of two cores are only
 /// repeatable when generator and server do not share one.
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if cpu >= 8 * size_of::<libc::cpu_set_t>() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("no CPU {cpu}")));
-    }
-    // SAFETY: `cpu` is checked to be within the set above.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: a valid set of the given size; 0 is the calling thread.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    check(rc, "sched_setaffinity").map(|_| ())
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("no CPU {cpu}: {e}")))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
 }
 
 /// A `sockaddr_in` for an IPv4 socket address.
@@ -74,5 +86,135 @@ pub fn sockaddr_in(a: SocketAddrV4) -> libc::sockaddr_in {
         sin_port: a.port().to_be(),
         sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
         sin_zero: [0; 8],
+    }
+}
+
+/// Index of a network interface by name: the one interface lookup of the project.
+pub fn if_index(name: &str) -> io::Result<u32> {
+    nix::net::if_::if_nametoindex(name)
+        .map_err(|e| io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}: {e}")))
+}
+
+/// The interface's hardware (MAC) address.
+pub fn mac_address(name: &str) -> io::Result<[u8; 6]> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(io::Error::from)?;
+    addrs
+        .filter(|a| a.interface_name == name)
+        .find_map(|a| a.address?.as_link_addr()?.addr())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no hardware address for {name}")))
+}
+
+/// Number of receive queues of an interface (from sysfs; 1 when it does not say).
+pub fn rx_queues(name: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count() as u32)
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// An eventfd one thread rings to wake another sleeping in [`poll`] (the journal wakes a
+/// worker whose replies became durable). Ringing is one `write`; many rings before a wait
+/// wake it once.
+#[derive(Debug)]
+pub struct Doorbell(nix::sys::eventfd::EventFd);
+
+impl Doorbell {
+    pub fn new() -> io::Result<Doorbell> {
+        let flags = nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC;
+        Ok(Doorbell(nix::sys::eventfd::EventFd::from_flags(flags).map_err(io::Error::from)?))
+    }
+
+    /// Wakes the waiter (now, or at its next wait).
+    pub fn ring(&self) {
+        // EAGAIN only when the counter is about to overflow: it is rung already.
+        let _ = self.0.write(1);
+    }
+
+    /// Forgets earlier rings (call after waking).
+    pub fn clear(&self) {
+        let _ = self.0.read();
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Seconds since the process started, for rate limits.
+fn uptime() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs()
+}
+
+/// Gate for a log line that can fire once per packet: at most once per `period` seconds per
+/// call site. Returns how many were suppressed since the last one when it may log.
+pub fn rate_limit(last: &AtomicU64, suppressed: &AtomicU64, period: u64) -> Option<u64> {
+    // Stored as uptime + 1 so that 0 means "never logged".
+    let now = uptime() + 1;
+    let prev = last.load(Ordering::Relaxed);
+    if prev != 0 && now < prev + period {
+        suppressed.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    if last.compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        suppressed.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(suppressed.swap(0, Ordering::Relaxed))
+}
+
+/// Logs through the `log` facade at most once a minute per call site, saying how many similar
+/// events were suppressed meanwhile: for events that can happen once per packet.
+#[macro_export]
+macro_rules! log_limited {
+    ($level:expr, $($arg:tt)+) => {{
+        static LAST: ::std::sync::atomic::AtomicU64 = ::std::sync::atomic::AtomicU64::new(0);
+        static SUPPRESSED: ::std::sync::atomic::AtomicU64 = ::std::sync::atomic::AtomicU64::new(0);
+        if ::log::log_enabled!($level) {
+            if let Some(n) = $crate::sys::rate_limit(&LAST, &SUPPRESSED, 60) {
+                if n > 0 {
+                    ::log::log!($level, "{} ({n} more like it in the last minute)", format_args!($($arg)+));
+                } else {
+                    ::log::log!($level, $($arg)+);
+                }
+            }
+        }
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_lets_one_through_per_period() {
+        let (last, sup) = (AtomicU64::new(0), AtomicU64::new(0));
+        assert_eq!(rate_limit(&last, &sup, 60), Some(0));
+        assert_eq!(rate_limit(&last, &sup, 60), None);
+        assert_eq!(rate_limit(&last, &sup, 60), None);
+        assert_eq!(sup.load(Ordering::Relaxed), 2);
+        // A period of zero always allows, and reports what was held back.
+        assert_eq!(rate_limit(&last, &sup, 0), Some(2));
+    }
+
+    #[test]
+    fn doorbell_wakes_a_poll() {
+        let bell = Doorbell::new().unwrap();
+        let mut fds = [pollfd(bell.fd(), false)];
+        poll(&mut fds, Duration::ZERO).unwrap();
+        assert_eq!(fds[0].revents & libc::POLLIN, 0);
+        bell.ring();
+        bell.ring();
+        poll(&mut fds, Duration::from_secs(1)).unwrap();
+        assert_ne!(fds[0].revents & libc::POLLIN, 0);
+        bell.clear();
+        poll(&mut fds, Duration::ZERO).unwrap();
+        assert_eq!(fds[0].revents & libc::POLLIN, 0);
+    }
+
+    #[test]
+    fn loopback_has_an_index() {
+        assert!(if_index("lo").unwrap() > 0);
+        assert!(if_index("no-such-if0").is_err());
     }
 }

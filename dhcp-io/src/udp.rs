@@ -1,46 +1,44 @@
-//! udp: the socket path, for hosts or interfaces without XDP.
+//! udp: the socket path, for hosts or interfaces without XDP, and its [`PacketIo`].
 //!
 //! Per interface, each worker has its own UDP socket on port 67 (`SO_REUSEPORT`,
-//! `SO_BINDTODEVICE`). A classic BPF program attached to the group picks the socket by
-//! [`dhcp_common::client_hash`] of `chaddr`, so each client always reaches the same worker
-//! without any hand-off between threads (the kernel's own reuseport hash would put every
-//! DISCOVER on one socket: they all share 0.0.0.0:68 → 255.255.255.255:67). Messages move in
-//! batches (`recvmmsg`/`sendmmsg`). Replies to a client that has no address yet go out of an
-//! `AF_PACKET` socket addressed to its MAC, as mature servers do: it cannot answer ARP.
+//! `SO_BINDTODEVICE`). A classic BPF program attached to the group picks the socket with the
+//! steering contract's [`dhcp_common::owner_of_message`], so each client always reaches the
+//! same worker without any hand-off between threads (the kernel's own reuseport hash would put
+//! every DISCOVER on one socket: they all share 0.0.0.0:68 → 255.255.255.255:67). Messages move
+//! in batches (`recvmmsg`/`sendmmsg`) through a pool of buffer slots, so a reply may wait (for
+//! the journal) while the worker goes on receiving. Replies to a client that has no address yet
+//! go out of an `AF_PACKET` socket addressed to its MAC, as mature servers do: it cannot answer
+//! ARP.
+//!
+//! Must never: allocate per packet, or block except in [`PacketIo::wait`].
 
-use crate::sys::{check, setsockopt, sockaddr_in};
-use dhcp_core::engine::Destination;
+use crate::sys::{self, check, setsockopt, sockaddr_in, Doorbell};
+use crate::{reply_mac, Datagram, PacketIo, RecvMeta, Transmit, Unusable, BATCH, MAX_MESSAGE};
+use dhcp_common::{bootp, HASH_MULTIPLIER, HASH_SHIFT, SERVER_PORT};
+use dhcp_core::engine::{Destination, InterfaceId};
 use dhcp_core::wire::{ipv4, udp as udp_wire};
-use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
-/// Messages per `recvmmsg`/`sendmmsg` call.
-pub const BATCH: usize = 64;
-/// Largest message handled (a DHCP message over Ethernet).
-pub const MAX_MESSAGE: usize = 1500;
+/// Buffer slots per worker: a batch in flight plus replies waiting for the journal.
+const SLOTS: usize = 1024;
+/// Largest datagram received (longer ones are cut and then refused by the engine).
+const MAX_DATAGRAM: usize = 1500;
 
-/// Index of a network interface by name.
-pub fn if_index(name: &str) -> io::Result<u32> {
-    let c = CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
-    // SAFETY: a NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}"))),
-        i => Ok(i),
-    }
-}
-
-/// Classic BPF for `SO_ATTACH_REUSEPORT_CBPF`: returns the index of the socket for a message.
-/// The program sees the UDP payload (the kernel pulls the UDP header first), so offset 30 is
-/// `chaddr[2..6]`. It computes exactly `worker_for(client_hash(chaddr), workers)`.
+/// Classic BPF for `SO_ATTACH_REUSEPORT_CBPF`: returns the index of the socket (the worker)
+/// for a message. The program sees the UDP payload (the kernel pulls the UDP header first). It
+/// computes exactly [`dhcp_common::owner_of_message`]; `tests/steering.rs` checks it on a real
+/// reuseport group.
 fn steering_program(workers: u32) -> [libc::sock_filter; 5] {
     let op = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
     [
-        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 30),
-        op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K, dhcp_common::HASH_MULTIPLIER),
-        op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 16),
+        // The last four bytes of chaddr[0..6], as `client_hash` reads them.
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, bootp::CHADDR as u32 + 2),
+        op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K, HASH_MULTIPLIER),
+        op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, HASH_SHIFT),
         op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, workers),
         op(libc::BPF_RET | libc::BPF_A, 0),
     ]
@@ -49,174 +47,203 @@ fn steering_program(workers: u32) -> [libc::sock_filter; 5] {
 /// One worker's sockets on one interface.
 #[derive(Debug)]
 pub struct Port {
-    pub interface: String,
-    pub ifindex: u32,
+    name: String,
+    ifindex: u32,
+    /// The interface's number in the configuration (`None`: relay-only interface).
+    interface: Option<InterfaceId>,
     /// UDP port 67, this worker's member of the interface's reuseport group.
-    pub udp: OwnedFd,
+    udp: OwnedFd,
     /// `AF_PACKET` datagram socket for replies addressed by MAC.
-    pub raw: OwnedFd,
+    raw: OwnedFd,
+}
+
+impl Port {
+    pub fn interface_name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// Opens port 67 on `interface` for `workers` workers: one [`Port`] per worker, in worker
-/// order (the BPF program's socket index is the worker number).
-pub fn open_ports(interface: &str, workers: u32) -> io::Result<Vec<Port>> {
-    let ifindex = if_index(interface)?;
-    let dev = CString::new(interface).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
+/// order (the BPF program's socket index is the worker number). `id` is the interface's number
+/// in the configuration.
+pub fn open_ports(interface: &str, id: Option<InterfaceId>, workers: u32) -> io::Result<Vec<Port>> {
+    let ifindex = sys::if_index(interface)?;
     let mut ports = Vec::with_capacity(workers as usize);
     for _ in 0..workers {
-        // SAFETY: plain socket creation; the fd is owned right away.
-        let udp = unsafe {
-            OwnedFd::from_raw_fd(check(
-                libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0),
-                "socket(AF_INET)",
-            )?)
-        };
-        let fd = udp.as_raw_fd();
-        let one: libc::c_int = 1;
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one, "SO_REUSEADDR")?;
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, &one, "SO_REUSEPORT")?;
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_BROADCAST, &one, "SO_BROADCAST")?;
-        let big: libc::c_int = 4 << 20;
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &big, "SO_RCVBUF")?;
-        let len = dev.as_bytes_with_nul().len() as libc::socklen_t;
-        // SAFETY: `dev` is NUL-terminated and outlives the call.
-        let rc = unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_ptr().cast(), len) };
-        check(rc, "SO_BINDTODEVICE")?;
-        let addr = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 67));
-        let addr_len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        // SAFETY: a valid sockaddr_in of the given size.
-        let rc = unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), addr_len) };
-        check(rc, "bind 0.0.0.0:67")?;
-        // SAFETY: plain socket creation; protocol 0 so that it receives nothing.
+        let udp = bound_socket(interface)?;
+        // SAFETY: plain socket creation; protocol 0 so that it receives nothing; owned at once.
         let raw = unsafe {
             OwnedFd::from_raw_fd(check(
                 libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0),
                 "socket(AF_PACKET)",
             )?)
         };
-        ports.push(Port { interface: interface.to_string(), ifindex, udp, raw });
+        ports.push(Port { name: interface.to_string(), ifindex, interface: id, udp, raw });
     }
     if workers > 1 {
         let mut program = steering_program(workers);
         let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
-        setsockopt(
-            ports[0].udp.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            &fprog,
-            "SO_ATTACH_REUSEPORT_CBPF",
-        )?;
+        let fd = ports[0].udp.as_raw_fd();
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog, "SO_ATTACH_REUSEPORT_CBPF")?;
     }
     Ok(ports)
 }
 
-/// Buffers for one batch of received messages and their replies.
-pub struct Batch {
-    pub rx: Box<[[u8; MAX_MESSAGE]; BATCH]>,
-    pub rx_len: [usize; BATCH],
-    pub rx_from: [SocketAddrV4; BATCH],
-    pub tx: Box<[[u8; MAX_MESSAGE]; BATCH]>,
-    /// Per reply: (length, destination, source address, needs a durable journal first);
-    /// `None` for no reply.
-    pub tx_meta: [Option<(usize, Destination, Ipv4Addr, bool)>; BATCH],
-    /// Frames built for the `AF_PACKET` socket.
-    frame: Box<[u8; MAX_MESSAGE + 28]>,
+/// A UDP socket on 0.0.0.0:67 of `interface`, member of its reuseport group.
+fn bound_socket(interface: &str) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{setsockopt as set, sockopt};
+    // SAFETY: plain socket creation; the fd is owned right away.
+    let udp = unsafe {
+        OwnedFd::from_raw_fd(check(
+            libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0),
+            "socket(AF_INET)",
+        )?)
+    };
+    let named = |what: &'static str| move |e: nix::Error| io::Error::other(format!("{what}: {e}"));
+    set(&udp, sockopt::ReuseAddr, &true).map_err(named("SO_REUSEADDR"))?;
+    set(&udp, sockopt::ReusePort, &true).map_err(named("SO_REUSEPORT"))?;
+    set(&udp, sockopt::Broadcast, &true).map_err(named("SO_BROADCAST"))?;
+    set(&udp, sockopt::RcvBuf, &(4 << 20)).map_err(named("SO_RCVBUF"))?;
+    set(&udp, sockopt::BindToDevice, &std::ffi::OsString::from(interface)).map_err(named("SO_BINDTODEVICE"))?;
+    let addr = nix::sys::socket::SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, SERVER_PORT));
+    nix::sys::socket::bind(udp.as_raw_fd(), &addr).map_err(named("bind 0.0.0.0:67"))?;
+    Ok(udp)
 }
 
-impl std::fmt::Debug for Batch {
+/// A received datagram on the socket path: its buffer slot, and the reply once sealed.
+#[derive(Debug)]
+#[must_use = "a frame must be sent or released"]
+pub struct UdpFrame {
+    slot: u16,
+    port: u16,
+    len: u16,
+    from: SocketAddrV4,
+    reply: Option<Transmit>,
+}
+
+/// A request's and its reply's buffers.
+struct Slot {
+    rx: [u8; MAX_DATAGRAM],
+    tx: [u8; MAX_MESSAGE],
+}
+
+/// A worker's socket path: its [`Port`] on each interface and a pool of buffer slots.
+pub struct UdpIo {
+    ports: Vec<Port>,
+    slots: Box<[Slot]>,
+    free: Vec<u16>,
+    /// Frames built for the `AF_PACKET` socket (IPv4 and UDP headers, then the message).
+    raw_frame: Box<[u8; MAX_MESSAGE + 28]>,
+    pfds: Vec<libc::pollfd>,
+}
+
+impl std::fmt::Debug for UdpIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch").finish_non_exhaustive()
+        f.debug_struct("UdpIo").field("ports", &self.ports).field("free", &self.free.len()).finish()
     }
 }
 
-impl Default for Batch {
-    fn default() -> Batch {
-        Batch {
-            rx: Box::new([[0; MAX_MESSAGE]; BATCH]),
-            rx_len: [0; BATCH],
-            rx_from: [SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); BATCH],
-            tx: Box::new([[0; MAX_MESSAGE]; BATCH]),
-            tx_meta: [None; BATCH],
-            frame: Box::new([0; MAX_MESSAGE + 28]),
+impl UdpIo {
+    /// A worker's path over its ports (one per interface).
+    pub fn new(ports: Vec<Port>) -> UdpIo {
+        // SAFETY: all-zero bytes are valid `Slot`s (byte arrays).
+        let slots = (0..SLOTS).map(|_| unsafe { zeroed::<Slot>() }).collect();
+        let pfds = ports.iter().map(|p| sys::pollfd(p.udp.as_fd(), false)).collect();
+        let free = (0..SLOTS as u16).rev().collect();
+        UdpIo { ports, slots, free, raw_frame: Box::new([0; MAX_MESSAGE + 28]), pfds }
+    }
+
+    /// Receives up to `max` datagrams from port `p` into free slots.
+    fn receive_port(&mut self, p: usize, out: &mut Vec<UdpFrame>, max: usize) -> usize {
+        let n = max.min(BATCH).min(self.free.len());
+        if n == 0 {
+            return 0;
         }
-    }
-}
-
-impl Batch {
-    /// Receives up to [`BATCH`] messages without blocking; returns how many.
-    pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
-        // SAFETY: all-zero bytes are a valid sockaddr_in (plain integers).
-        let mut addrs: [libc::sockaddr_in; BATCH] = unsafe { zeroed() };
-        // SAFETY: all-zero bytes are a valid iovec (null pointer, zero length).
-        let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
-        // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero lengths).
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for i in 0..BATCH {
-            iov[i] = libc::iovec { iov_base: self.rx[i].as_mut_ptr().cast(), iov_len: MAX_MESSAGE };
+        // SAFETY: all-zero bytes are valid sockaddr_in, iovec and mmsghdr values (integers
+        // and null pointers).
+        let (mut addrs, mut iov, mut hdrs): ([libc::sockaddr_in; BATCH], [libc::iovec; BATCH], [libc::mmsghdr; BATCH]) =
+            unsafe { (zeroed(), zeroed(), zeroed()) };
+        let taken = &self.free[self.free.len() - n..];
+        for (i, &s) in taken.iter().enumerate() {
+            let buf = &mut self.slots[s as usize].rx;
+            iov[i] = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
             hdrs[i].msg_hdr.msg_iov = &mut iov[i];
             hdrs[i].msg_hdr.msg_iovlen = 1;
             hdrs[i].msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
             hdrs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
         }
+        let fd = self.ports[p].udp.as_raw_fd();
         // SAFETY: every header points into buffers that live until the call returns.
-        let n =
-            unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
+        let got = unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), n as u32, libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+        if got <= 0 {
+            if got < 0 && !sys::is_transient(&io::Error::last_os_error()) {
+                crate::log_limited!(
+                    log::Level::Warn,
+                    "receive on {}: {}",
+                    self.ports[p].name,
+                    io::Error::last_os_error()
+                );
+            }
+            return 0;
         }
-        for i in 0..n as usize {
-            self.rx_len[i] = hdrs[i].msg_len as usize;
+        let got = got as usize;
+        for i in 0..got {
             let a = &addrs[i];
-            self.rx_from[i] =
-                SocketAddrV4::new(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), u16::from_be(a.sin_port));
+            let from = SocketAddrV4::new(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)), u16::from_be(a.sin_port));
+            let slot = self.free[self.free.len() - n + i];
+            let len = (hdrs[i].msg_len as usize).min(MAX_DATAGRAM) as u16;
+            out.push(UdpFrame { slot, port: p as u16, len, from, reply: None });
         }
-        Ok(n as usize)
+        // The received slots are the first `got` of the taken ones; the rest stay free.
+        self.free.drain(self.free.len() - n..self.free.len() - n + got);
+        got
     }
 
-    /// Sends the replies of the first `n` slots: through the UDP socket for relays, configured
-    /// clients and broadcasts (one `sendmmsg`), through the packet socket for clients addressed
-    /// by MAC. Returns how many were handed to the kernel.
-    pub fn send(&mut self, port: &Port, n: usize) -> usize {
-        // SAFETY: all-zero bytes are a valid sockaddr_in (plain integers).
-        let mut addrs: [libc::sockaddr_in; BATCH] = unsafe { zeroed() };
-        // SAFETY: all-zero bytes are a valid iovec (null pointer, zero length).
-        let mut iov: [libc::iovec; BATCH] = unsafe { zeroed() };
-        // SAFETY: all-zero bytes are a valid mmsghdr (null pointers, zero lengths).
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        let mut k = 0;
-        let mut sent = 0;
-        for i in 0..n {
-            let Some((len, to, from, _)) = self.tx_meta[i] else { continue };
-            if let Destination::Hardware { ip, mac } = to {
-                if send_raw(port, &self.tx[i][..len], &mut self.frame[..], from, ip, mac).is_ok() {
-                    sent += 1;
-                }
+    /// Sends the sealed frames of port `p` among `frames`: one `sendmmsg` for the UDP socket,
+    /// one `sendto` each through the packet socket for clients addressed by MAC.
+    fn send_port(&mut self, p: usize, frames: &[UdpFrame]) -> usize {
+        // SAFETY: all-zero bytes are valid sockaddr_in, iovec and mmsghdr values.
+        let (mut addrs, mut iov, mut hdrs): ([libc::sockaddr_in; BATCH], [libc::iovec; BATCH], [libc::mmsghdr; BATCH]) =
+            unsafe { (zeroed(), zeroed(), zeroed()) };
+        let (mut k, mut sent) = (0, 0);
+        for f in frames.iter().filter(|f| f.port as usize == p) {
+            let Some(t) = f.reply else { continue };
+            let msg = &self.slots[f.slot as usize].tx[..t.len];
+            if let Destination::Hardware { ip, .. } = t.to {
+                let port = &self.ports[p];
+                sent +=
+                    send_raw(port, msg, &mut self.raw_frame[..], t.from, ip, reply_mac(&t.to, [0; 6])).is_ok() as usize;
                 continue;
             }
-            addrs[k] = sockaddr_in(SocketAddrV4::new(to.ip(), to.port()));
-            iov[k] = libc::iovec { iov_base: self.tx[i].as_mut_ptr().cast(), iov_len: len };
+            addrs[k] = sockaddr_in(SocketAddrV4::new(t.to.ip(), t.to.port()));
+            iov[k] = libc::iovec { iov_base: msg.as_ptr() as *mut libc::c_void, iov_len: msg.len() };
             hdrs[k].msg_hdr.msg_iov = &mut iov[k];
             hdrs[k].msg_hdr.msg_iovlen = 1;
             hdrs[k].msg_hdr.msg_name = (&mut addrs[k] as *mut libc::sockaddr_in).cast();
             hdrs[k].msg_hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
             k += 1;
         }
-        let mut at = 0;
-        while at < k {
-            // SAFETY: headers point into buffers that live until the call returns.
-            let rc = unsafe { libc::sendmmsg(port.udp.as_raw_fd(), hdrs[at..].as_mut_ptr(), (k - at) as u32, 0) };
-            if rc <= 0 {
-                // A full socket buffer or an unreachable destination: this reply is lost, as a
-                // datagram may be; the client retransmits.
-                at += 1;
-                continue;
-            }
-            sent += rc as usize;
-            at += rc as usize;
-        }
-        sent
+        sent + sendmmsg_all(self.ports[p].udp.as_raw_fd(), &mut hdrs[..k])
     }
+}
+
+/// Hands every message of `hdrs` to the kernel; returns how many it took. A message it refuses
+/// (full socket buffer, unreachable destination) is lost, as a datagram may be; the client
+/// retransmits.
+fn sendmmsg_all(fd: libc::c_int, hdrs: &mut [libc::mmsghdr]) -> usize {
+    let (mut at, mut sent) = (0, 0);
+    while at < hdrs.len() {
+        // SAFETY: the headers point into buffers that live until the call returns.
+        let rc = unsafe { libc::sendmmsg(fd, hdrs[at..].as_mut_ptr(), (hdrs.len() - at) as u32, 0) };
+        if rc <= 0 {
+            crate::log_limited!(log::Level::Warn, "sendmmsg: {}", io::Error::last_os_error());
+            at += 1;
+            continue;
+        }
+        sent += rc as usize;
+        at += rc as usize;
+    }
+    sent
 }
 
 /// Sends one DHCP message to `to` at hardware address `mac` through the packet socket, with
@@ -225,7 +252,7 @@ fn send_raw(port: &Port, msg: &[u8], frame: &mut [u8], from: Ipv4Addr, to: Ipv4A
     let udp_len = udp_wire::HEADER_LEN + msg.len();
     let at = ipv4::MIN_HEADER_LEN + udp_wire::HEADER_LEN;
     frame[at..at + msg.len()].copy_from_slice(msg);
-    udp_wire::write(&mut frame[ipv4::MIN_HEADER_LEN..], (from, 67), (to, 68), msg.len())
+    udp_wire::write(&mut frame[ipv4::MIN_HEADER_LEN..], (from, SERVER_PORT), (to, dhcp_common::CLIENT_PORT), msg.len())
         .map_err(|e| io::Error::other(e.to_string()))?;
     ipv4::Repr { src: from, dst: to, protocol: ipv4::PROTOCOL_UDP, payload_len: udp_len, ttl: 64, ident: 0 }
         .write(frame)
@@ -252,44 +279,62 @@ fn send_raw(port: &Port, msg: &[u8], frame: &mut [u8], from: Ipv4Addr, to: Ipv4A
     check(rc as libc::c_int, "sendto(AF_PACKET)").map(|_| ())
 }
 
-/// Waits until one of `fds` is readable or `timeout_ms` passes; their `revents` say which.
-pub fn wait_readable(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<()> {
-    for p in fds.iter_mut() {
-        p.revents = 0;
+impl PacketIo for UdpIo {
+    type Frame = UdpFrame;
+
+    fn receive(&mut self, out: &mut Vec<UdpFrame>, max: usize) -> usize {
+        let mut got = 0;
+        for p in 0..self.ports.len() {
+            got += self.receive_port(p, out, max - got);
+        }
+        got
     }
-    // SAFETY: a valid array of pollfd of the given length.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+
+    fn datagram<'a>(
+        &'a mut self,
+        f: &'a mut UdpFrame,
+        _scratch: &'a mut [u8; MAX_MESSAGE],
+    ) -> Result<Datagram<'a>, Unusable> {
+        let meta = RecvMeta {
+            interface: self.ports[f.port as usize].interface,
+            // The kernel strips tags before UDP sockets see the datagram.
+            vlan: None,
+            src: f.from,
+            // Not asked of the kernel (IP_PKTINFO): this path serves what its sockets get.
+            dst: Ipv4Addr::UNSPECIFIED,
+        };
+        let Slot { rx, tx } = &mut self.slots[f.slot as usize];
+        Ok(Datagram { meta, request: &rx[..f.len as usize], reply: &mut tx[..] })
     }
-    Ok(())
-}
 
-/// A `pollfd` waiting for input on `fd`.
-pub fn pollfd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd { fd, events: libc::POLLIN, revents: 0 }
-}
+    fn seal(&mut self, f: &mut UdpFrame, reply: &Transmit) -> bool {
+        f.reply = Some(*reply);
+        reply.len <= MAX_MESSAGE
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn steering_program_matches_the_shared_hash() {
-        // Interpret the five instructions the way the kernel does, on sample messages.
-        for workers in [2u32, 3, 4] {
-            let prog = steering_program(workers);
-            for n in 0..1000u32 {
-                let mac = dhcp_core::client::mac_for(n.wrapping_mul(2_654_435_761));
-                let mut msg = [0u8; 300];
-                msg[28..34].copy_from_slice(&mac);
-                let mut a = u32::from_be_bytes([msg[30], msg[31], msg[32], msg[33]]);
-                a = a.wrapping_mul(prog[1].k);
-                a >>= prog[2].k;
-                a %= prog[3].k;
-                assert_eq!(a, dhcp_common::worker_for(dhcp_common::client_hash(&mac), workers));
+    fn send(&mut self, frames: &mut Vec<UdpFrame>) -> usize {
+        let mut sent = 0;
+        for chunk_start in (0..frames.len()).step_by(BATCH) {
+            let chunk = chunk_start..(chunk_start + BATCH).min(frames.len());
+            for p in 0..self.ports.len() {
+                sent += self.send_port(p, &frames[chunk.clone()]);
             }
+        }
+        self.release(frames);
+        sent
+    }
+
+    fn release(&mut self, frames: &mut Vec<UdpFrame>) {
+        self.free.extend(frames.drain(..).map(|f| f.slot));
+    }
+
+    fn wait(&mut self, timeout: Duration, bell: Option<&Doorbell>) {
+        self.pfds.truncate(self.ports.len());
+        if let Some(b) = bell {
+            self.pfds.push(sys::pollfd(b.fd(), false));
+        }
+        if let Err(e) = sys::poll(&mut self.pfds, timeout) {
+            crate::log_limited!(log::Level::Warn, "poll on UDP sockets: {e}");
         }
     }
 }

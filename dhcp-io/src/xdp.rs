@@ -1,15 +1,20 @@
 //! xdp: the steering program on an interface. Loads `dhcp-ebpf` (built by this crate's build
 //! script), attaches it through a bpf link owned by this process (so the kernel removes it when
-//! the process exits, even on kill -9), configures it and reads its counters.
+//! the process exits, even on kill -9), fills its socket map and settings, reads its counters,
+//! and forwards its aya-log records to the `log` facade.
 //!
-//! The AF_XDP sockets it steers to live in the `xsk` module; until they are registered, DHCP
+//! The AF_XDP sockets it steers to live in [`crate::xsk`]; until they are registered, DHCP
 //! frames go on to the kernel (counted as `xdp-no-socket`).
+//!
+//! Must never: attach anywhere but the interface it is given, or outlive the process (the
+//! link is the process's, not pinned).
 
+use crate::xsk::XskSocket;
 use anyhow::{bail, Context, Result};
 use aya::maps::{Array, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
-use aya::Ebpf;
-use dhcp_common::{config, counter};
+use aya::{Ebpf, EbpfLoader};
+use dhcp_common::{config, counter, socket_slot};
 
 /// The compiled program, embedded at build time.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dhcp-ebpf"));
@@ -21,8 +26,8 @@ const ENTRY: &str = "dhcp_steer";
 pub struct Steering {
     ebpf: Ebpf,
     interface: String,
-    /// The program's aya-log records, until taken by [`Steering::take_log`].
-    log: Option<aya_log::EbpfLogger<Stderr>>,
+    /// The program's aya-log records, until [`Steering::forward_log`] takes them.
+    log: Option<aya_log::EbpfLogger<Facade>>,
 }
 
 impl std::fmt::Debug for Steering {
@@ -31,29 +36,20 @@ impl std::fmt::Debug for Steering {
     }
 }
 
-/// Prints the XDP program's log records on stderr, like the rest of xdhcpd's log. Which
-/// levels show is `log::max_level()`, set from `XDHCPD_LOG` (error, warn, info, debug, trace).
+/// Hands the XDP program's log records to whatever logger the process installed.
 #[derive(Debug, Clone, Copy)]
-pub struct Stderr;
+pub struct Facade;
 
-impl log::Log for Stderr {
+impl log::Log for Facade {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::max_level()
+        log::logger().enabled(m)
     }
 
     fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            eprintln!("xdhcpd: xdp {}: {}", r.level().as_str().to_lowercase(), r.args());
-        }
+        log::logger().log(&log::Record::builder().args(format_args!("xdp: {}", r.args())).level(r.level()).build());
     }
 
     fn flush(&self) {}
-}
-
-/// Sets the level of the XDP program's log from `XDHCPD_LOG` (default: warn).
-pub fn set_log_level_from_env() {
-    let level = std::env::var("XDHCPD_LOG").ok().and_then(|v| v.parse().ok()).unwrap_or(log::LevelFilter::Warn);
-    log::set_max_level(level);
 }
 
 /// Counters of the steering program, summed over CPUs, by `dhcp_common::counter` slot.
@@ -73,12 +69,19 @@ impl XdpCounters {
 
 impl Steering {
     /// Loads the program and attaches it to `interface` (native mode when the driver supports
-    /// it, else generic), with `sockets_per_queue` worker sockets expected per receive queue.
-    pub fn attach(interface: &str, sockets_per_queue: u32) -> Result<Steering> {
+    /// it, else generic), steering UDP to `port` (67: a server's requests; 68: a generator's
+    /// replies). Its log level is fixed at load from `log::max_level()`: records below it are
+    /// never even written by the program.
+    pub fn attach(interface: &str, port: u16) -> Result<Steering> {
         if PROGRAM.is_empty() {
             bail!("this build has no XDP program (built with AYA_BUILD_SKIP); run `cargo xtask setup` and rebuild");
         }
-        let mut ebpf = Ebpf::load(PROGRAM).context("loading the XDP object")?;
+        // aya-log's levels number as the `log` crate's filters: off 0, error 1 .. trace 5.
+        let level = log::max_level() as u8;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &level, false)
+            .load(PROGRAM)
+            .context("loading the XDP object")?;
         let program: &mut Xdp = ebpf
             .program_mut(ENTRY)
             .context("XDP object has no dhcp_steer program")?
@@ -88,47 +91,56 @@ impl Steering {
         program
             .attach(interface, XdpMode::Default)
             .with_context(|| format!("attaching the XDP program to {interface}"))?;
-        // aya-log: the program's `debug!` records; without a reader they are simply not read.
-        let log = aya_log::EbpfLogger::init_with_logger(&mut ebpf, Stderr).ok();
+        // Without a reader the program's records are simply not read.
+        let log = aya_log::EbpfLogger::init_with_logger(&mut ebpf, Facade).ok();
         let mut steering = Steering { ebpf, interface: interface.to_string(), log };
-        steering.set_sockets_per_queue(sockets_per_queue)?;
+        steering.set(config::PORT, port as u32)?;
         Ok(steering)
     }
 
-    /// Takes the reader of the program's log records: poll its fd and call `flush` to print.
-    pub fn take_log(&mut self) -> Option<aya_log::EbpfLogger<Stderr>> {
-        self.log.take()
+    /// Starts a small thread that hands the program's log records to the `log` facade. The
+    /// program logs rarely (dropped frames), so the thread sleeps in poll.
+    pub fn forward_log(&mut self) -> Result<()> {
+        use std::os::fd::AsFd;
+        let Some(mut log) = self.log.take() else { return Ok(()) };
+        std::thread::Builder::new()
+            .name("xdhcpd-xdplog".into())
+            .spawn(move || loop {
+                let mut pfd = [crate::sys::pollfd(log.as_fd(), false)];
+                if crate::sys::poll(&mut pfd, std::time::Duration::from_secs(1)).is_err() {
+                    return;
+                }
+                log.flush();
+            })
+            .context("starting the XDP log reader")?;
+        Ok(())
     }
 
     pub fn interface(&self) -> &str {
         &self.interface
     }
 
-    /// How many worker sockets each receive queue has (0: DHCP goes to the kernel).
-    pub fn set_sockets_per_queue(&mut self, n: u32) -> Result<()> {
+    fn set(&mut self, slot: u32, value: u32) -> Result<()> {
         let map = self.ebpf.map_mut("CONFIG").context("XDP object has no CONFIG map")?;
         let mut cfg: Array<&mut MapData, u32> = Array::try_from(map)?;
-        cfg.set(config::SOCKETS_PER_QUEUE, n, 0)?;
+        cfg.set(slot, value, 0)?;
         Ok(())
     }
 
-    /// Puts a worker's AF_XDP socket in slot `slot` (see `dhcp_common::socket_slot`).
-    pub fn register_socket(&mut self, slot: u32, fd: std::os::fd::RawFd) -> Result<()> {
+    /// Registers every owner's sockets (`sockets[owner]`, one per receive queue) in the slots
+    /// the program picks them from, then starts steering to them. Until then DHCP goes to the
+    /// kernel.
+    pub fn register(&mut self, sockets: &[Vec<XskSocket>]) -> Result<()> {
+        let per_queue = sockets.len() as u32;
         let map = self.ebpf.map_mut("SOCKETS").context("XDP object has no SOCKETS map")?;
-        let mut sockets: XskMap<&mut MapData> = XskMap::try_from(map)?;
-        // SAFETY: the fd belongs to a live AF_XDP socket owned by the caller for as long as the
-        // program is attached; the map only borrows it.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        sockets.set(slot, fd, 0).with_context(|| format!("registering socket slot {slot}"))?;
-        Ok(())
-    }
-
-    /// Steers UDP to `port` instead of 67 (a load generator takes its clients' replies, 68).
-    pub fn set_port(&mut self, port: u16) -> Result<()> {
-        let map = self.ebpf.map_mut("CONFIG").context("XDP object has no CONFIG map")?;
-        let mut cfg: Array<&mut MapData, u32> = Array::try_from(map)?;
-        cfg.set(config::PORT, port as u32, 0)?;
-        Ok(())
+        let mut map: XskMap<&mut MapData> = XskMap::try_from(map)?;
+        for (owner, list) in sockets.iter().enumerate() {
+            for s in list {
+                let slot = socket_slot(s.queue(), per_queue, owner as u32);
+                map.set(slot, s.fd(), 0).with_context(|| format!("registering socket slot {slot}"))?;
+            }
+        }
+        self.set(config::SOCKETS_PER_QUEUE, per_queue)
     }
 
     /// Current counters, summed over CPUs.

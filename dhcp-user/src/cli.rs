@@ -17,6 +17,10 @@ use crate::config::{Config, Pool, Subnet};
 #[derive(Debug, Parser)]
 #[command(name = "xdhcpd", version, about)]
 pub struct Cli {
+    /// Log level: error, warn, info, debug or trace (default info; `XDHCPD_LOG` also takes
+    /// per-module filters such as `info,dhcp_io=debug`).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<log::LevelFilter>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -250,7 +254,7 @@ mod tests {
     fn serve(args: &[&str]) -> ServeArgs {
         let argv = ["xdhcpd", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv) {
-            Ok(Cli { command: Command::Serve(a) }) => a,
+            Ok(Cli { command: Command::Serve(a), .. }) => a,
             other => panic!("{other:?}"),
         }
     }

@@ -1,240 +1,285 @@
-//! server: puts a configured server together and runs it until SIGTERM/SIGINT: compiles the
-//! configuration, recovers leases from the journal into the engines of the workers that own
-//! their clients, opens the chosen backend, runs the workers, and on a signal stops taking
-//! packets, flushes the journal and reports.
+//! server: puts a configured server together and runs it until SIGTERM/SIGINT, in named steps:
+//! [`recover`] the leases into the engines of the workers that own their clients, open the
+//! packet path ([`Path::open`]), [`spawn`] the workers, and when they stop, [`report`].
+//!
+//! Teardown order is held by field order, not by hand: the XDP program is detached before the
+//! sockets it steers to close, and those before the UMEMs under them are unmapped.
 
-use crate::config::file::{Backend, Durability, ServerConfig};
-use crate::engine::{Engine, Shared};
-use crate::journal::{self, Journal};
-use crate::udp;
-use crate::worker::{unix_now, UdpWorker, WorkerReport, XdpWorker};
-use anyhow::{bail, Context, Result};
+use crate::config::file::{Backend, ServerConfig, ServerSettings};
+use crate::journal::{Journal, JournalOptions};
+use crate::worker::{Idle, Worker, WorkerReport};
+use anyhow::{anyhow, bail, Context, Result};
+use dhcp_core::engine::{Engine, Shared};
+use dhcp_io::udp::{self, UdpIo};
+use dhcp_io::xdp::Steering;
+use dhcp_io::xsk::{self, XdpIo, XskSet};
+use dhcp_io::PacketIo;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// Runs the server. Returns after a stop signal, once the journal is flushed.
 pub fn run(cfg: ServerConfig) -> Result<()> {
     let workers = cfg.server.workers.clamp(1, 1024) as u32;
     let shared = Arc::new(Shared::new(&cfg.engine, workers).context("configuration")?);
-    let now = unix_now();
-    let capacity = shared.space().capacity() / workers as usize + 1024;
-    let mut engines: Vec<Engine> = (0..workers).map(|_| Engine::new(shared.clone(), now, capacity)).collect();
-
-    let journal = match &cfg.server.lease_file {
-        Some(path) => {
-            let durability = match cfg.server.durability {
-                Durability::Fsync => journal::Durability::Fsync,
-                Durability::None => journal::Durability::None,
-            };
-            let interval = std::time::Duration::from_secs(cfg.server.compact_interval.max(1) as u64);
-            let (j, recovery) = Journal::open(path, durability, interval, now)
-                .with_context(|| format!("opening lease file {}", path.display()))?;
-            let mut restored = 0;
-            let mut refused = 0;
-            for r in &recovery.leases {
-                let w = dhcp_common::worker_for(dhcp_common::client_hash(&r.mac), workers) as usize;
-                match engines[w].restore(now, r.client, r.mac, r.ip, r.expires, r.state) {
-                    Ok(()) => restored += 1,
-                    Err(e) => {
-                        refused += 1;
-                        eprintln!("xdhcpd: lease of {} not restored: {e:?}", r.ip);
-                    }
-                }
-            }
-            eprintln!(
-                "xdhcpd: lease file {}: {restored} leases restored, {refused} refused, {}",
-                path.display(),
-                recovery.summary()
-            );
-            Some(j)
-        }
-        None => {
-            eprintln!("xdhcpd: no lease file: leases live in memory only and are lost on restart");
-            None
-        }
-    };
-
-    let interfaces = cfg.server.interfaces.clone();
-    if interfaces.is_empty() {
-        bail!("no interface to serve: name one with --interface or [server] interfaces");
-    }
-    let xdp = match cfg.server.backend {
-        Backend::Udp => None,
-        Backend::Xdp => Some(open_xdp(&interfaces, workers).context("backend xdp")?),
-        Backend::Auto => match open_xdp(&interfaces, workers) {
-            Ok(x) => Some(x),
-            Err(e) => {
-                eprintln!("xdhcpd: backend auto: using UDP sockets, XDP is not available: {e:#}");
-                None
-            }
-        },
-    };
+    let (engines, journal) = recover(&cfg.server, &shared, workers)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    eprintln!(
-        "xdhcpd: serving {} with {workers} workers, {} subnets, {} pool addresses",
-        interfaces.join(","),
+    let path = Path::open(&cfg.server, &shared, workers)?;
+    log::info!(
+        "serving {} with {workers} workers, {} subnets, {} pool addresses",
+        cfg.server.interfaces.join(","),
         cfg.engine.subnets.len(),
         shared.space().capacity()
     );
-    let pin = cfg.server.pin_workers;
-    let handles: Vec<std::thread::JoinHandle<WorkerReport>> = match &xdp {
-        None => {
-            let mut per_worker: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
-            for name in &interfaces {
-                let ports = udp::open_ports(name, workers).with_context(|| format!("opening port 67 on {name}"))?;
-                for (w, port) in ports.into_iter().enumerate() {
-                    per_worker[w].push((shared.interface_id(name), port));
-                }
-            }
-            eprintln!("xdhcpd: backend udp on {}", interfaces.join(","));
-            engines
-                .into_iter()
-                .zip(per_worker)
-                .enumerate()
-                .map(|(w, (engine, ports))| {
-                    let worker = UdpWorker { id: w, engine, ports, journal: journal.clone(), stop: stop.clone() };
-                    std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || {
-                        if pin {
-                            crate::worker::pin_to_cpu(w);
-                        }
-                        worker.run()
-                    })
-                })
-                .collect::<std::io::Result<_>>()
-                .context("starting worker threads")?
-        }
-        Some(x) => {
-            let mut handles = Vec::new();
-            let mut sets = x.sets.lock().map_err(|_| anyhow::anyhow!("lock"))?;
-            let (name, set) = sets.first_mut().context("no XDP interface")?;
-            let mac = crate::xsk::mac_address(name)?;
-            let iface = shared.interface_id(name);
-            let ports_per_worker = std::mem::take(&mut set.per_worker);
-            for (w, (engine, ports)) in engines.into_iter().zip(ports_per_worker).enumerate() {
-                let worker = XdpWorker {
-                    id: w,
-                    engine,
-                    ports,
-                    interface: iface,
-                    mac,
-                    journal: journal.clone(),
-                    stop: stop.clone(),
-                    busy_poll: cfg.server.busy_poll,
-                };
-                handles.push(
-                    std::thread::Builder::new()
-                        .name(format!("xdhcpd-x{w}"))
-                        .spawn(move || {
-                            if pin {
-                                crate::worker::pin_to_cpu(w);
-                            }
-                            worker.run()
-                        })
-                        .context("starting worker threads")?,
-                );
-            }
-            handles
-        }
-    };
-    let mut total = WorkerReport::default();
-    for (w, h) in handles.into_iter().enumerate() {
-        let r = h.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))?;
-        // Per worker: shows how clients spread over the workers.
-        eprintln!(
-            "xdhcpd: worker {w}: pkt4-received {} pkt4-offer-sent {} pkt4-ack-sent {}",
-            r.engine.received, r.engine.offer_sent, r.engine.ack_sent
-        );
-        total.engine.add(&r.engine);
-        total.acks_withheld += r.acks_withheld;
-        total.send_failed += r.send_failed;
-        total.not_mine += r.not_mine;
-        total.malformed_frames += r.malformed_frames;
-    }
+    let ctx = SpawnCtx { journal: journal.clone(), stop: stop.clone(), settings: &cfg.server };
+    let total = path.serve(engines, &ctx)?;
     if stop.load(Ordering::Relaxed) {
-        eprintln!("xdhcpd: stopping");
-    }
-    if let Some(x) = xdp {
-        for (name, steering) in &x.steering {
-            if let Ok(c) = steering.counters() {
-                let named: Vec<String> = c.named().map(|(n, v)| format!("{n} {v}")).collect();
-                eprintln!("xdhcpd: {name}: {}", named.join(", "));
-            }
-        }
-        // Detach the program before the sockets it steers to go away.
-        drop(x.steering);
-        if let Ok(sets) = x.sets.into_inner() {
-            for (_, set) in sets {
-                set.close();
-            }
-        }
+        log::info!("stopping");
     }
     if let Some(j) = journal {
         j.close().context("flushing the lease file")?;
     }
-    for (name, v) in total.engine.named() {
-        if v > 0 {
-            eprintln!("xdhcpd: {name} {v}");
-        }
-    }
-    eprintln!(
-        "xdhcpd: acks-withheld {} send-failed {} malformed-frames {}",
-        total.acks_withheld, total.send_failed, total.malformed_frames
-    );
+    report(&total);
     Ok(())
 }
 
-/// The kernel-bypass path on the configured interfaces: AF_XDP sockets and the steering
-/// program that feeds them.
-struct XdpPath {
-    /// Per interface, its sockets (taken by the workers at start).
-    sets: std::sync::Mutex<Vec<(String, crate::xsk::XskSet)>>,
-    /// Per interface, the attached program; dropping it detaches.
-    steering: Vec<(String, crate::xdp::Steering)>,
-}
-
-/// Opens AF_XDP sockets on every queue and attaches the steering program. One interface for
-/// now: several need one worker set per interface, which the UDP path has and this does not.
-fn open_xdp(interfaces: &[String], workers: u32) -> Result<XdpPath> {
-    if interfaces.len() != 1 {
-        bail!("the XDP path serves one interface; {} configured", interfaces.len());
-    }
-    let name = &interfaces[0];
-    let set = crate::xsk::open(name, workers).with_context(|| format!("AF_XDP sockets on {name}"))?;
-    let mut steering = crate::xdp::Steering::attach(name, 0)?;
-    if let Some(mut log) = steering.take_log() {
-        crate::xdp::set_log_level_from_env();
-        // A small reader thread: the program logs rarely (dropped frames), so it sleeps in poll.
-        std::thread::Builder::new()
-            .name("xdhcpd-xdplog".into())
-            .spawn(move || {
-                use std::os::fd::AsRawFd;
-                let mut pfd = [crate::udp::pollfd(log.as_raw_fd())];
-                loop {
-                    if crate::udp::wait_readable(&mut pfd, 1000).is_err() {
-                        return;
-                    }
-                    log.flush();
-                }
-            })
-            .context("starting the XDP log reader")?;
-    }
-    for (w, ports) in set.per_worker.iter().enumerate() {
-        for port in ports {
-            let slot = dhcp_common::socket_slot(port.shared.queue, workers, 0) + w as u32;
-            steering.register_socket(slot, port.fd)?;
+/// One engine per worker, with the leases of the lease file restored into the engine of the
+/// worker that owns each client, and the journal that goes on recording them.
+pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result<(Vec<Engine>, Option<Journal>)> {
+    let now = crate::clock::unix_now();
+    let capacity = shared.space().capacity() / workers as usize + 1024;
+    let mut engines: Vec<Engine> = (0..workers).map(|_| Engine::new(shared.clone(), now, capacity)).collect();
+    let Some(path) = &s.lease_file else {
+        log::warn!("no lease file: leases live in memory only and are lost on restart");
+        return Ok((engines, None));
+    };
+    let interval = std::time::Duration::from_secs(s.compact_interval.max(1) as u64);
+    let (journal, recovery) = Journal::open_with(path, JournalOptions::new(durability(s.durability), interval), now)
+        .with_context(|| format!("opening lease file {}", path.display()))?;
+    let (mut restored, mut refused) = (0, 0);
+    for r in &recovery.leases {
+        let w = dhcp_common::owner(dhcp_common::client_hash(&r.mac), workers) as usize;
+        match engines[w].restore(now, r.client, r.mac, r.ip, r.expires, r.state) {
+            Ok(()) => restored += 1,
+            Err(e) => {
+                refused += 1;
+                log::warn!("lease of {} not restored: {e:?}", r.ip);
+            }
         }
     }
-    steering.set_sockets_per_queue(workers)?;
-    let mode = match set.mode {
-        crate::xsk::Mode::ZeroCopy => "zero-copy",
-        crate::xsk::Mode::Copy => "copy mode (the driver has no zero-copy AF_XDP)",
-    };
-    eprintln!(
-        "xdhcpd: backend xdp on {name}: {} receive queues x {workers} AF_XDP sockets, {mode}",
-        crate::xsk::rx_queues(name)
+    log::info!("lease file {}: {restored} leases restored, {refused} refused, {}", path.display(), recovery.summary());
+    Ok((engines, Some(journal)))
+}
+
+// TODO(config-split): one Durability; this mapping goes with it.
+fn durability(d: crate::config::file::Durability) -> crate::journal::Durability {
+    match d {
+        crate::config::file::Durability::Fsync => crate::journal::Durability::Fsync,
+        crate::config::file::Durability::None => crate::journal::Durability::None,
+    }
+}
+
+/// What every worker gets besides its engine and its sockets.
+struct SpawnCtx<'a> {
+    journal: Option<Journal>,
+    stop: Arc<AtomicBool>,
+    settings: &'a ServerSettings,
+}
+
+/// A worker thread's result: its counters and its path, handed back so that the caller closes
+/// the sockets in the right order.
+type Handle<I> = JoinHandle<(WorkerReport, I)>;
+
+/// Starts one thread per engine, each with its path. A worker that panics stops the whole
+/// server (see [`PanicGuard`]).
+fn spawn<I: PacketIo + Send + 'static>(
+    engines: Vec<Engine>,
+    ios: Vec<I>,
+    ctx: &SpawnCtx<'_>,
+) -> Result<Vec<Handle<I>>> {
+    let workers = engines.len() as u32;
+    let idle = Idle { busy_poll: ctx.settings.busy_poll, ..Idle::default() };
+    let pin = ctx.settings.pin_workers;
+    let mut handles = Vec::with_capacity(engines.len());
+    for (w, (engine, io)) in engines.into_iter().zip(ios).enumerate() {
+        let worker = Worker::new(w as u32, workers, engine, io, ctx.journal.clone(), ctx.stop.clone())
+            .context("starting a worker")?
+            .with_idle(idle);
+        let guard = PanicGuard { worker: w, stop: ctx.stop.clone() };
+        let h = std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || {
+            if pin {
+                crate::worker::pin_to_cpu(w);
+            }
+            let out = worker.run();
+            std::mem::forget(guard);
+            out
+        });
+        handles.push(h.context("starting worker threads")?);
+    }
+    Ok(handles)
+}
+
+/// Stops every worker when one panics: the server must never go on silently with fewer
+/// workers (their clients would get no answer). The panic itself is reported by [`join`].
+struct PanicGuard {
+    worker: usize,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        // Only reached by unwinding: a worker that returns forgets its guard.
+        log::error!("worker {} panicked: stopping the server", self.worker);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Waits for every worker; sums their counters and collects their paths.
+fn join<I>(handles: Vec<Handle<I>>) -> Result<(WorkerReport, Vec<I>)> {
+    let (mut total, mut ios, mut panicked) = (WorkerReport::default(), Vec::new(), None);
+    for (w, h) in handles.into_iter().enumerate() {
+        match h.join() {
+            Ok((r, io)) => {
+                log::info!(
+                    "worker {w}: pkt4-received {} pkt4-offer-sent {} pkt4-ack-sent {}",
+                    r.engine.received,
+                    r.engine.offer_sent,
+                    r.engine.ack_sent
+                );
+                total.add(&r);
+                ios.push(io);
+            }
+            Err(e) => panicked = Some((w, panic_message(&e))),
+        }
+    }
+    match panicked {
+        Some((w, msg)) => Err(anyhow!("worker {w} panicked: {msg}")),
+        None => Ok((total, ios)),
+    }
+}
+
+fn panic_message(e: &Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| e.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
+/// The packet path the workers serve through.
+enum Path {
+    Udp(Vec<UdpIo>),
+    Xdp(Box<XdpPath>),
+}
+
+impl Path {
+    /// Opens the configured backend (`auto`: XDP where it can be attached, else UDP, saying
+    /// why in one line).
+    fn open(s: &ServerSettings, shared: &Shared, workers: u32) -> Result<Path> {
+        if s.interfaces.is_empty() {
+            bail!("no interface to serve: name one with --interface or [server] interfaces");
+        }
+        match s.backend {
+            Backend::Udp => open_udp(&s.interfaces, shared, workers),
+            Backend::Xdp => {
+                Ok(Path::Xdp(Box::new(XdpPath::open(&s.interfaces, shared, workers).context("backend xdp")?)))
+            }
+            Backend::Auto => match XdpPath::open(&s.interfaces, shared, workers) {
+                Ok(x) => Ok(Path::Xdp(Box::new(x))),
+                Err(e) => {
+                    log::warn!("backend auto: using UDP sockets, XDP is not available: {e:#}");
+                    open_udp(&s.interfaces, shared, workers)
+                }
+            },
+        }
+    }
+
+    /// Runs the workers until they stop; returns their counters.
+    fn serve(self, engines: Vec<Engine>, ctx: &SpawnCtx<'_>) -> Result<WorkerReport> {
+        match self {
+            Path::Udp(ios) => join(spawn(engines, ios, ctx)?).map(|(total, _)| total),
+            Path::Xdp(mut x) => {
+                let ios = std::mem::take(&mut x.ios);
+                let result = join(spawn(engines, ios, ctx)?);
+                x.log_counters();
+                // Dropping `x` detaches the program, then closes the sockets, then the UMEMs.
+                result.map(|(total, ios)| {
+                    x.retired = ios;
+                    total
+                })
+            }
+        }
+    }
+}
+
+/// Per worker, its socket on every configured interface.
+fn open_udp(interfaces: &[String], shared: &Shared, workers: u32) -> Result<Path> {
+    let mut per_worker: Vec<Vec<udp::Port>> = (0..workers).map(|_| Vec::new()).collect();
+    for name in interfaces {
+        let ports = udp::open_ports(name, shared.interface_id(name), workers)
+            .with_context(|| format!("opening port 67 on {name}"))?;
+        for (w, port) in ports.into_iter().enumerate() {
+            per_worker[w].push(port);
+        }
+    }
+    log::info!("backend udp on {}", interfaces.join(","));
+    Ok(Path::Udp(per_worker.into_iter().map(UdpIo::new).collect()))
+}
+
+/// The kernel-bypass path on one interface. Fields drop in order: program, sockets, UMEMs.
+struct XdpPath {
+    steering: Steering,
+    /// The workers' paths, given back when they stop (their sockets close when this drops).
+    retired: Vec<XdpIo>,
+    /// Before the workers start: their paths.
+    ios: Vec<XdpIo>,
+    /// Held for its drop: the UMEMs go last.
+    _set: XskSet,
+}
+
+impl XdpPath {
+    /// Opens AF_XDP sockets on every queue and attaches the steering program that feeds them.
+    /// One interface: several need one socket set per interface, which the UDP path has and
+    /// this one does not yet.
+    fn open(interfaces: &[String], shared: &Shared, workers: u32) -> Result<XdpPath> {
+        let [name] = interfaces else { bail!("the XDP path serves one interface; {} configured", interfaces.len()) };
+        let mut set =
+            xsk::open(name, workers, xsk::Options::default()).with_context(|| format!("AF_XDP sockets on {name}"))?;
+        let mut steering = Steering::attach(name, dhcp_common::SERVER_PORT)?;
+        steering.forward_log()?;
+        steering.register(&set.sockets)?;
+        let mac = dhcp_io::sys::mac_address(name).with_context(|| format!("hardware address of {name}"))?;
+        let iface = shared.interface_id(name);
+        let ios = std::mem::take(&mut set.sockets).into_iter().map(|s| XdpIo::new(s, iface, mac)).collect();
+        let mode = match set.mode {
+            xsk::Mode::ZeroCopy => "zero-copy",
+            xsk::Mode::Copy => "copy mode (the driver has no zero-copy AF_XDP)",
+        };
+        log::info!(
+            "backend xdp on {name}: {} receive queues x {workers} AF_XDP sockets, {mode}",
+            dhcp_io::sys::rx_queues(name)
+        );
+        Ok(XdpPath { steering, retired: Vec::new(), ios, _set: set })
+    }
+
+    fn log_counters(&self) {
+        if let Ok(c) = self.steering.counters() {
+            let named: Vec<String> = c.named().map(|(n, v)| format!("{n} {v}")).collect();
+            log::info!("{}: {}", self.steering.interface(), named.join(", "));
+        }
+    }
+}
+
+/// The totals, once, at exit.
+fn report(total: &WorkerReport) {
+    for (name, v) in total.engine.named() {
+        if v > 0 {
+            log::info!("{name} {v}");
+        }
+    }
+    log::info!(
+        "acks-withheld {} send-failed {} malformed-frames {}",
+        total.acks_withheld,
+        total.send_failed,
+        total.malformed_frames
     );
-    Ok(XdpPath { sets: std::sync::Mutex::new(vec![(name.clone(), set)]), steering: vec![(name.clone(), steering)] })
 }

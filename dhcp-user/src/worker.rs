@@ -1,22 +1,21 @@
-//! worker: one worker thread of the socket path. It owns its [`Engine`] (no locks) and its
-//! sockets, and loops: receive a batch, run each message through the engine, make the batch's
-//! lease changes durable (one journal wait per batch), send the replies.
+//! worker: one worker thread, the same loop on every packet path. It owns its [`Engine`] (no
+//! locks) and its path's sockets (a [`PacketIo`]), and loops: receive a batch, run each message
+//! through the engine, append the batch's lease changes to the journal, send the replies that
+//! need nothing durable at once, and hold the others at the commit gate until the journal says
+//! their records are on disk, receiving meanwhile.
 //!
-//! An ACK leaves only after the lease change it depends on is durable; while the journal
-//! cannot write (disk full), ACKs are withheld and counted: no address is handed out that was
-//! not recorded.
+//! Must never: send an ACK before the lease change it depends on is durable (while the journal
+//! cannot write, such ACKs are withheld and counted: no address is handed out unrecorded);
+//! block on the journal; allocate per packet; or take a lock per packet.
 
-use crate::engine::{Engine, Ingress, InterfaceId, LeaseEvent, Outcome, Seconds, Stats};
-use crate::journal::Journal;
-use crate::udp::{pollfd, wait_readable, Batch, Port, BATCH};
-use std::os::fd::AsRawFd;
+use crate::journal::{Commit, Journal, Ticket};
+use dhcp_core::engine::{Engine, Ingress, LeaseEvent, Outcome, Stats};
+use dhcp_io::sys::Doorbell;
+use dhcp_io::{PacketIo, Transmit, Unusable, BATCH, MAX_MESSAGE};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-/// Wall-clock seconds since the UNIX epoch.
-pub fn unix_now() -> Seconds {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as Seconds).unwrap_or(0)
-}
+use std::time::{Duration, Instant};
 
 /// What a worker did, reported when it stops.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,7 +23,7 @@ pub struct WorkerReport {
     pub engine: Stats,
     /// ACKs not sent because their lease changes could not be made durable.
     pub acks_withheld: u64,
-    /// Replies the kernel refused (full buffer, no route).
+    /// Replies the kernel refused (full buffer, no route) or that did not fit the frame.
     pub send_failed: u64,
     /// Broadcast copies left to the worker that owns the client.
     pub not_mine: u64,
@@ -32,259 +31,243 @@ pub struct WorkerReport {
     pub malformed_frames: u64,
 }
 
-/// One worker of the socket path.
-#[derive(Debug)]
-pub struct UdpWorker {
-    /// This worker's number: the shard of clients it owns.
-    pub id: usize,
-    pub engine: Engine,
-    /// This worker's socket on each interface, with the interface's number in the
-    /// configuration (`None` for relay-only interfaces).
-    pub ports: Vec<(Option<InterfaceId>, Port)>,
-    pub journal: Option<Journal>,
-    pub stop: Arc<AtomicBool>,
-}
-
-impl UdpWorker {
-    /// Serves until `stop` is set; returns the counters.
-    pub fn run(mut self) -> WorkerReport {
-        let mut report = WorkerReport::default();
-        let mut batch = Batch::default();
-        let mut events: Vec<LeaseEvent> = Vec::with_capacity(4 * BATCH);
-        let mut pfds: Vec<libc::pollfd> = self.ports.iter().map(|(_, p)| pollfd(p.udp.as_raw_fd())).collect();
-        let shared = self.engine.shared().clone();
-        while !self.stop.load(Ordering::Relaxed) {
-            // Wake at least every 200 ms: deadlines are handled every second and stop is seen.
-            if let Err(e) = wait_readable(&mut pfds, 200) {
-                eprintln!("xdhcpd: poll failed: {e}");
-                break;
-            }
-            let now = unix_now();
-            self.engine.handle_timeout(now, &mut events);
-            for (k, (iface, port)) in self.ports.iter().enumerate() {
-                if pfds[k].revents & libc::POLLIN == 0 {
-                    continue;
-                }
-                loop {
-                    let n = match batch.receive(port.udp.as_raw_fd()) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            eprintln!("xdhcpd: receive on {} failed: {e}", port.interface);
-                            0
-                        }
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    let mut commits = 0;
-                    for i in 0..n {
-                        let ingress = Ingress { interface: *iface, vlan: None, src: batch.rx_from[i] };
-                        let msg = &batch.rx[i][..batch.rx_len[i]];
-                        // The kernel hands a broadcast to every socket of the group, not only to
-                        // the one the BPF program would pick: each worker keeps its own clients.
-                        if shared.worker_of(msg) != self.id {
-                            batch.tx_meta[i] = None;
-                            report.not_mine += 1;
-                            continue;
-                        }
-                        batch.tx_meta[i] = match self.engine.handle(now, &ingress, msg, &mut batch.tx[i], &mut events) {
-                            Outcome::Reply(r) => {
-                                commits += r.commit as usize;
-                                Some((r.len, r.to, r.from, r.commit))
-                            }
-                            _ => None,
-                        };
-                    }
-                    if let Some(j) = &self.journal {
-                        if !events.is_empty() {
-                            let ticket = j.append(&events);
-                            if commits > 0 && j.wait(ticket).is_err() {
-                                for m in batch.tx_meta[..n].iter_mut() {
-                                    if m.is_some_and(|(_, _, _, commit)| commit) {
-                                        *m = None;
-                                        report.acks_withheld += 1;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    events.clear();
-                    let replies = batch.tx_meta[..n].iter().filter(|m| m.is_some()).count();
-                    let sent = batch.send(port, n);
-                    report.send_failed += (replies - sent) as u64;
-                    if n < BATCH {
-                        break;
-                    }
-                }
-            }
-            // Ends of offers, leases and probations found by this pass.
-            if !events.is_empty() {
-                if let Some(j) = &self.journal {
-                    j.append(&events);
-                }
-                events.clear();
-            }
-        }
-        report.engine = *self.engine.stats();
-        report
+impl WorkerReport {
+    /// Adds another worker's counters.
+    pub fn add(&mut self, o: &WorkerReport) {
+        self.engine.add(&o.engine);
+        self.acks_withheld += o.acks_withheld;
+        self.send_failed += o.send_failed;
+        self.not_mine += o.not_mine;
+        self.malformed_frames += o.malformed_frames;
     }
 }
 
-/// One worker of the kernel-bypass path: its AF_XDP socket on every receive queue. Frames are
-/// answered in place: the request's DHCP message is copied aside, the engine writes the reply
-/// at the frame's payload offset, the headers are rewritten around it (MACs, the request's VLAN
-/// tags, IPv4, UDP and checksums), and the same frame goes out on the same socket.
-#[derive(Debug)]
-pub struct XdpWorker {
-    pub id: usize,
-    pub engine: Engine,
-    pub ports: Vec<crate::xsk::XskPort>,
-    /// The configuration's number for the interface (`None`: relay-only interface).
-    pub interface: Option<InterfaceId>,
-    /// The interface's own MAC: the source of every reply.
-    pub mac: [u8; 6],
-    pub journal: Option<Journal>,
-    pub stop: Arc<AtomicBool>,
-    /// Spin on the rings when idle instead of sleeping in poll().
+/// How a worker behaves when no packet waits.
+#[derive(Debug, Clone, Copy)]
+pub struct Idle {
+    /// Never sleep: spin on the rings (lowest latency, one busy core per worker).
     pub busy_poll: bool,
+    /// How long to keep polling before sleeping: waking a sleeping thread costs tens to
+    /// hundreds of microseconds in a VM, which showed as the p99 latency at moderate rates; 64
+    /// µs of spinning removed most of it (see BENCHMARKS.md).
+    pub spin: Duration,
+    /// Longest sleep: timeouts are handled every second and the stop flag is seen.
+    pub sleep: Duration,
 }
 
-/// How long an idle XDP worker keeps polling its rings before it sleeps in poll(): waking a
-/// sleeping thread costs tens to hundreds of microseconds in a VM, which showed as the p99
-/// latency at moderate rates; 64 µs of spinning removed most of it (see BENCHMARKS.md).
-const IDLE_SPIN: std::time::Duration = std::time::Duration::from_micros(64);
+impl Default for Idle {
+    fn default() -> Idle {
+        Idle { busy_poll: false, spin: Duration::from_micros(64), sleep: Duration::from_millis(100) }
+    }
+}
 
-/// Largest DHCP reply on a 1500-byte MTU (IPv4 and UDP headers take 28).
-const MAX_REPLY: usize = 1500 - 28;
+/// Replies that wait for the journal: in append order, each with the ticket that covers its
+/// lease change. The one commit gate of the server.
+#[derive(Debug)]
+struct CommitGate<F> {
+    held: VecDeque<(Ticket, F)>,
+    /// Rung by the journal when its durable point moves.
+    bell: Arc<Doorbell>,
+}
 
-impl XdpWorker {
-    /// Serves until `stop` is set; returns the counters.
-    pub fn run(mut self) -> WorkerReport {
-        use crate::wire::{ether, frame};
-        use xdpilone::xdp::XdpDesc;
-        let mut report = WorkerReport::default();
-        let mut events: Vec<LeaseEvent> = Vec::with_capacity(4 * BATCH);
-        let mut rx = [XdpDesc { addr: 0, len: 0, options: 0 }; BATCH];
-        // Per received frame: the reply's length and whether it needs a durable journal first.
-        let mut replies: [Option<(u32, bool)>; BATCH] = [None; BATCH];
-        let mut tx: Vec<XdpDesc> = Vec::with_capacity(BATCH);
-        let mut free: Vec<u64> = Vec::with_capacity(2 * BATCH);
-        let mut scratch = [0u8; crate::udp::MAX_MESSAGE];
-        let mut pfds: Vec<libc::pollfd> = self.ports.iter().map(|p| pollfd(p.fd)).collect();
-        let shared = self.engine.shared().clone();
-        let mut idle_since: Option<std::time::Instant> = None;
-        let spin = IDLE_SPIN;
-        while !self.stop.load(Ordering::Relaxed) {
-            let now = unix_now();
-            self.engine.handle_timeout(now, &mut events);
-            let mut busy = false;
-            for port in self.ports.iter_mut() {
-                let n = port.receive(&mut rx);
-                if n == 0 {
-                    // Idle: no lock unless frames wait to go back (an idle worker spins here,
-                    // and the queue's lock is shared with the busy workers). Completions of
-                    // the last transmissions are collected with the next batch.
-                    if !free.is_empty() {
-                        port.shared.recycle(&mut free);
-                    }
-                    continue;
-                }
-                busy = true;
-                let mut commits = 0;
-                for i in 0..n {
-                    replies[i] = None;
-                    // SAFETY: the descriptor came from our RX ring: the frame is ours until we
-                    // put it on the TX or fill ring below.
-                    let buf = unsafe { port.shared.area.frame(rx[i].addr) };
-                    let bytes = &buf[..(rx[i].len as usize).min(buf.len())];
-                    let f = match frame::UdpFrame::parse_with(bytes, frame::UdpChecksum::AllowOffload) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            if report.malformed_frames == 0 {
-                                eprintln!("xdhcpd: worker {}: dropping malformed frames (first: {e})", self.id);
-                            }
-                            report.malformed_frames += 1;
-                            continue;
-                        }
-                    };
-                    let len = f.payload.len().min(scratch.len());
-                    scratch[..len].copy_from_slice(&buf[f.payload.start..f.payload.start + len]);
-                    let msg = &scratch[..len];
-                    if f.dst_port != 67 || shared.worker_of(msg) != self.id {
-                        report.not_mine += 1;
-                        continue;
-                    }
-                    let ingress = Ingress {
-                        interface: self.interface,
-                        vlan: f.l2.tags().last().map(|t| t.vid()),
-                        src: std::net::SocketAddrV4::new(f.src_ip, f.src_port),
-                    };
-                    let at = frame::payload_offset(f.l2.vlan_count);
-                    let end = (at + MAX_REPLY).min(buf.len());
-                    let out = &mut buf[at..end];
-                    let Outcome::Reply(r) = self.engine.handle(now, &ingress, msg, out, &mut events) else { continue };
-                    let dst_mac = match r.to {
-                        crate::engine::Destination::Broadcast => ether::BROADCAST,
-                        crate::engine::Destination::Hardware { mac, .. } => mac,
-                        // A relay or a configured client: answer the MAC the request came from
-                        // (the relay, or the next hop towards it).
-                        _ => f.l2.src,
-                    };
-                    let l2 = ether::Header { dst: dst_mac, src: self.mac, ..f.l2 };
-                    match frame::write_headers(buf, &l2, (r.from, 67), (r.to.ip(), r.to.port()), r.len, 64) {
-                        Ok(total) => {
-                            commits += r.commit as usize;
-                            replies[i] = Some((total as u32, r.commit));
-                        }
-                        Err(_) => report.send_failed += 1,
-                    }
-                }
-                if let Some(j) = &self.journal {
-                    if !events.is_empty() {
-                        let ticket = j.append(&events);
-                        if commits > 0 && j.wait(ticket).is_err() {
-                            for r in replies[..n].iter_mut() {
-                                if r.is_some_and(|(_, commit)| commit) {
-                                    *r = None;
-                                    report.acks_withheld += 1;
-                                }
-                            }
-                        }
-                    }
-                }
-                events.clear();
-                tx.clear();
-                for i in 0..n {
-                    match replies[i] {
-                        Some((len, _)) => tx.push(XdpDesc { addr: rx[i].addr, len, options: 0 }),
-                        None => free.push(rx[i].addr),
-                    }
-                }
-                let sent = port.transmit(&tx);
-                report.send_failed += (tx.len() - sent) as u64;
-                free.extend(tx[sent..].iter().map(|d| d.addr));
-                port.shared.recycle(&mut free);
-            }
-            if !events.is_empty() {
-                if let Some(j) = &self.journal {
-                    j.append(&events);
-                }
-                events.clear();
-            }
-            if busy {
-                idle_since = None;
-            } else {
-                // Spin a while before sleeping: under load the next batch is microseconds away,
-                // and waking from poll() costs tens of microseconds.
-                let since = *idle_since.get_or_insert_with(std::time::Instant::now);
-                if !self.busy_poll && since.elapsed() > spin {
-                    let _ = wait_readable(&mut pfds, 100);
-                    idle_since = None;
-                }
+impl<F> CommitGate<F> {
+    fn hold(&mut self, ticket: Ticket, frames: &mut Vec<F>) {
+        self.held.extend(frames.drain(..).map(|f| (ticket, f)));
+    }
+
+    /// Moves the replies whose records are durable to `send`, and those that cannot be made
+    /// durable to `withheld`; the rest stay.
+    fn open(&mut self, journal: &Journal, send: &mut Vec<F>, withheld: &mut Vec<F>) {
+        while let Some(&(ticket, _)) = self.held.front() {
+            let to = match journal.check(ticket) {
+                Commit::Durable => &mut *send,
+                Commit::Failed(_) => &mut *withheld,
+                Commit::Pending => return,
+            };
+            if let Some((_, f)) = self.held.pop_front() {
+                to.push(f);
             }
         }
-        report.engine = *self.engine.stats();
-        report
+    }
+}
+
+/// One worker over packet path `I`.
+#[derive(Debug)]
+pub struct Worker<I: PacketIo> {
+    /// This worker's number: the clients it owns (`dhcp_common::owner`).
+    id: u32,
+    workers: u32,
+    engine: Engine,
+    io: I,
+    journal: Option<Journal>,
+    gate: CommitGate<I::Frame>,
+    stop: Arc<AtomicBool>,
+    idle: Idle,
+    report: WorkerReport,
+    rx: Vec<I::Frame>,
+    /// Replies to send now, replies that need the journal, and frames to give back.
+    now: Vec<I::Frame>,
+    durable: Vec<I::Frame>,
+    done: Vec<I::Frame>,
+    events: Vec<LeaseEvent>,
+    scratch: Box<[u8; MAX_MESSAGE]>,
+}
+
+impl<I: PacketIo> Worker<I> {
+    /// Worker `id` of `workers`, serving through `io`.
+    pub fn new(
+        id: u32,
+        workers: u32,
+        engine: Engine,
+        io: I,
+        journal: Option<Journal>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<Self> {
+        let bell = Arc::new(Doorbell::new()?);
+        if let Some(j) = &journal {
+            j.subscribe(bell.clone());
+        }
+        Ok(Worker {
+            id,
+            workers,
+            engine,
+            io,
+            journal,
+            gate: CommitGate { held: VecDeque::new(), bell },
+            stop,
+            idle: Idle::default(),
+            report: WorkerReport::default(),
+            rx: Vec::with_capacity(BATCH),
+            now: Vec::with_capacity(BATCH),
+            durable: Vec::with_capacity(BATCH),
+            done: Vec::with_capacity(BATCH),
+            events: Vec::with_capacity(4 * BATCH),
+            scratch: Box::new([0; MAX_MESSAGE]),
+        })
+    }
+
+    pub fn with_idle(mut self, idle: Idle) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Serves until the stop flag is set; returns the counters, and the path so that the
+    /// caller decides when its sockets close (after the XDP program is detached).
+    pub fn run(mut self) -> (WorkerReport, I) {
+        let mut idle_since: Option<Instant> = None;
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = crate::clock::unix_now();
+            self.engine.handle_timeout(now, &mut self.events);
+            let got = self.serve_batch(now);
+            self.open_gate();
+            if got > 0 {
+                idle_since = None;
+            } else if self.should_sleep(idle_since.get_or_insert_with(Instant::now)) {
+                self.io.wait(self.idle.sleep, Some(&self.gate.bell));
+                self.gate.bell.clear();
+                idle_since = None;
+            }
+        }
+        self.finish()
+    }
+
+    /// Idle: sleep after spinning a while (under load the next batch is microseconds away),
+    /// unless asked to spin always.
+    fn should_sleep(&self, since: &Instant) -> bool {
+        !self.idle.busy_poll && since.elapsed() > self.idle.spin
+    }
+
+    /// Receives one batch, answers it, sends what may go now; returns how many it received.
+    fn serve_batch(&mut self, now: u32) -> usize {
+        let got = self.io.receive(&mut self.rx, BATCH);
+        let mut rx = std::mem::take(&mut self.rx);
+        for mut frame in rx.drain(..) {
+            match self.answer(now, &mut frame) {
+                Some(false) => self.now.push(frame),
+                Some(true) => self.durable.push(frame),
+                None => self.done.push(frame),
+            }
+        }
+        self.rx = rx;
+        let ticket = self.append_events();
+        if self.journal.is_some() {
+            self.gate.hold(ticket, &mut self.durable);
+        } else {
+            self.now.append(&mut self.durable);
+        }
+        self.transmit();
+        self.io.release(&mut self.done);
+        got
+    }
+
+    /// Runs one frame through the engine. `Some(commit)`: a reply is sealed in the frame, and
+    /// whether it needs its lease change durable first; `None`: nothing to send.
+    fn answer(&mut self, now: u32, frame: &mut I::Frame) -> Option<bool> {
+        let d = match self.io.datagram(frame, &mut self.scratch) {
+            Ok(d) => d,
+            Err(Unusable::Malformed(e)) => {
+                self.report.malformed_frames += 1;
+                dhcp_io::log_limited!(log::Level::Info, "worker {}: dropping malformed frames: {e}", self.id);
+                return None;
+            }
+            Err(Unusable::OtherPort) => return None,
+        };
+        // The kernel hands a broadcast to every socket of a reuseport group, not only to the
+        // one the BPF program would pick: each worker keeps its own clients.
+        if dhcp_common::owner_of_message(d.request, self.workers) != self.id {
+            self.report.not_mine += 1;
+            return None;
+        }
+        let ingress = Ingress { interface: d.meta.interface, vlan: d.meta.vlan, src: d.meta.src };
+        let Outcome::Reply(r) = self.engine.handle(now, &ingress, d.request, d.reply, &mut self.events) else {
+            return None;
+        };
+        if !self.io.seal(frame, &Transmit { to: r.to, from: r.from, len: r.len }) {
+            self.report.send_failed += 1;
+            return None;
+        }
+        Some(r.commit)
+    }
+
+    /// Queues the lease changes made so far; returns what covers them.
+    fn append_events(&mut self) -> Ticket {
+        let ticket = match &self.journal {
+            Some(j) if !self.events.is_empty() => j.append(&self.events),
+            _ => Ticket::NONE,
+        };
+        self.events.clear();
+        ticket
+    }
+
+    /// Sends the held replies whose records became durable; withholds those that cannot be.
+    fn open_gate(&mut self) {
+        let Some(j) = &self.journal else { return };
+        self.gate.open(j, &mut self.now, &mut self.done);
+        self.report.acks_withheld += self.done.len() as u64;
+        self.io.release(&mut self.done);
+        self.transmit();
+    }
+
+    fn transmit(&mut self) {
+        if self.now.is_empty() {
+            return;
+        }
+        let n = self.now.len();
+        let sent = self.io.send(&mut self.now);
+        self.report.send_failed += (n - sent) as u64;
+    }
+
+    /// After the stop flag: waits (briefly) for the held replies' records, then reports.
+    fn finish(mut self) -> (WorkerReport, I) {
+        if let Some(j) = self.journal.clone() {
+            let _ = j.flush();
+            self.open_gate();
+        }
+        let mut rest: Vec<I::Frame> = self.gate.held.drain(..).map(|(_, f)| f).collect();
+        self.report.acks_withheld += rest.len() as u64;
+        self.io.release(&mut rest);
+        self.report.engine = *self.engine.stats();
+        (self.report, self.io)
     }
 }
 
@@ -292,7 +275,7 @@ impl XdpWorker {
 /// worker still serves, unpinned).
 pub fn pin_to_cpu(n: usize) {
     let cpu = n % std::thread::available_parallelism().map_or(1, |c| c.get());
-    if let Err(e) = crate::sys::pin_to_cpu(cpu) {
-        eprintln!("xdhcpd: pinning worker {n} to CPU {cpu}: {e}");
+    if let Err(e) = dhcp_io::sys::pin_to_cpu(cpu) {
+        log::warn!("pinning worker {n} to CPU {cpu}: {e}");
     }
 }

@@ -12,11 +12,10 @@
 
 use super::ring::{RxRing, Slot};
 use super::transport::{Framing, Transport, TransportStats, Tx};
-use dhcp_io::sys::{check, is_transient, set_buffer, setsockopt, wait_fd};
-use std::ffi::CString;
+use dhcp_io::sys::{check, if_index, is_transient, mac_address, set_buffer, setsockopt, wait_one};
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 /// Frames per `recvmmsg`/`sendmmsg` call.
@@ -159,13 +158,7 @@ impl PacketSocket {
     /// Opens the socket on `interface` (of the calling thread's network namespace) for `role`,
     /// receiving as `rx` says.
     pub fn open(interface: &str, role: Role, rx: Rx) -> io::Result<PacketSocket> {
-        let name =
-            CString::new(interface).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name"))?;
-        // SAFETY: a NUL-terminated name.
-        let ifindex = match unsafe { libc::if_nametoindex(name.as_ptr()) } {
-            0 => return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {interface}"))),
-            i => i as i32,
-        };
+        let ifindex = if_index(interface)? as i32;
         // Protocol 0: the socket receives nothing until bound, by which time the filter is on.
         // SAFETY: plain socket creation; the fd is owned right away.
         let fd = unsafe {
@@ -197,7 +190,7 @@ impl PacketSocket {
             mr_address: [0; 8],
         };
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq, "PACKET_ADD_MEMBERSHIP")?;
-        let mac = hardware_address(raw, &name)?;
+        let mac = mac_address(interface)?;
         Ok(PacketSocket {
             fd,
             ifindex,
@@ -288,7 +281,7 @@ impl PacketSocket {
                 Ok(m) => at += m,
                 Err(()) if stalls < 100 => {
                     stalls += 1;
-                    wait_fd(self.fd.as_raw_fd(), true, Duration::from_micros(200))?;
+                    wait_one(self.fd.as_fd(), true, Duration::from_micros(200))?;
                 }
                 Err(()) => {
                     self.stats.tx_errors += (iov.len() - at) as u64;
@@ -298,29 +291,6 @@ impl PacketSocket {
         }
         Ok(at)
     }
-}
-
-/// The interface's MAC address (`SIOCGIFHWADDR` on the socket: the socket's namespace, whatever
-/// `/sys` shows).
-fn hardware_address(fd: i32, name: &CString) -> io::Result<[u8; 6]> {
-    // SAFETY: all-zero bytes are a valid ifreq.
-    let mut req: libc::ifreq = unsafe { zeroed() };
-    let bytes = name.as_bytes();
-    if bytes.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
-    }
-    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: a valid ifreq for this request.
-    check(unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) }, "SIOCGIFHWADDR")?;
-    // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
-    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
-    let mut mac = [0u8; 6];
-    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *d = *s as u8;
-    }
-    Ok(mac)
 }
 
 impl Transport for PacketSocket {
@@ -411,7 +381,7 @@ impl Transport for PacketSocket {
         if !pending && self.ring.as_ref().is_some_and(RxRing::ready) {
             return Ok(());
         }
-        wait_fd(self.fd.as_raw_fd(), pending, timeout)?;
+        wait_one(self.fd.as_fd(), pending, timeout)?;
         if pending {
             self.flush();
         }

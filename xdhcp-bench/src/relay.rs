@@ -8,12 +8,12 @@
 //! it. The relay addresses must be local addresses of the namespace.
 
 use super::transport::{Framing, Transport, TransportStats, Tx};
-use dhcp_io::sys::{check, is_transient, set_buffer, setsockopt, sockaddr_in, wait_fd};
+use dhcp_io::sys::{check, is_transient, set_buffer, setsockopt, sockaddr_in, wait_one};
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 /// Datagrams per `recvmmsg`/`sendmmsg` call.
@@ -213,7 +213,7 @@ impl Transport for RelaySocket {
 
     fn wait(&mut self, timeout: Duration) -> io::Result<()> {
         let pending = !self.flush();
-        wait_fd(self.fd.as_raw_fd(), pending, timeout)?;
+        wait_one(self.fd.as_fd(), pending, timeout)?;
         if pending {
             self.flush();
         }

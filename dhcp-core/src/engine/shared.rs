@@ -238,16 +238,11 @@ impl Shared {
         self.workers
     }
 
-    /// The worker that owns the client of a message: the same hash of `chaddr` the XDP program
-    /// steers by. Messages too short to have a `chaddr` go to worker 0 (which drops them).
+    /// The worker that owns the client of a message: the steering contract's
+    /// [`dhcp_common::owner_of_message`], the choice the XDP program and the UDP path's
+    /// classic-BPF filter make.
     pub fn worker_of(&self, msg: &[u8]) -> usize {
-        match msg.get(28..34) {
-            Some(c) => {
-                let mac = [c[0], c[1], c[2], c[3], c[4], c[5]];
-                dhcp_common::worker_for(dhcp_common::client_hash(&mac), self.workers) as usize
-            }
-            None => 0,
-        }
+        dhcp_common::owner_of_message(msg, self.workers) as usize
     }
 
     pub(super) fn subnet(&self, sid: u16) -> &SubnetRt {

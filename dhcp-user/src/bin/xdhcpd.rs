@@ -6,7 +6,9 @@ use dhcp_user::cli::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    dhcp_user::logging::init(cli.log_level);
+    match cli.command {
         Command::CheckConfig { file } => match dhcp_user::cli::check_config(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
             match dhcp_user::server::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("xdhcpd: {e:#}");
+                    log::error!("{e:#}");
                     ExitCode::FAILURE
                 }
             }

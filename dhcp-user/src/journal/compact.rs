@@ -114,7 +114,7 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
         }
         write(&mut w, &rec.encode())?;
         count += 1;
-        if rec.kind == super::format::Kind::Bound {
+        if rec.kind == super::format::RecordKind::Bound {
             live_leases += 1;
         } else {
             live_probations += 1;

@@ -83,7 +83,7 @@ impl Header {
 
 /// The lease changes the journal keeps: [`EventKind::is_durable`] ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(super) enum RecordKind {
     Bound = 1,
     Released = 2,
     Expired = 3,
@@ -91,26 +91,26 @@ pub(super) enum Kind {
     ProbationEnded = 5,
 }
 
-impl Kind {
+impl RecordKind {
     /// No wildcard arm: a new event kind must be given a record kind (or none) here.
-    pub(super) fn from_event(k: EventKind) -> Option<Kind> {
+    pub(super) fn from_event(k: EventKind) -> Option<RecordKind> {
         match k {
-            EventKind::Bound => Some(Kind::Bound),
-            EventKind::Released => Some(Kind::Released),
-            EventKind::Expired => Some(Kind::Expired),
-            EventKind::Declined => Some(Kind::Declined),
-            EventKind::ProbationEnded => Some(Kind::ProbationEnded),
+            EventKind::Bound => Some(RecordKind::Bound),
+            EventKind::Released => Some(RecordKind::Released),
+            EventKind::Expired => Some(RecordKind::Expired),
+            EventKind::Declined => Some(RecordKind::Declined),
+            EventKind::ProbationEnded => Some(RecordKind::ProbationEnded),
             EventKind::Offered | EventKind::OfferReleased | EventKind::OfferExpired => None,
         }
     }
 
-    fn from_u8(b: u8) -> Option<Kind> {
+    fn from_u8(b: u8) -> Option<RecordKind> {
         Some(match b {
-            1 => Kind::Bound,
-            2 => Kind::Released,
-            3 => Kind::Expired,
-            4 => Kind::Declined,
-            5 => Kind::ProbationEnded,
+            1 => RecordKind::Bound,
+            2 => RecordKind::Released,
+            3 => RecordKind::Expired,
+            4 => RecordKind::Declined,
+            5 => RecordKind::ProbationEnded,
             _ => return None,
         })
     }
@@ -119,7 +119,7 @@ impl Kind {
 /// One decoded record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Record {
-    pub(super) kind: Kind,
+    pub(super) kind: RecordKind,
     pub(super) client: ClientKey,
     pub(super) mac: [u8; 6],
     /// Host order.
@@ -130,7 +130,7 @@ pub(super) struct Record {
 impl Record {
     pub(super) fn from_event(e: &LeaseEvent) -> Option<Record> {
         Some(Record {
-            kind: Kind::from_event(e.kind)?,
+            kind: RecordKind::from_event(e.kind)?,
             client: e.client,
             mac: e.mac,
             ip: u32::from(e.ip),
@@ -160,7 +160,7 @@ impl Record {
             return Err(Damage::BadChecksum);
         }
         let p = &b[8..];
-        let kind = Kind::from_u8(p[0]).ok_or(Damage::UnknownKind)?;
+        let kind = RecordKind::from_u8(p[0]).ok_or(Damage::UnknownKind)?;
         let mut client = [0u8; 12];
         client.copy_from_slice(&p[1..13]);
         let mut mac = [0u8; 6];

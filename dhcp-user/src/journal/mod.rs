@@ -50,6 +50,7 @@ use crate::engine::LeaseEvent;
 use crate::lease::{ClientKey, LeaseState};
 use anyhow::{bail, Context, Result};
 use core::net::Ipv4Addr;
+use dhcp_io::sys::Doorbell;
 use format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN};
 use replay::Replay;
 use std::ffi::OsString;
@@ -57,11 +58,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use writer::{Store, Writer};
+use writer::{Store, WriterThread};
 
 const _: () = {
     const fn shared<T: Send + Sync + Clone>() {}
@@ -79,7 +80,7 @@ pub enum Durability {
 
 /// Settings of a journal beyond its path.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct JournalOptions {
     pub durability: Durability,
     /// Time between compactions; zero compacts only on demand.
     pub compact_interval: Duration,
@@ -90,14 +91,10 @@ pub struct Options {
     pub clock: fn() -> u32,
 }
 
-impl Options {
-    pub fn new(durability: Durability, compact_interval: Duration) -> Options {
-        Options { durability, compact_interval, max_queued_bytes: 64 << 20, clock: wall_clock }
+impl JournalOptions {
+    pub fn new(durability: Durability, compact_interval: Duration) -> JournalOptions {
+        JournalOptions { durability, compact_interval, max_queued_bytes: 64 << 20, clock: crate::clock::unix_now }
     }
-}
-
-fn wall_clock() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
 }
 
 /// A lease or probation found at start, for [`crate::engine::Engine::restore`].
@@ -163,6 +160,18 @@ impl Ticket {
     const DROPPED: Ticket = Ticket(u64::MAX);
 }
 
+/// What [`Journal::check`] found for a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// Everything up to the ticket is durable: the replies that depend on it may go.
+    Durable,
+    /// Not yet: ask again when the doorbell rings.
+    Pending,
+    /// It will not be durable in time: withhold the replies (the records stay queued while
+    /// writes fail, and are written when they succeed).
+    Failed(JournalError),
+}
+
 /// Why a change is not (known to be) durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalError {
@@ -192,9 +201,9 @@ impl core::fmt::Display for JournalError {
 
 impl std::error::Error for JournalError {}
 
-/// Counters for statistics.
+/// JournalCounters for statistics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counters {
+pub struct JournalCounters {
     pub records_written: u64,
     pub bytes_written: u64,
     /// Write calls (one per group commit).
@@ -214,7 +223,7 @@ pub struct Counters {
     pub last_error: Option<Arc<str>>,
 }
 
-impl Counters {
+impl JournalCounters {
     /// `(name, value)` pairs for the statistics output.
     pub fn named(&self) -> [(&'static str, u64); 10] {
         [
@@ -297,6 +306,13 @@ struct Core {
     done: Condvar,
     n: AtomicCounters,
     hooks: Arc<Hooks>,
+    /// What `Journal::check` reads without the lock, mirrored from `q` by `Core::announce`.
+    durable: AtomicU64,
+    failing: AtomicBool,
+    closed: AtomicBool,
+    /// Rung whenever the durable point moves or writing starts or stops failing: workers
+    /// holding replies for it sleep on these.
+    bells: Mutex<Vec<Arc<Doorbell>>>,
 }
 
 /// Sequence numbers count records: the `k`th durable record appended has number `k`.
@@ -351,7 +367,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Core {
     fn log(&self, msg: core::fmt::Arguments<'_>) {
-        eprintln!("xdhcpd: lease file {}: {msg}", self.paths.journal.display());
+        log::warn!("lease file {}: {msg}", self.paths.journal.display());
+    }
+
+    /// Publishes the queue's durable point and failure state to lock-free readers. Call with
+    /// the queue locked, after changing them; then [`Core::notify`].
+    fn announce(&self, q: &Queue) {
+        self.durable.store(q.durable, Ordering::Release);
+        self.failing.store(q.failing.is_some(), Ordering::Release);
+        self.closed.store(q.closed, Ordering::Release);
+    }
+
+    /// Wakes everyone waiting for the durable point: `wait`ers and workers' doorbells.
+    fn notify(&self) {
+        self.done.notify_all();
+        for b in lock(&self.bells).iter() {
+            b.ring();
+        }
     }
 }
 
@@ -390,14 +422,14 @@ impl Journal {
         compact_interval: Duration,
         now: u32,
     ) -> Result<(Journal, Recovery)> {
-        Journal::open_with(path, Options::new(durability, compact_interval), now)
+        Journal::open_with(path, JournalOptions::new(durability, compact_interval), now)
     }
 
-    pub fn open_with(path: &Path, opts: Options, now: u32) -> Result<(Journal, Recovery)> {
+    pub fn open_with(path: &Path, opts: JournalOptions, now: u32) -> Result<(Journal, Recovery)> {
         Journal::open_hooked(path, opts, now, Arc::default())
     }
 
-    fn open_hooked(path: &Path, opts: Options, now: u32, hooks: Arc<Hooks>) -> Result<(Journal, Recovery)> {
+    fn open_hooked(path: &Path, opts: JournalOptions, now: u32, hooks: Arc<Hooks>) -> Result<(Journal, Recovery)> {
         let paths = Paths::new(path);
         let lock_file = lock_exclusive(&paths.lock)?;
         // Leftovers of an interrupted rotation or compaction: never the only copy of a record.
@@ -504,6 +536,10 @@ impl Journal {
             done: Condvar::new(),
             n: AtomicCounters::default(),
             hooks,
+            durable: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            bells: Mutex::new(Vec::new()),
         });
         for d in &stats.damage {
             core.log(format_args!(
@@ -515,7 +551,7 @@ impl Journal {
             ));
         }
         let store = Store::new(file, core.hooks.clone());
-        let w = Writer::new(core.clone(), store, generation, good_len, stats.resumed_compaction, lock_file);
+        let w = WriterThread::new(core.clone(), store, generation, good_len, stats.resumed_compaction, lock_file);
         let thread = std::thread::Builder::new()
             .name("xdhcpd-journal".into())
             .spawn(move || w.run())
@@ -587,6 +623,33 @@ impl Journal {
         }
     }
 
+    /// Whether everything up to `ticket` is durable, without blocking or locking (a worker asks
+    /// this for the replies it holds, see [`Journal::subscribe`]).
+    pub fn check(&self, ticket: Ticket) -> Commit {
+        let core = &self.h.core;
+        if ticket == Ticket::NONE || core.durable.load(Ordering::Acquire) >= ticket.0 {
+            return Commit::Durable;
+        }
+        if ticket == Ticket::DROPPED {
+            return Commit::Failed(JournalError::Overflow);
+        }
+        if core.closed.load(Ordering::Acquire) {
+            return Commit::Failed(JournalError::Closed);
+        }
+        if core.failing.load(Ordering::Acquire) {
+            // The rare path: the message is worth a lock.
+            let e = lock(&core.q).failing.clone().unwrap_or_else(|| "write failed".into());
+            return Commit::Failed(JournalError::Failing(e));
+        }
+        Commit::Pending
+    }
+
+    /// Rings `bell` whenever the durable point moves, writing fails or recovers, or the
+    /// journal closes: what a worker sleeps on while it holds replies for [`Journal::check`].
+    pub fn subscribe(&self, bell: Arc<Doorbell>) {
+        lock(&self.h.core.bells).push(bell);
+    }
+
     /// Writes and syncs (whatever the durability) everything appended so far.
     pub fn flush(&self) -> Result<(), JournalError> {
         let core = &self.h.core;
@@ -642,14 +705,14 @@ impl Journal {
         }
     }
 
-    pub fn counters(&self) -> Counters {
+    pub fn counters(&self) -> JournalCounters {
         let core = &self.h.core;
         let n = &core.n;
         let (queued_records, failing, last_error) = {
             let q = lock(&core.q);
             ((q.buf.len() / RECORD_LEN) as u64, q.failing.is_some(), q.last_error.clone())
         };
-        Counters {
+        JournalCounters {
             records_written: n.records_written.load(Ordering::Relaxed),
             bytes_written: n.bytes_written.load(Ordering::Relaxed),
             writes: n.writes.load(Ordering::Relaxed),
@@ -723,14 +786,14 @@ fn drop_tail(paths: &Paths, file: &File, good_end: u64, len: u64) -> Result<()> 
             out.sync_all()
         };
         match copy() {
-            Ok(()) => eprintln!(
-                "xdhcpd: lease file {}: {} damaged bytes copied to {}",
+            Ok(()) => log::warn!(
+                "lease file {}: {} damaged bytes copied to {}",
                 paths.journal.display(),
                 len - good_end,
                 paths.corrupt.display()
             ),
             Err(e) => {
-                eprintln!("xdhcpd: lease file {}: could not keep the damaged bytes: {e}", paths.journal.display())
+                log::error!("lease file {}: could not keep the damaged bytes: {e}", paths.journal.display())
             }
         }
     }

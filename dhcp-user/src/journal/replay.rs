@@ -13,7 +13,7 @@
 //! - `ProbationEnded` ends the probation only if it is not a later one (a later decline of the
 //!   same address, recorded by another worker before this record).
 
-use super::format::{self, Damage, FileKind, Header, Kind, Record, HEADER_LEN};
+use super::format::{self, Damage, FileKind, Header, Record, RecordKind, HEADER_LEN};
 use super::Recovered;
 use crate::lease::{ClientKey, LeaseState};
 use core::net::Ipv4Addr;
@@ -52,7 +52,7 @@ pub(super) struct Replay {
 impl Replay {
     pub(super) fn apply(&mut self, r: &Record) {
         match r.kind {
-            Kind::Bound => {
+            RecordKind::Bound => {
                 if let Some(prev) = self.leases.insert(r.client, Held { ip: r.ip, mac: r.mac, expires: r.expires }) {
                     if prev.ip != r.ip {
                         self.holder.remove(&prev.ip);
@@ -65,15 +65,15 @@ impl Replay {
                 }
                 self.probation.remove(&r.ip);
             }
-            Kind::Released | Kind::Expired => self.end_lease(&r.client, r.ip),
-            Kind::Declined => {
+            RecordKind::Released | RecordKind::Expired => self.end_lease(&r.client, r.ip),
+            RecordKind::Declined => {
                 self.end_lease(&r.client, r.ip);
                 if let Some(other) = self.holder.remove(&r.ip) {
                     self.leases.remove(&other);
                 }
                 self.probation.insert(r.ip, Probation { client: r.client, mac: r.mac, expires: r.expires });
             }
-            Kind::ProbationEnded => {
+            RecordKind::ProbationEnded => {
                 if self.probation.get(&r.ip).is_some_and(|p| p.expires <= r.expires) {
                     self.probation.remove(&r.ip);
                 }
@@ -92,14 +92,14 @@ impl Replay {
     /// ended at or before `now`.
     pub(super) fn live(&self, now: u32) -> impl Iterator<Item = Record> + '_ {
         let leases = self.leases.iter().filter(move |(_, l)| l.expires > now).map(|(c, l)| Record {
-            kind: Kind::Bound,
+            kind: RecordKind::Bound,
             client: *c,
             mac: l.mac,
             ip: l.ip,
             expires: l.expires,
         });
         let probations = self.probation.iter().filter(move |(_, p)| p.expires > now).map(|(ip, p)| Record {
-            kind: Kind::Declined,
+            kind: RecordKind::Declined,
             client: p.client,
             mac: p.mac,
             ip: *ip,
@@ -117,7 +117,7 @@ impl Replay {
                 mac: r.mac,
                 ip: Ipv4Addr::from(r.ip),
                 expires: r.expires,
-                state: if r.kind == Kind::Bound { LeaseState::Bound } else { LeaseState::Quarantined },
+                state: if r.kind == RecordKind::Bound { LeaseState::Bound } else { LeaseState::Quarantined },
             })
             .collect();
         out.sort_by_key(|r| (r.ip, r.state as u8));

@@ -2,7 +2,7 @@
 //! commit, write failures. Files go to a fresh directory under the system temp directory.
 
 use super::compact::CrashPoint;
-use super::format::{Kind, Record, HEADER_LEN, RECORD_LEN};
+use super::format::{Record, RecordKind, HEADER_LEN, RECORD_LEN};
 use super::replay::Replay;
 use super::*;
 use crate::engine::EventKind;
@@ -80,11 +80,11 @@ impl Drop for TempDir {
     }
 }
 
-fn options(d: Durability) -> Options {
-    Options { clock: test_clock, ..Options::new(d, Duration::ZERO) }
+fn options(d: Durability) -> JournalOptions {
+    JournalOptions { clock: test_clock, ..JournalOptions::new(d, Duration::ZERO) }
 }
 
-fn open_opts(path: &Path, opts: Options) -> (Journal, Recovery, Arc<Hooks>) {
+fn open_opts(path: &Path, opts: JournalOptions) -> (Journal, Recovery, Arc<Hooks>) {
     let hooks = Arc::new(Hooks::default());
     let (j, r) = Journal::open_hooked(path, opts, NOW, hooks.clone()).unwrap();
     (j, r, hooks)
@@ -151,7 +151,7 @@ fn poll_ok(j: &Journal, t: Ticket) {
 fn record_kinds_are_exactly_the_durable_events() {
     use EventKind::*;
     for k in [Offered, Bound, Released, Expired, OfferReleased, OfferExpired, Declined, ProbationEnded] {
-        assert_eq!(Kind::from_event(k).is_some(), k.is_durable(), "{k:?}");
+        assert_eq!(RecordKind::from_event(k).is_some(), k.is_durable(), "{k:?}");
     }
 }
 
@@ -443,7 +443,7 @@ fn compaction_and_crashes_at_every_step_recover_the_same_leases() {
 #[test]
 fn periodic_compaction_runs_in_the_background() {
     let dir = TempDir::new("periodic");
-    let opts = Options { compact_interval: Duration::from_millis(100), ..options(Durability::Fsync) };
+    let opts = JournalOptions { compact_interval: Duration::from_millis(100), ..options(Durability::Fsync) };
     let (j, _, _) = open_opts(&dir.file(), opts);
     append_wait(&j, &phase(0));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -547,7 +547,7 @@ fn dev_full_under_the_descriptor_fails_writes_until_restored() {
 #[test]
 fn full_queue_while_failing_drops_new_records_with_failing_tickets() {
     let dir = TempDir::new("overflow");
-    let opts = Options { max_queued_bytes: 3 * RECORD_LEN, ..options(Durability::Fsync) };
+    let opts = JournalOptions { max_queued_bytes: 3 * RECORD_LEN, ..options(Durability::Fsync) };
     let (j, _, hooks) = open_opts(&dir.file(), opts);
     hooks.t.fail_writes.store(true, Ordering::SeqCst);
     let kept = j.append(&[ev(EventKind::Bound, 1, 1, NOW + 100), ev(EventKind::Bound, 2, 2, NOW + 100)]);

@@ -59,7 +59,7 @@ struct Job {
 }
 
 #[derive(Debug)]
-pub(super) struct Writer {
+pub(super) struct WriterThread {
     core: Arc<Core>,
     store: Store,
     generation: u64,
@@ -88,12 +88,15 @@ struct CloseGuard(Arc<Core>);
 
 impl Drop for CloseGuard {
     fn drop(&mut self) {
-        lock(&self.0.q).closed = true;
-        self.0.done.notify_all();
+        let mut q = lock(&self.0.q);
+        q.closed = true;
+        self.0.announce(&q);
+        drop(q);
+        self.0.notify();
     }
 }
 
-impl Writer {
+impl WriterThread {
     pub(super) fn new(
         core: Arc<Core>,
         store: Store,
@@ -101,9 +104,9 @@ impl Writer {
         good_len: u64,
         old_pending: bool,
         lock_file: File,
-    ) -> Writer {
+    ) -> WriterThread {
         let next_compact = (!core.compact_interval.is_zero()).then(|| Instant::now() + core.compact_interval);
-        Writer {
+        WriterThread {
             core,
             store,
             generation,
@@ -213,9 +216,10 @@ impl Writer {
                         n / RECORD_LEN as u64
                     ));
                 }
+                self.core.announce(&q);
                 drop(q);
                 self.retry_at = None;
-                self.core.done.notify_all();
+                self.core.notify();
             }
             Err(e) => {
                 // Best effort: leave the file ending on a record. If this fails too, the retry
@@ -236,9 +240,10 @@ impl Writer {
                 }
                 q.last_error = Some(msg.clone());
                 q.failing = Some(msg);
+                self.core.announce(&q);
                 drop(q);
                 self.retry_at = Some(Instant::now() + RETRY);
-                self.core.done.notify_all();
+                self.core.notify();
             }
         }
     }
@@ -287,6 +292,7 @@ impl Writer {
             let mut q = lock(&self.core.q);
             q.synced = q.written;
             q.durable = q.written;
+            self.core.announce(&q);
         }
         Ok(())
     }
