@@ -3,9 +3,9 @@
 //! their clients, opens the chosen backend, runs the workers, and on a signal stops taking
 //! packets, flushes the journal and reports.
 
-use crate::config::file::{Backend, Durability, ServerConfig};
+use crate::config::{Backend, ServerConfig};
 use crate::engine::{Engine, Shared};
-use crate::journal::{self, Journal};
+use crate::journal::Journal;
 use crate::udp;
 use crate::worker::{unix_now, UdpWorker, WorkerReport, XdpWorker};
 use anyhow::{bail, Context, Result};
@@ -22,12 +22,8 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
 
     let journal = match &cfg.server.lease_file {
         Some(path) => {
-            let durability = match cfg.server.durability {
-                Durability::Fsync => journal::Durability::Fsync,
-                Durability::None => journal::Durability::None,
-            };
             let interval = std::time::Duration::from_secs(cfg.server.compact_interval.max(1) as u64);
-            let (j, recovery) = Journal::open(path, durability, interval, now)
+            let (j, recovery) = Journal::open(path, cfg.server.durability, interval, now)
                 .with_context(|| format!("opening lease file {}", path.display()))?;
             let mut restored = 0;
             let mut refused = 0;
