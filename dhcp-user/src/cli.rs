@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::file::{
-    self, parse_pool, Backend, Cidr, Durability, FileError, Loc, ServerConfig, ServerSettings, SourceMap, SubnetLocs,
+use crate::config::{
+    self, parse_pool, Backend, Cidr, Config, FileError, Loc, Pool, ServerConfig, ServerSettings, SourceMap, Subnet,
     COMMAND_LINE,
 };
-use crate::config::{Config, Pool, Subnet};
+use crate::journal::Durability;
 
 /// xdhcpd: a DHCPv4 server.
 #[derive(Debug, Parser)]
@@ -32,6 +32,10 @@ pub enum Command {
     /// Check a configuration file (syntax, values, overlaps, interfaces and server ids on this
     /// host) and exit.
     CheckConfig {
+        /// Check everything but this host's interfaces and addresses (for a file checked on
+        /// another machine than the one it is meant for).
+        #[arg(long)]
+        offline: bool,
         /// The TOML configuration file.
         file: PathBuf,
     },
@@ -111,10 +115,10 @@ impl ServeArgs {
         self.load_with_map().map(|(cfg, _)| cfg)
     }
 
-    /// [`ServeArgs::load`] and where each value came from, for [`file::check_host`].
+    /// [`ServeArgs::load`] and where each value came from, for [`config::check_host`].
     pub fn load_with_map(&self) -> Result<(ServerConfig, SourceMap), FileError> {
         let (mut cfg, mut map) = match &self.config {
-            Some(path) => file::decode(&file::read(path)?, &path.display().to_string())?,
+            Some(path) => config::decode(&config::read(path)?, &path.display().to_string())?,
             None => {
                 self.require_quick_start()?;
                 let cfg = ServerConfig { engine: Config::default(), server: ServerSettings::default() };
@@ -122,14 +126,14 @@ impl ServeArgs {
             }
         };
         self.apply(&mut cfg, &mut map)?;
-        let cfg = file::finish(cfg, &map)?;
+        let cfg = config::finish(cfg, &map)?;
         Ok((cfg, map))
     }
 
-    /// [`ServeArgs::load`], then [`file::check_host`]: what `serve` needs before it starts.
+    /// [`ServeArgs::load`], then [`config::check_host`]: what `serve` needs before it starts.
     pub fn load_checked(&self) -> Result<ServerConfig, FileError> {
         let (cfg, map) = self.load_with_map()?;
-        file::check_host(&cfg, &map)?;
+        config::check_host(&cfg, &map)?;
         Ok(cfg)
     }
 
@@ -153,21 +157,30 @@ impl ServeArgs {
 
     /// Lays the flags over `cfg`, recording in `map` that those values came from the command line.
     fn apply(&self, cfg: &mut ServerConfig, map: &mut SourceMap) -> Result<(), FileError> {
+        self.apply_globals(cfg, map)?;
+        match self.subnet {
+            Some(cidr) => self.apply_subnet(cidr, cfg, map),
+            None => self.refuse_stray_subnet_flags(),
+        }
+    }
+
+    /// The flags that replace the file's global values and server settings.
+    fn apply_globals(&self, cfg: &mut ServerConfig, map: &mut SourceMap) -> Result<(), FileError> {
         if let Some(v) = self.server_id {
-            cfg.engine.server_id = file::check_server_id(v).map_err(|e| flag_error(format!("--server-id: {e}")))?;
-            map.server_id = Loc::Flag(format!("--server-id {v}"));
+            cfg.engine.server_id = config::check_server_id(v).map_err(|e| flag_error(format!("--server-id: {e}")))?;
+            map.set("server_id", Loc::Flag(format!("--server-id {v}")));
         }
         if let Some(v) = self.lease_time {
             cfg.engine.lease_time = v;
-            map.lease_time = Loc::Flag(format!("--lease-time {v}"));
+            map.set("lease_time", Loc::Flag(format!("--lease-time {v}")));
         }
         if let Some(v) = self.offer_timeout {
             cfg.engine.offer_timeout = v;
-            map.offer_timeout = Loc::Flag(format!("--offer-timeout {v}"));
+            map.set("offer_timeout", Loc::Flag(format!("--offer-timeout {v}")));
         }
         if let Some(p) = &self.lease_file {
             cfg.server.lease_file = Some(p.clone());
-            map.lease_file = Loc::Flag(format!("--lease-file {}", p.display()));
+            map.set("server.lease_file", Loc::Flag(format!("--lease-file {}", p.display())));
         }
         if let Some(d) = self.durability {
             cfg.server.durability = d;
@@ -177,7 +190,7 @@ impl ServeArgs {
         }
         if let Some(n) = self.workers {
             cfg.server.workers = n;
-            map.workers = Loc::Flag(format!("--workers {n}"));
+            map.set("server.workers", Loc::Flag(format!("--workers {n}")));
         }
         if self.busy_poll {
             cfg.server.busy_poll = true;
@@ -185,60 +198,74 @@ impl ServeArgs {
         if self.pin_workers {
             cfg.server.pin_workers = true;
         }
+        Ok(())
+    }
 
-        let Some(cidr) = self.subnet else {
-            let stray = [
-                ("--interface", self.interface.is_some()),
-                ("--pool", !self.pools.is_empty()),
-                ("--router", !self.routers.is_empty()),
-                ("--dns", !self.dns.is_empty()),
-            ];
-            return match stray.iter().find(|(_, given)| *given) {
-                Some((flag, _)) => Err(flag_error(format!("{flag} needs --subnet (it describes the subnet)"))),
-                None => Ok(()),
-            };
-        };
+    /// Without `--subnet`, the flags that describe a subnet have nothing to describe.
+    fn refuse_stray_subnet_flags(&self) -> Result<(), FileError> {
+        let stray = [
+            ("--interface", self.interface.is_some()),
+            ("--pool", !self.pools.is_empty()),
+            ("--router", !self.routers.is_empty()),
+            ("--dns", !self.dns.is_empty()),
+        ];
+        match stray.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(flag_error(format!("{flag} needs --subnet (it describes the subnet)"))),
+            None => Ok(()),
+        }
+    }
+
+    /// `--subnet` and its flags: a new subnet, or the file's subnet of the same network replaced.
+    fn apply_subnet(&self, cidr: Cidr, cfg: &mut ServerConfig, map: &mut SourceMap) -> Result<(), FileError> {
         if self.pools.is_empty() {
             return Err(flag_error(format!("--subnet {cidr} needs at least one --pool")));
         }
+        let subnets = &mut cfg.engine.subnets;
+        let i = subnets.iter().position(|f| f.network == cidr.network && f.prefix_len == cidr.prefix_len);
+        let i = i.unwrap_or_else(|| {
+            subnets.push(Subnet::new(cidr.network, cidr.prefix_len));
+            subnets.len() - 1
+        });
+        let at = format!("subnets[{i}]");
+        // A replaced subnet goes as a whole, with the places of its values.
+        map.forget(&at);
+        map.set(&at, Loc::Flag(format!("--subnet {cidr}")));
         let mut s = Subnet::new(cidr.network, cidr.prefix_len);
-        let mut locs = SubnetLocs { cidr: Loc::Flag(format!("--subnet {cidr}")), ..SubnetLocs::default() };
         if let Some(name) = &self.interface {
-            let name = file::parse_ifname(name).map_err(|e| flag_error(format!("--interface: {e}")))?;
-            locs.interface = Loc::Flag(format!("--interface {name}"));
+            let name = config::parse_ifname(name).map_err(|e| flag_error(format!("--interface: {e}")))?;
+            let flag = Loc::Flag(format!("--interface {name}"));
+            map.set(format!("{at}.interface"), flag.clone());
             // An explicit interface list in the file gains the flag's interface: the flag asks for
             // this subnet to be served there.
-            if map.interfaces_explicit && !cfg.server.interfaces.contains(&name) {
-                cfg.server.interfaces.push(name.clone());
-                map.interfaces.push(locs.interface.clone());
+            let list = &mut cfg.server.interfaces;
+            if map.has("server.interfaces") && !list.contains(&name) {
+                map.set(format!("server.interfaces[{}]", list.len()), flag);
+                list.push(name.clone());
             }
             s.interface = Some(name);
         }
         s.pools = self.pools.clone();
-        locs.pools = self.pools.iter().map(|p| Loc::Flag(format!("--pool {}", pool_text(p)))).collect();
+        for (j, p) in self.pools.iter().enumerate() {
+            map.set(format!("{at}.pools[{j}]"), Loc::Flag(format!("--pool {}", pool_text(p))));
+        }
         s.options.routers = self.routers.clone();
         s.options.dns_servers = self.dns.clone();
-
-        let same = cfg.engine.subnets.iter().position(|f| f.network == s.network && f.prefix_len == s.prefix_len);
-        match same {
-            Some(i) => {
-                cfg.engine.subnets[i] = s;
-                map.subnets[i] = locs;
-            }
-            None => {
-                cfg.engine.subnets.push(s);
-                map.subnets.push(locs);
-            }
-        }
+        cfg.engine.subnets[i] = s;
         Ok(())
     }
 }
 
 /// What `xdhcpd check-config FILE` runs: parse, validate, and check against this host.
 pub fn check_config(path: &Path) -> Result<ServerConfig, FileError> {
-    let (cfg, map) = file::load(path)?;
-    file::check_host(&cfg, &map)?;
+    let (cfg, map) = config::load(path)?;
+    config::check_host(&cfg, &map)?;
     Ok(cfg)
+}
+
+/// What `xdhcpd check-config --offline FILE` runs: parse and validate, without looking at this
+/// host's interfaces and addresses.
+pub fn check_config_offline(path: &Path) -> Result<ServerConfig, FileError> {
+    config::load(path).map(|(cfg, _)| cfg)
 }
 
 #[cfg(test)]
@@ -281,7 +308,11 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["xdhcpd", "check-config", "/etc/xdhcpd.toml"]).unwrap();
-        assert!(matches!(cli.command, Command::CheckConfig { file } if file == Path::new("/etc/xdhcpd.toml")));
+        assert!(
+            matches!(cli.command, Command::CheckConfig { file, offline: false } if file == Path::new("/etc/xdhcpd.toml"))
+        );
+        let cli = Cli::try_parse_from(["xdhcpd", "check-config", "--offline", "/etc/xdhcpd.toml"]).unwrap();
+        assert!(matches!(cli.command, Command::CheckConfig { offline: true, .. }));
         // Values are checked by clap, with the flag named.
         let e = Cli::try_parse_from(["xdhcpd", "serve", "--subnet", "100.64.0.0"]).unwrap_err();
         assert!(e.to_string().contains("--subnet"), "{e}");
@@ -384,7 +415,7 @@ mod tests {
             "--dns=100.64.1.2",
         ]);
         let cfg = a.load().unwrap_or_else(|e| panic!("{e}"));
-        let file = file::load(Path::new(EXAMPLE)).unwrap().0;
+        let file = config::load(Path::new(EXAMPLE)).unwrap().0;
         let e = &cfg.engine;
         assert_eq!((e.server_id, e.lease_time, e.offer_timeout), (ip("100.64.0.9"), 1200, 3));
         assert_eq!(e.decline_probation, file.engine.decline_probation);
@@ -448,7 +479,7 @@ mod tests {
         let lo = "server_id = \"127.0.0.1\"\n[[subnet]]\nsubnet = \"100.64.0.0/24\"\ninterface = \"lo\"\n\
                   pools = [\"100.64.0.10-100.64.0.20\"]\n";
         let ok = TempFile::new("lo", lo);
-        let has_127 = file::host_ipv4_addrs().unwrap().contains(&("lo".to_string(), ip("127.0.0.1")));
+        let has_127 = config::host_ipv4_addrs().unwrap().contains(&("lo".to_string(), ip("127.0.0.1")));
         if has_127 {
             check_config(&ok.0).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -456,5 +487,32 @@ mod tests {
         let e = check_config(&missing.0).unwrap_err();
         assert_eq!((e.line, e.column), (4, 13), "{e}");
         assert!(e.reason.contains("does not exist on this host"), "{e}");
+    }
+
+    #[test]
+    fn check_config_offline_skips_only_the_host() {
+        // The example names eth0 and eth1 with addresses of 100.64.0.0/10, which a build machine
+        // rarely has: offline, it passes anyway.
+        check_config_offline(Path::new(EXAMPLE)).unwrap_or_else(|e| panic!("{e}"));
+        let host = config::host_ipv4_addrs().unwrap();
+        let serves_example = [("eth0", "100.64.0.1"), ("eth1", "100.64.1.1")]
+            .iter()
+            .all(|(n, a)| host.contains(&(n.to_string(), ip(a))));
+        if !serves_example {
+            assert!(check_config(Path::new(EXAMPLE)).is_err());
+        }
+
+        // An interface that exists nowhere: the plain check names it, the offline one passes.
+        let text = "server_id = \"100.64.0.1\"\n[[subnet]]\nsubnet = \"100.64.0.0/24\"\n\
+                    interface = \"xdhcpd-none0\"\npools = [\"100.64.0.10-100.64.0.20\"]\n";
+        let missing = TempFile::new("offline", text);
+        let e = check_config(&missing.0).unwrap_err();
+        assert_eq!(e.reason, "interface xdhcpd-none0 does not exist on this host", "{e}");
+        check_config_offline(&missing.0).unwrap_or_else(|e| panic!("{e}"));
+
+        // Everything else is still checked.
+        let bad = TempFile::new("offline-bad", &text.replace("/24", "/33"));
+        let e = check_config_offline(&bad.0).unwrap_err();
+        assert_eq!((e.line, e.column), (3, 10), "{e}");
     }
 }

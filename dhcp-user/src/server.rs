@@ -5,7 +5,7 @@
 //! Teardown order is held by field order, not by hand: the XDP program is detached before the
 //! sockets it steers to close, and those before the UMEMs under them are unmapped.
 
-use crate::config::file::{Backend, ServerConfig, ServerSettings};
+use crate::config::{Backend, ServerConfig, ServerSettings};
 use crate::journal::{Journal, JournalOptions};
 use crate::worker::{Idle, Worker, WorkerReport};
 use anyhow::{anyhow, bail, Context, Result};
@@ -57,7 +57,7 @@ pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result
         return Ok((engines, None));
     };
     let interval = std::time::Duration::from_secs(s.compact_interval.max(1) as u64);
-    let (journal, recovery) = Journal::open_with(path, JournalOptions::new(durability(s.durability), interval), now)
+    let (journal, recovery) = Journal::open_with(path, JournalOptions::new(s.durability, interval), now)
         .with_context(|| format!("opening lease file {}", path.display()))?;
     let (mut restored, mut refused) = (0, 0);
     for r in &recovery.leases {
@@ -72,14 +72,6 @@ pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result
     }
     log::info!("lease file {}: {restored} leases restored, {refused} refused, {}", path.display(), recovery.summary());
     Ok((engines, Some(journal)))
-}
-
-// TODO(config-split): one Durability; this mapping goes with it.
-fn durability(d: crate::config::file::Durability) -> crate::journal::Durability {
-    match d {
-        crate::config::file::Durability::Fsync => crate::journal::Durability::Fsync,
-        crate::config::file::Durability::None => crate::journal::Durability::None,
-    }
 }
 
 /// What every worker gets besides its engine and its sockets.

@@ -69,10 +69,13 @@ const _: () = {
     shared::<Journal>();
 };
 
-/// When an appended change counts as done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When an appended change counts as done (and so when the ACK that depends on it may go out).
+/// Also the `durability` of the configuration file and the `--durability` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Written and `fdatasync`ed: survives a power cut.
+    #[default]
     Fsync,
     /// Handed to the kernel: survives a crash of the server, not of the machine.
     None,

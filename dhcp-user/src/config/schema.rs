@@ -1,0 +1,135 @@
+//! The TOML file as written: one serde struct per table. Every table rejects unknown keys, so a
+//! misspelt key is an error rather than a silent default. Values that need parsing (addresses,
+//! ranges, MACs) are read as [`Spanned`] strings and converted by [`decode`](super::decode), so
+//! every bad value is reported at its own position with a message that says what was expected.
+//! This module must never hold logic: no parsing of values, no checks, no defaults.
+//!
+//! ```toml
+//! server_id = "100.64.0.1"        # option 54 for subnets without their own
+//! authoritative = false
+//! rapid_commit = false
+//! offer_timeout = 10              # seconds
+//! decline_probation = 86400       # seconds
+//! lease_time = 3600               # seconds
+//!
+//! [server]
+//! interfaces = ["eth0"]           # default: the interfaces named by subnets
+//! workers = 4                     # default: number of CPUs
+//! backend = "auto"                # "udp" | "xdp" | "auto"
+//! lease_file = "/var/lib/xdhcpd/leases"   # default: none, leases in memory only
+//! durability = "fsync"            # "fsync" | "none"
+//! compact_interval = 3600         # seconds
+//! busy_poll = false
+//! pin_workers = false
+//!
+//! [[subnet]]
+//! subnet = "100.64.0.0/24"
+//! interface = "eth0"              # none: relayed clients and the default link
+//! vlan = 100
+//! server_id = "100.64.0.1"
+//! lease_time = 3600
+//! renewal_time = 1800
+//! rebinding_time = 3150
+//! pools = ["100.64.0.10-100.64.0.200", "100.64.0.250"]
+//! routers = ["100.64.0.1"]
+//! dns_servers = ["100.64.0.2"]
+//! domain_name = "example.net"
+//! mtu = 1500
+//! ntp_servers = ["100.64.0.3"]
+//!
+//! [[subnet.option]]               # any other option: `code` and exactly one value key
+//! code = 66
+//! text = "tftp.example.net"       # or hex = "01:ab" / "01ab", ip = [..], u8 / u16 / u32 = N
+//!
+//! [[subnet.reservation]]
+//! mac = "02:00:00:00:00:01"       # or client_id = "01:02:00:00:00:00:01"
+//! ip = "100.64.0.5"
+//! ```
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Backend;
+use crate::journal::Durability;
+
+/// The top level of the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) server_id: Option<Spanned<String>>,
+    pub(super) authoritative: Option<bool>,
+    pub(super) rapid_commit: Option<bool>,
+    pub(super) offer_timeout: Option<Spanned<u32>>,
+    pub(super) decline_probation: Option<Spanned<u32>>,
+    pub(super) lease_time: Option<Spanned<u32>>,
+    pub(super) server: Option<RawServer>,
+    #[serde(default)]
+    pub(super) subnet: Vec<Spanned<RawSubnet>>,
+}
+
+/// `[server]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) interfaces: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) workers: Option<Spanned<usize>>,
+    pub(super) backend: Option<Backend>,
+    pub(super) lease_file: Option<Spanned<String>>,
+    pub(super) durability: Option<Durability>,
+    pub(super) compact_interval: Option<Spanned<u32>>,
+    pub(super) busy_poll: Option<bool>,
+    pub(super) pin_workers: Option<bool>,
+}
+
+/// `[[subnet]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSubnet {
+    pub(super) subnet: Spanned<String>,
+    pub(super) interface: Option<Spanned<String>>,
+    pub(super) vlan: Option<Spanned<u16>>,
+    pub(super) server_id: Option<Spanned<String>>,
+    pub(super) lease_time: Option<Spanned<u32>>,
+    pub(super) renewal_time: Option<Spanned<u32>>,
+    pub(super) rebinding_time: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(super) pools: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) routers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) dns_servers: Vec<Spanned<String>>,
+    pub(super) domain_name: Option<Spanned<String>>,
+    pub(super) mtu: Option<Spanned<u16>>,
+    #[serde(default)]
+    pub(super) ntp_servers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) option: Vec<Spanned<RawOption>>,
+    #[serde(default)]
+    pub(super) reservation: Vec<Spanned<RawReservation>>,
+}
+
+/// `[[subnet.option]]`: a code and exactly one value key. Integers are big-endian (network
+/// order); `ip` is a list of addresses, 4 bytes each; lists of integers are written as `hex`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOption {
+    pub(super) code: Spanned<u8>,
+    pub(super) hex: Option<Spanned<String>>,
+    pub(super) text: Option<Spanned<String>>,
+    pub(super) ip: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(rename = "u8")]
+    pub(super) uint8: Option<Spanned<u8>>,
+    #[serde(rename = "u16")]
+    pub(super) uint16: Option<Spanned<u16>>,
+    #[serde(rename = "u32")]
+    pub(super) uint32: Option<Spanned<u32>>,
+}
+
+/// `[[subnet.reservation]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReservation {
+    pub(super) mac: Option<Spanned<String>>,
+    pub(super) client_id: Option<Spanned<String>>,
+    pub(super) ip: Spanned<String>,
+}
