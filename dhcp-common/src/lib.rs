@@ -26,6 +26,12 @@ pub mod frame {
     /// Tags the XDP path reads (QinQ); frames with more are left to the kernel.
     pub const MAX_VLAN_TAGS: usize = 2;
     pub const ETHERTYPE_IPV4: u16 = 0x0800;
+    /// 802.1Q customer tag.
+    pub const TPID_8021Q: u16 = 0x8100;
+    /// 802.1ad service (outer) tag.
+    pub const TPID_8021AD: u16 = 0x88a8;
+    /// Pre-standard QinQ outer tag some equipment still sends.
+    pub const TPID_QINQ_LEGACY: u16 = 0x9100;
     /// IPv4: offset of the flags + fragment offset word, and of the protocol byte.
     pub const IPV4_FRAGMENT: usize = 6;
     pub const IPV4_PROTOCOL: usize = 9;
@@ -50,7 +56,7 @@ pub mod bootp {
 /// QinQ equipment still sends.
 #[inline(always)]
 pub fn is_vlan_tpid(ethertype: u16) -> bool {
-    matches!(ethertype, 0x8100 | 0x88a8 | 0x9100)
+    matches!(ethertype, frame::TPID_8021Q | frame::TPID_8021AD | frame::TPID_QINQ_LEGACY)
 }
 
 /// Hash of a client's hardware address (the first six bytes of `chaddr`), from which

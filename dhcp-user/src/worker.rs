@@ -156,10 +156,7 @@ impl<I: PacketIo> Worker<I> {
     pub fn run(mut self) -> (WorkerReport, I) {
         let mut idle_since: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            let now = crate::clock::unix_now();
-            self.engine.handle_timeout(now, &mut self.events);
-            let got = self.serve_batch(now);
-            self.open_gate();
+            let got = self.step(crate::clock::unix_now());
             if got > 0 {
                 idle_since = None;
             } else if self.should_sleep(idle_since.get_or_insert_with(Instant::now)) {
@@ -169,6 +166,24 @@ impl<I: PacketIo> Worker<I> {
             }
         }
         self.finish()
+    }
+
+    /// One turn of the loop at `now` without sleeping: timeouts, one batch, the held replies
+    /// that became durable. Returns how many datagrams it received.
+    pub fn step(&mut self, now: u32) -> usize {
+        self.engine.handle_timeout(now, &mut self.events);
+        let got = self.serve_batch(now);
+        self.open_gate();
+        got
+    }
+
+    /// Replies held at the commit gate.
+    pub fn held(&self) -> usize {
+        self.gate.held.len()
+    }
+
+    pub fn report(&self) -> WorkerReport {
+        WorkerReport { engine: *self.engine.stats(), ..self.report }
     }
 
     /// Idle: sleep after spinning a while (under load the next batch is microseconds away),
@@ -270,6 +285,10 @@ impl<I: PacketIo> Worker<I> {
         (self.report, self.io)
     }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;
 
 /// Pins the calling thread to CPU `n` modulo the CPU count; a failure is only logged (the
 /// worker still serves, unpinned).

@@ -1,17 +1,14 @@
-//! Ethernet II header with up to two VLAN tags (802.1Q, and 802.1ad QinQ outer tags).
+//! Ethernet II header with up to two VLAN tags (802.1Q, and 802.1ad QinQ outer tags). The
+//! lengths and tag types are the steering contract's (`dhcp_common::frame`): the XDP program
+//! reads frames the same way.
 
 use super::{be16, Error, Result};
 
-pub const HEADER_LEN: usize = 14;
-pub const VLAN_TAG_LEN: usize = 4;
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const HEADER_LEN: usize = dhcp_common::frame::ETH_HLEN;
+pub const VLAN_TAG_LEN: usize = dhcp_common::frame::VLAN_TAG_LEN;
+pub const ETHERTYPE_IPV4: u16 = dhcp_common::frame::ETHERTYPE_IPV4;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
-/// 802.1Q customer tag.
-pub const TPID_8021Q: u16 = 0x8100;
-/// 802.1ad service (outer) tag.
-pub const TPID_8021AD: u16 = 0x88a8;
-/// Pre-standard QinQ outer tag still used by some switches.
-pub const TPID_QINQ_LEGACY: u16 = 0x9100;
+pub use dhcp_common::frame::{TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY};
 pub const BROADCAST: [u8; 6] = [0xff; 6];
 
 /// One VLAN tag as it appears on the wire.
@@ -40,10 +37,6 @@ pub struct Header {
     pub ethertype: u16,
 }
 
-fn is_tpid(v: u16) -> bool {
-    matches!(v, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY)
-}
-
 impl Header {
     /// Reads the header of `frame`; more than two tags is malformed.
     pub fn parse(frame: &[u8]) -> Result<Header> {
@@ -55,8 +48,8 @@ impl Header {
         h.src.copy_from_slice(&frame[6..12]);
         let mut at = 12;
         let mut ethertype = be16(frame, at);
-        while is_tpid(ethertype) {
-            if h.vlan_count == 2 {
+        while dhcp_common::is_vlan_tpid(ethertype) {
+            if h.vlan_count as usize == dhcp_common::frame::MAX_VLAN_TAGS {
                 return Err(Error::Malformed("more than two VLAN tags"));
             }
             if frame.len() < at + VLAN_TAG_LEN + 2 {

@@ -40,7 +40,7 @@ mod compact;
 mod format;
 mod replay;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod writer;
 
 pub use format::Damage;
@@ -357,9 +357,9 @@ struct AtomicCounters {
 
 /// Test-only fault injection and crash points; empty outside tests.
 #[derive(Debug, Default)]
-struct Hooks {
+pub(crate) struct Hooks {
     #[cfg(test)]
-    t: tests::TestHooks,
+    pub(crate) t: tests::TestHooks,
 }
 
 /// A poisoned lock only means another thread panicked while holding it; the queue is still
@@ -369,6 +369,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
+    fn new(paths: Paths, opts: &JournalOptions, hooks: Arc<Hooks>) -> Core {
+        Core {
+            paths,
+            durability: opts.durability,
+            compact_interval: opts.compact_interval,
+            max_queued: opts.max_queued_bytes,
+            clock: opts.clock,
+            q: Mutex::new(Queue {
+                buf: Vec::with_capacity(64 * RECORD_LEN),
+                queued: 0,
+                written: 0,
+                synced: 0,
+                durable: 0,
+                sync_req: 0,
+                failing: None,
+                last_error: None,
+                drop_logged: false,
+                stop: false,
+                closed: false,
+                writer_idle: false,
+                compact_req: 0,
+                compact_done: 0,
+                compact_result: Ok(()),
+                job_finished: false,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            n: AtomicCounters::default(),
+            hooks,
+            durable: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            bells: Mutex::new(Vec::new()),
+        }
+    }
+
     fn log(&self, msg: core::fmt::Arguments<'_>) {
         log::warn!("lease file {}: {msg}", self.paths.journal.display());
     }
@@ -432,6 +468,15 @@ impl Journal {
         Journal::open_hooked(path, opts, now, Arc::default())
     }
 
+    /// A journal whose writes and syncs tests can fail or hold.
+    #[cfg(test)]
+    pub(crate) fn open_for_test(path: &Path, durability: Durability, now: u32) -> (Journal, Arc<Hooks>) {
+        let hooks = Arc::new(Hooks::default());
+        let opts = JournalOptions { clock: || 0, ..JournalOptions::new(durability, Duration::ZERO) };
+        let (j, _) = Journal::open_hooked(path, opts, now, hooks.clone()).expect("test journal");
+        (j, hooks)
+    }
+
     fn open_hooked(path: &Path, opts: JournalOptions, now: u32, hooks: Arc<Hooks>) -> Result<(Journal, Recovery)> {
         let paths = Paths::new(path);
         let lock_file = lock_exclusive(&paths.lock)?;
@@ -441,109 +486,16 @@ impl Journal {
         }
         let mut state = Replay::default();
         let mut stats = RecoveryStats::default();
-        let ctx = |p: &Path| format!("reading {}", p.display());
-
-        let mut covered = 0;
-        if let Some(l) =
-            replay::load(&paths.snapshot, FileKind::Snapshot, &mut state).with_context(|| ctx(&paths.snapshot))?
-        {
-            covered = l.header.generation;
-            note(&mut stats, &paths.snapshot, &l);
-        }
-        let mut newest = covered;
-        match replay::peek(&paths.old).with_context(|| ctx(&paths.old))? {
-            Some((h, _)) if h.kind == FileKind::Journal && h.generation <= covered => {
-                // The compaction finished but the process stopped before deleting it.
-                fs::remove_file(&paths.old).with_context(|| format!("removing {}", paths.old.display()))?;
-                sync_dir(&paths.dir).with_context(|| format!("syncing {}", paths.dir.display()))?;
-                stats.stale_old_removed = true;
-            }
-            Some(_) => {
-                let l = replay::load(&paths.old, FileKind::Journal, &mut state).with_context(|| ctx(&paths.old))?;
-                if let Some(l) = l {
-                    note(&mut stats, &paths.old, &l);
-                    newest = l.header.generation;
-                    stats.resumed_compaction = true;
-                }
-            }
-            None => remove_if_exists(&paths.old).with_context(|| format!("removing {}", paths.old.display()))?,
-        }
-
-        let (file, generation, good_len) = match replay::peek(&paths.journal).with_context(|| ctx(&paths.journal))? {
-            Some((h, _)) => {
-                if h.kind != FileKind::Journal {
-                    bail!("{}: expected a journal, found a {:?} file", paths.journal.display(), h.kind);
-                }
-                if h.generation <= newest {
-                    bail!(
-                        "{}: journal generation {} is not newer than the snapshot or old journal ({newest}); \
-                         the files do not belong together",
-                        paths.journal.display(),
-                        h.generation
-                    );
-                }
-                let l = replay::load(&paths.journal, FileKind::Journal, &mut state)
-                    .with_context(|| ctx(&paths.journal))?
-                    .context("journal vanished while reading")?;
-                note(&mut stats, &paths.journal, &l);
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&paths.journal)
-                    .with_context(|| format!("opening {}", paths.journal.display()))?;
-                if l.len > l.scan.good_end {
-                    drop_tail(&paths, &file, l.scan.good_end, l.len)?;
-                }
-                (file, h.generation, l.scan.good_end)
-            }
-            None => {
-                let gen = newest + 1;
-                let file = create_journal(&paths, gen, now)
-                    .with_context(|| format!("creating {}", paths.journal.display()))?;
-                (file, gen, HEADER_LEN as u64)
-            }
-        };
+        let newest = replay_older(&paths, &mut state, &mut stats)?;
+        let (file, generation, good_len) = open_current(&paths, newest, now, &mut state, &mut stats)?;
         stats.generation = generation;
-
         let (leases, ended) = state.finish(now);
         drop(state);
         stats.expired_reclaimed = ended;
         stats.bound = leases.iter().filter(|r| r.state == LeaseState::Bound).count();
         stats.quarantined = leases.len() - stats.bound;
 
-        let core = Arc::new(Core {
-            paths,
-            durability: opts.durability,
-            compact_interval: opts.compact_interval,
-            max_queued: opts.max_queued_bytes,
-            clock: opts.clock,
-            q: Mutex::new(Queue {
-                buf: Vec::with_capacity(64 * RECORD_LEN),
-                queued: 0,
-                written: 0,
-                synced: 0,
-                durable: 0,
-                sync_req: 0,
-                failing: None,
-                last_error: None,
-                drop_logged: false,
-                stop: false,
-                closed: false,
-                writer_idle: false,
-                compact_req: 0,
-                compact_done: 0,
-                compact_result: Ok(()),
-                job_finished: false,
-            }),
-            wake: Condvar::new(),
-            done: Condvar::new(),
-            n: AtomicCounters::default(),
-            hooks,
-            durable: AtomicU64::new(0),
-            failing: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            bells: Mutex::new(Vec::new()),
-        });
+        let core = Arc::new(Core::new(paths, &opts, hooks));
         for d in &stats.damage {
             core.log(format_args!(
                 "{}: {} at offset {}: {} bytes after it dropped",
@@ -733,6 +685,83 @@ impl Journal {
     pub fn durability(&self) -> Durability {
         self.h.core.durability
     }
+}
+
+fn reading(p: &Path) -> String {
+    format!("reading {}", p.display())
+}
+
+/// Replays the snapshot and, if a compaction was interrupted, `PATH.old`; returns the newest
+/// generation they cover.
+fn replay_older(paths: &Paths, state: &mut Replay, stats: &mut RecoveryStats) -> Result<u64> {
+    let mut covered = 0;
+    if let Some(l) =
+        replay::load(&paths.snapshot, FileKind::Snapshot, state).with_context(|| reading(&paths.snapshot))?
+    {
+        covered = l.header.generation;
+        note(stats, &paths.snapshot, &l);
+    }
+    match replay::peek(&paths.old).with_context(|| reading(&paths.old))? {
+        Some((h, _)) if h.kind == FileKind::Journal && h.generation <= covered => {
+            // The compaction finished but the process stopped before deleting it.
+            fs::remove_file(&paths.old).with_context(|| format!("removing {}", paths.old.display()))?;
+            sync_dir(&paths.dir).with_context(|| format!("syncing {}", paths.dir.display()))?;
+            stats.stale_old_removed = true;
+            Ok(covered)
+        }
+        Some(_) => match replay::load(&paths.old, FileKind::Journal, state).with_context(|| reading(&paths.old))? {
+            Some(l) => {
+                note(stats, &paths.old, &l);
+                stats.resumed_compaction = true;
+                Ok(l.header.generation)
+            }
+            None => Ok(covered),
+        },
+        None => {
+            remove_if_exists(&paths.old).with_context(|| format!("removing {}", paths.old.display()))?;
+            Ok(covered)
+        }
+    }
+}
+
+/// Replays the journal being appended (cutting a damaged tail), or creates it after `newest`;
+/// returns it open for appending, its generation and where its good records end.
+fn open_current(
+    paths: &Paths,
+    newest: u64,
+    now: u32,
+    state: &mut Replay,
+    stats: &mut RecoveryStats,
+) -> Result<(File, u64, u64)> {
+    let Some((h, _)) = replay::peek(&paths.journal).with_context(|| reading(&paths.journal))? else {
+        let gen = newest + 1;
+        let file = create_journal(paths, gen, now).with_context(|| format!("creating {}", paths.journal.display()))?;
+        return Ok((file, gen, HEADER_LEN as u64));
+    };
+    if h.kind != FileKind::Journal {
+        bail!("{}: expected a journal, found a {:?} file", paths.journal.display(), h.kind);
+    }
+    if h.generation <= newest {
+        bail!(
+            "{}: journal generation {} is not newer than the snapshot or old journal ({newest}); \
+             the files do not belong together",
+            paths.journal.display(),
+            h.generation
+        );
+    }
+    let l = replay::load(&paths.journal, FileKind::Journal, state)
+        .with_context(|| reading(&paths.journal))?
+        .context("journal vanished while reading")?;
+    note(stats, &paths.journal, &l);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&paths.journal)
+        .with_context(|| format!("opening {}", paths.journal.display()))?;
+    if l.len > l.scan.good_end {
+        drop_tail(paths, &file, l.scan.good_end, l.len)?;
+    }
+    Ok((file, h.generation, l.scan.good_end))
 }
 
 /// Reads the lease files of `path` without changing anything (no truncation, no lock): what a

@@ -18,16 +18,28 @@ fn test_clock() -> u32 {
 
 /// Fault injection for the writer and crash points for compaction.
 #[derive(Debug, Default)]
-pub(super) struct TestHooks {
+pub(crate) struct TestHooks {
     fail_writes: AtomicBool,
     /// Bytes a failing write still writes (a disk filling up in the middle of a batch).
     partial: AtomicUsize,
     sync_delay_us: AtomicU64,
+    /// Syncs wait while this is set: a disk that is slow right now.
+    hold_syncs: AtomicBool,
     crash_at: AtomicU8,
     fd: AtomicI32,
 }
 
 impl TestHooks {
+    /// Makes writes fail (`ENOSPC`) or succeed again.
+    pub(crate) fn fail_writes(&self, fail: bool) {
+        self.fail_writes.store(fail, Ordering::SeqCst);
+    }
+
+    /// Holds every sync until released.
+    pub(crate) fn hold_syncs(&self, hold: bool) {
+        self.hold_syncs.store(hold, Ordering::SeqCst);
+    }
+
     pub(super) fn set_fd(&self, f: &File) {
         self.fd.store(f.as_raw_fd(), Ordering::SeqCst);
     }
@@ -42,6 +54,9 @@ impl TestHooks {
     }
 
     pub(super) fn before_sync(&self) {
+        while self.hold_syncs.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let us = self.sync_delay_us.load(Ordering::SeqCst);
         if us > 0 {
             std::thread::sleep(Duration::from_micros(us));
@@ -54,10 +69,10 @@ impl TestHooks {
 }
 
 /// A directory removed at the end of the test.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
         let d = std::env::temp_dir().join(format!(
             "xdhcpd-journal-{name}-{}-{}",
@@ -69,7 +84,7 @@ impl TempDir {
         TempDir(d)
     }
 
-    fn file(&self) -> PathBuf {
+    pub(crate) fn file(&self) -> PathBuf {
         self.0.join("leases")
     }
 }
