@@ -1,20 +1,23 @@
 //! The XDP steering program. For every frame on the interface: Ethernet with up to two VLAN
-//! tags, IPv4 with any header length, UDP to port 67 → the AF_XDP socket of the worker that owns
-//! the client (`dhcp_common::owner`, the same choice the classic-BPF filter and user space
-//! make). Everything else goes to the kernel untouched (ARP, ICMP, SSH, fragments), so the host
-//! stays reachable. Every offset, port and tag type comes from `dhcp_common`.
+//! tags, IPv4 with any header length, UDP to port 67 for this host (the limited broadcast or one
+//! of its addresses) → the AF_XDP socket of the worker that owns the client
+//! (`dhcp_common::owner_of_message`: the client identifier, else `chaddr`, under a keyed hash;
+//! the same choice the classic-BPF filter and user space make). Everything else goes to the
+//! kernel untouched (ARP, ICMP, SSH, DHCP in transit to other servers), so the host stays
+//! reachable. Every offset, port and tag type comes from `dhcp_common`.
 //!
-//! Built for `bpfel-unknown-none` by `dhcp-user`'s build script (aya-build).
+//! Built for `bpfel-unknown-none` by `dhcp-io`'s build script (aya-build).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::macros::{map, xdp};
-use aya_ebpf::maps::{Array, PerCpuArray, XskMap};
+use aya_ebpf::maps::{Array, HashMap, PerCpuArray, XskMap};
 use aya_ebpf::programs::XdpContext;
 use aya_log_ebpf::debug;
 use dhcp_common::frame::*;
-use dhcp_common::{bootp, client_hash, config, counter, is_vlan_tpid, owner, socket_slot, MAX_SOCKETS, SERVER_PORT};
+use dhcp_common::{bootp, config, counter, is_vlan_tpid, message_hash, owner, socket_slot, Message, MAX_SOCKETS};
+use dhcp_common::{MAX_ADDRESSES, SERVER_PORT};
 
 /// Worker sockets, by slot (see `dhcp_common::socket_slot`).
 #[map]
@@ -23,6 +26,10 @@ static SOCKETS: XskMap = XskMap::with_max_entries(MAX_SOCKETS, 0);
 /// Settings from user space (`dhcp_common::config`).
 #[map]
 static CONFIG: Array<u32> = Array::with_max_entries(config::LEN, 0);
+
+/// This host's IPv4 addresses (network byte order, as in the header), for `config::ONLY_OURS`.
+#[map]
+static ADDRESSES: HashMap<u32, u8> = HashMap::with_max_entries(MAX_ADDRESSES, 0);
 
 /// Per-CPU counters (`dhcp_common::counter`): no atomic operations on the fast path.
 #[map]
@@ -37,17 +44,50 @@ fn count(slot: u32) {
     }
 }
 
+#[inline(always)]
+fn setting(slot: u32) -> u32 {
+    CONFIG.get(slot).copied().unwrap_or(0)
+}
+
 /// Reads a `T` at `offset` from the start of the frame, if the frame is long enough. The bound
 /// check right before the read is what the verifier needs to accept it.
 #[inline(always)]
 fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
     let start = ctx.data();
-    if start + offset + core::mem::size_of::<T>() > ctx.data_end() {
+    // Hidden from the optimiser: it would turn `p + 1 > end` into `p >= end`, a form from
+    // which the verifier learns nothing about `p` when `offset` varies.
+    let size = core::hint::black_box(core::mem::size_of::<T>());
+    if start + offset + size > ctx.data_end() {
         return None;
     }
     // SAFETY: the range [start + offset, start + offset + size_of::<T>()) is inside the frame,
     // checked just above; `read_unaligned` has no alignment requirement.
     Some(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+}
+
+/// The DHCP message inside the frame, for the steering contract's walk: `len` bytes from
+/// `start`, each read behind its own bounds check.
+struct Dhcp<'a> {
+    ctx: &'a XdpContext,
+    start: usize,
+    len: usize,
+}
+
+impl Message for Dhcp<'_> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn byte(&self, at: usize) -> Option<u8> {
+        // Masked so the verifier sees a bounded offset (no DHCP message is longer).
+        let at = at & 0x1fff;
+        if at >= self.len {
+            return None;
+        }
+        load::<u8>(self.ctx, self.start + at)
+    }
 }
 
 #[xdp]
@@ -62,16 +102,45 @@ fn dhcp_steer(ctx: XdpContext) -> u32 {
     }
 }
 
-/// `None`: not DHCP to port 67, pass it on.
+/// `None`: not DHCP to the steered port, pass it on.
 #[inline(always)]
 fn steer(ctx: &XdpContext) -> Option<u32> {
-    // Map lookups first: after a helper call the verifier no longer trusts packet bounds that
-    // the compiler considers already checked.
-    let port = match CONFIG.get(config::PORT).copied().unwrap_or(0) {
+    let port = match setting(config::PORT) {
         0 => SERVER_PORT,
         p => p as u16,
     };
-    // Up to MAX_VLAN_TAGS (two) tags, written out: the verifier likes straight lines.
+    let l3 = l3_offset(ctx)?;
+    let version_ihl = load::<u8>(ctx, l3)?;
+    let ihl = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || load::<u8>(ctx, l3 + IPV4_PROTOCOL)? != PROTOCOL_UDP {
+        return None;
+    }
+    // A later fragment carries no UDP header: nothing to recognise it by.
+    let fragment = u16::from_be(load::<u16>(ctx, l3 + IPV4_FRAGMENT)?) & IPV4_FRAGMENT_MASK;
+    if fragment & 0x1fff != 0 {
+        return None;
+    }
+    let l4 = l3 + ihl;
+    if u16::from_be(load::<u16>(ctx, l4 + UDP_DST_PORT)?) != port {
+        return None;
+    }
+    if setting(config::ONLY_OURS) != 0 && !for_us(load::<u32>(ctx, l3 + IPV4_DST)?) {
+        count(counter::NOT_OURS);
+        return Some(XDP_PASS);
+    }
+    if fragment != 0 {
+        // The first fragment of a datagram for us: reassembled, it would reach no socket of
+        // this path. Dropped and counted (xdp-fragment-dropped).
+        count(counter::FRAGMENT);
+        return Some(XDP_DROP);
+    }
+    Some(redirect(ctx, l4))
+}
+
+/// Offset of the IPv4 header after up to `MAX_VLAN_TAGS` (two) tags, written out: the verifier
+/// likes straight lines. `None` when the frame does not carry IPv4.
+#[inline(always)]
+fn l3_offset(ctx: &XdpContext) -> Option<usize> {
     let mut l3 = ETH_HLEN;
     let mut ethertype = u16::from_be(load::<u16>(ctx, ETHERTYPE)?);
     if is_vlan_tpid(ethertype) {
@@ -82,42 +151,38 @@ fn steer(ctx: &XdpContext) -> Option<u32> {
             l3 += VLAN_TAG_LEN;
         }
     }
-    if ethertype != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let version_ihl = load::<u8>(ctx, l3)?;
-    let ihl = ((version_ihl & 0x0f) as usize) * 4;
-    if version_ihl >> 4 != 4 || ihl < IPV4_MIN_HLEN {
-        return None;
-    }
-    if load::<u8>(ctx, l3 + IPV4_PROTOCOL)? != PROTOCOL_UDP {
-        return None;
-    }
-    let l4 = l3 + ihl;
-    if u16::from_be(load::<u16>(ctx, l4 + UDP_DST_PORT)?) != port {
-        return None;
-    }
-    // More fragments, or a non-zero offset: the kernel reassembles, its UDP socket path serves.
-    if u16::from_be(load::<u16>(ctx, l3 + IPV4_FRAGMENT)?) & IPV4_FRAGMENT_MASK != 0 {
-        count(counter::FRAGMENT);
-        return Some(XDP_PASS);
-    }
-    let dhcp = l4 + UDP_HLEN;
-    if ctx.data() + dhcp + bootp::MIN_LEN > ctx.data_end() {
+    (ethertype == ETHERTYPE_IPV4).then_some(l3)
+}
+
+/// The limited broadcast, or an address of this host.
+#[inline(always)]
+fn for_us(dst: u32) -> bool {
+    dst == u32::MAX || ADDRESSES.get_ptr(dst).is_some()
+}
+
+/// Sends a DHCP datagram (UDP header at `l4`) to the socket of the worker that owns its client.
+#[inline(always)]
+fn redirect(ctx: &XdpContext, l4: usize) -> u32 {
+    let start = l4 + UDP_HLEN;
+    let udp_len = match load::<u16>(ctx, l4 + UDP_LEN) {
+        Some(l) => u16::from_be(l) as usize,
+        None => return XDP_PASS,
+    };
+    if udp_len < UDP_HLEN + bootp::MIN_LEN || ctx.data() + start + bootp::MIN_LEN > ctx.data_end() {
         count(counter::DROPPED_SHORT);
-        // aya-log: shown by xdhcpd with XDHCPD_LOG=debug.
         debug!(ctx, "dropped a frame to port 67 too short for DHCP: {} bytes", ctx.data_end() - ctx.data());
-        return Some(XDP_DROP);
+        return XDP_DROP;
     }
-    let mac = load::<[u8; 6]>(ctx, dhcp + bootp::CHADDR)?;
-    let per_queue = CONFIG.get(config::SOCKETS_PER_QUEUE).copied().unwrap_or(0);
+    let per_queue = setting(config::SOCKETS_PER_QUEUE);
     if per_queue == 0 {
         count(counter::NO_SOCKET);
-        return Some(XDP_PASS);
+        return XDP_PASS;
     }
-    let slot = socket_slot(ctx.rx_queue_index(), per_queue, owner(client_hash(&mac), per_queue));
+    let msg = Dhcp { ctx, start, len: udp_len - UDP_HLEN };
+    let worker = owner(message_hash(&msg, setting(config::HASH_KEY)), per_queue);
+    let slot = socket_slot(ctx.rx_queue_index(), per_queue, worker);
     // An empty slot falls back to XDP_PASS (the flags' low bits), so the kernel still sees it.
-    Some(match SOCKETS.redirect(slot, XDP_PASS as u64) {
+    match SOCKETS.redirect(slot, XDP_PASS as u64) {
         Ok(action) => {
             count(counter::REDIRECTED);
             action
@@ -126,7 +191,7 @@ fn steer(ctx: &XdpContext) -> Option<u32> {
             count(counter::NO_SOCKET);
             action
         }
-    })
+    }
 }
 
 #[cfg(not(test))]

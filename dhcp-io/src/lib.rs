@@ -11,13 +11,15 @@
 //! - [`xsk`]: the kernel-bypass path: AF_XDP sockets on one shared UMEM per receive queue,
 //!   replies written in place in the received frame.
 //! - [`udp`]: the socket path: one `SO_REUSEPORT` socket per worker and interface, a classic-BPF
-//!   program picking the worker; `AF_PACKET` for replies to clients without an address.
+//!   program ([`cbpf`]) picking the worker; `AF_PACKET` for replies to clients without an
+//!   address.
 //! - [`xdp`]: loads and attaches the steering program (`dhcp-ebpf`) that feeds [`xsk`].
 //! - [`sys`]: small system-call helpers (waiting, CPU pinning, interfaces, a doorbell).
 //!
 //! Must never: decide anything about DHCP beyond where a reply's frame goes, allocate per
 //! packet, or block except in [`PacketIo::wait`].
 
+pub mod cbpf;
 pub mod sys;
 pub mod udp;
 pub mod xdp;

@@ -104,6 +104,23 @@ pub fn mac_address(name: &str) -> io::Result<[u8; 6]> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no hardware address for {name}")))
 }
 
+/// Every IPv4 address of this host (of the calling thread's network namespace), with the
+/// directed broadcast address of each: where datagrams for this host may be sent.
+pub fn host_ipv4_addresses() -> io::Result<Vec<std::net::Ipv4Addr>> {
+    let mut out = Vec::new();
+    for a in nix::ifaddrs::getifaddrs().map_err(io::Error::from)? {
+        for sa in [a.address, a.broadcast].into_iter().flatten() {
+            if let Some(sin) = sa.as_sockaddr_in() {
+                let ip = sin.ip();
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Number of receive queues of an interface (from sysfs; 1 when it does not say).
 pub fn rx_queues(name: &str) -> u32 {
     std::fs::read_dir(format!("/sys/class/net/{name}/queues"))

@@ -1,8 +1,8 @@
 //! udp: the socket path, for hosts or interfaces without XDP, and its [`PacketIo`].
 //!
 //! Per interface, each worker has its own UDP socket on port 67 (`SO_REUSEPORT`,
-//! `SO_BINDTODEVICE`). A classic BPF program attached to the group picks the socket with the
-//! steering contract's [`dhcp_common::owner_of_message`], so each client always reaches the
+//! `SO_BINDTODEVICE`). A classic BPF program ([`crate::cbpf`]) attached to the group picks the
+//! socket with the steering contract's [`dhcp_common::owner_of_message`], so each client always reaches the
 //! same worker without any hand-off between threads (the kernel's own reuseport hash would put
 //! every DISCOVER on one socket: they all share 0.0.0.0:68 → 255.255.255.255:67). Messages move
 //! in batches (`recvmmsg`/`sendmmsg`) through a pool of buffer slots, so a reply may wait (for
@@ -14,7 +14,7 @@
 
 use crate::sys::{self, check, setsockopt, sockaddr_in, Doorbell};
 use crate::{reply_mac, Datagram, PacketIo, RecvMeta, Transmit, Unusable, BATCH, MAX_MESSAGE};
-use dhcp_common::{bootp, HASH_MULTIPLIER, HASH_SHIFT, SERVER_PORT};
+use dhcp_common::SERVER_PORT;
 use dhcp_core::engine::{Destination, InterfaceId};
 use dhcp_core::wire::{ipv4, udp as udp_wire};
 use std::io;
@@ -27,22 +27,6 @@ use std::time::Duration;
 const SLOTS: usize = 1024;
 /// Largest datagram received (longer ones are cut and then refused by the engine).
 const MAX_DATAGRAM: usize = 1500;
-
-/// Classic BPF for `SO_ATTACH_REUSEPORT_CBPF`: returns the index of the socket (the worker)
-/// for a message. The program sees the UDP payload (the kernel pulls the UDP header first). It
-/// computes exactly [`dhcp_common::owner_of_message`]; `tests/steering.rs` checks it on a real
-/// reuseport group.
-fn steering_program(workers: u32) -> [libc::sock_filter; 5] {
-    let op = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
-    [
-        // The last four bytes of chaddr[0..6], as `client_hash` reads them.
-        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, bootp::CHADDR as u32 + 2),
-        op(libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K, HASH_MULTIPLIER),
-        op(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, HASH_SHIFT),
-        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, workers),
-        op(libc::BPF_RET | libc::BPF_A, 0),
-    ]
-}
 
 /// One worker's sockets on one interface.
 #[derive(Debug)]
@@ -65,8 +49,8 @@ impl Port {
 
 /// Opens port 67 on `interface` for `workers` workers: one [`Port`] per worker, in worker
 /// order (the BPF program's socket index is the worker number). `id` is the interface's number
-/// in the configuration.
-pub fn open_ports(interface: &str, id: Option<InterfaceId>, workers: u32) -> io::Result<Vec<Port>> {
+/// in the configuration; `key` the steering hash's.
+pub fn open_ports(interface: &str, id: Option<InterfaceId>, workers: u32, key: u32) -> io::Result<Vec<Port>> {
     let ifindex = sys::if_index(interface)?;
     let mut ports = Vec::with_capacity(workers as usize);
     for _ in 0..workers {
@@ -81,7 +65,7 @@ pub fn open_ports(interface: &str, id: Option<InterfaceId>, workers: u32) -> io:
         ports.push(Port { name: interface.to_string(), ifindex, interface: id, udp, raw });
     }
     if workers > 1 {
-        let mut program = steering_program(workers);
+        let mut program = crate::cbpf::steering_program(workers, key);
         let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
         let fd = ports[0].udp.as_raw_fd();
         setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &fprog, "SO_ATTACH_REUSEPORT_CBPF")?;

@@ -127,6 +127,26 @@ impl Steering {
         Ok(())
     }
 
+    /// Keys the steering hash (`dhcp_common::steering_hash`): the same key the workers use.
+    pub fn set_hash_key(&mut self, key: u32) -> Result<()> {
+        self.set(config::HASH_KEY, key)
+    }
+
+    /// Steers only datagrams for this host: to the limited broadcast or to one of `addresses`
+    /// (and passes the rest, DHCP in transit to other servers, to the kernel).
+    pub fn only_for(&mut self, addresses: &[std::net::Ipv4Addr]) -> Result<()> {
+        if addresses.len() > dhcp_common::MAX_ADDRESSES as usize {
+            bail!("{} addresses on this host; the XDP program holds {}", addresses.len(), dhcp_common::MAX_ADDRESSES);
+        }
+        let map = self.ebpf.map_mut("ADDRESSES").context("XDP object has no ADDRESSES map")?;
+        let mut map: aya::maps::HashMap<&mut MapData, u32, u8> = aya::maps::HashMap::try_from(map)?;
+        for a in addresses {
+            // The program compares the header's bytes as they are: network order.
+            map.insert(u32::from_ne_bytes(a.octets()), 1, 0)?;
+        }
+        self.set(config::ONLY_OURS, 1)
+    }
+
     /// Registers every owner's sockets (`sockets[owner]`, one per receive queue) in the slots
     /// the program picks them from, then starts steering to them. Until then DHCP goes to the
     /// kernel.

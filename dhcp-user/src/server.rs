@@ -21,7 +21,8 @@ use std::thread::JoinHandle;
 /// Runs the server. Returns after a stop signal, once the journal is flushed.
 pub fn run(cfg: ServerConfig) -> Result<()> {
     let workers = cfg.server.workers.clamp(1, 1024) as u32;
-    let shared = Arc::new(Shared::new(&cfg.engine, workers).context("configuration")?);
+    let key = steering_key(&cfg.server)?;
+    let shared = Arc::new(Shared::new(&cfg.engine, workers).context("configuration")?.with_steering_key(key));
     let (engines, journal) = recover(&cfg.server, &shared, workers)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -46,6 +47,15 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
     Ok(())
 }
 
+/// The steering hash's key: kept beside the lease file (recovered leases must go to the
+/// workers that will see their clients), else new for this run.
+fn steering_key(s: &ServerSettings) -> Result<u32> {
+    match &s.lease_file {
+        Some(path) => crate::journal::steering_key(path).with_context(|| format!("steering key of {}", path.display())),
+        None => Ok(crate::journal::random_u32()),
+    }
+}
+
 /// One engine per worker, with the leases of the lease file restored into the engine of the
 /// worker that owns each client, and the journal that goes on recording them.
 pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result<(Vec<Engine>, Option<Journal>)> {
@@ -61,7 +71,7 @@ pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result
         .with_context(|| format!("opening lease file {}", path.display()))?;
     let (mut restored, mut refused) = (0, 0);
     for r in &recovery.leases {
-        let w = dhcp_common::owner(dhcp_common::client_hash(&r.mac), workers) as usize;
+        let w = dhcp_common::owner(lease_hash(r, shared.steering_key()), workers) as usize;
         match engines[w].restore(now, r.client, r.mac, r.ip, r.expires, r.state) {
             Ok(()) => restored += 1,
             Err(e) => {
@@ -72,6 +82,17 @@ pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result
     }
     log::info!("lease file {}: {restored} leases restored, {refused} refused, {}", path.display(), recovery.summary());
     Ok((engines, Some(journal)))
+}
+
+/// The steering hash of a recovered lease's client: its client identifier when the record
+/// holds it whole, else its hardware address.
+fn lease_hash(r: &crate::journal::Recovered, key: u32) -> u32 {
+    match r.client.inline_bytes() {
+        Some(id) if r.client.is_client_id() => {
+            dhcp_common::steering_hash(key, &id[..id.len().min(dhcp_common::identity::MAX_HASHED)])
+        }
+        _ => dhcp_common::steering_hash(key, &r.mac),
+    }
 }
 
 /// What every worker gets besides its engine and its sockets.
@@ -207,7 +228,7 @@ impl Path {
 fn open_udp(interfaces: &[String], shared: &Shared, workers: u32) -> Result<Path> {
     let mut per_worker: Vec<Vec<udp::Port>> = (0..workers).map(|_| Vec::new()).collect();
     for name in interfaces {
-        let ports = udp::open_ports(name, shared.interface_id(name), workers)
+        let ports = udp::open_ports(name, shared.interface_id(name), workers, shared.steering_key())
             .with_context(|| format!("opening port 67 on {name}"))?;
         for (w, port) in ports.into_iter().enumerate() {
             per_worker[w].push(port);
@@ -238,6 +259,9 @@ impl XdpPath {
             xsk::open(name, workers, xsk::Options::default()).with_context(|| format!("AF_XDP sockets on {name}"))?;
         let mut steering = Steering::attach(name, dhcp_common::SERVER_PORT)?;
         steering.forward_log()?;
+        steering.set_hash_key(shared.steering_key())?;
+        let ours = dhcp_io::sys::host_ipv4_addresses().context("this host's addresses")?;
+        steering.only_for(&ours)?;
         steering.register(&set.sockets)?;
         let mac = dhcp_io::sys::mac_address(name).with_context(|| format!("hardware address of {name}"))?;
         let iface = shared.interface_id(name);

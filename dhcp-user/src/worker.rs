@@ -97,6 +97,8 @@ pub struct Worker<I: PacketIo> {
     /// This worker's number: the clients it owns (`dhcp_common::owner`).
     id: u32,
     workers: u32,
+    /// The steering hash's key (the engine's configuration holds it).
+    key: u32,
     engine: Engine,
     io: I,
     journal: Option<Journal>,
@@ -130,6 +132,7 @@ impl<I: PacketIo> Worker<I> {
         Ok(Worker {
             id,
             workers,
+            key: engine.shared().steering_key(),
             engine,
             io,
             journal,
@@ -229,7 +232,7 @@ impl<I: PacketIo> Worker<I> {
         };
         // The kernel hands a broadcast to every socket of a reuseport group, not only to the
         // one the BPF program would pick: each worker keeps its own clients.
-        if dhcp_common::owner_of_message(d.request, self.workers) != self.id {
+        if dhcp_common::owner_of_message(d.request, self.workers, self.key) != self.id {
             self.report.not_mine += 1;
             return None;
         }

@@ -103,6 +103,8 @@ pub struct Shared {
     pub(super) authoritative: bool,
     pub(super) rapid_commit: bool,
     workers: u32,
+    /// Key of the steering hash (`dhcp_common::steering_hash`) that picks each client's worker.
+    steering_key: u32,
 }
 
 fn encode_ips(ips: &[Ipv4Addr]) -> Box<[u8]> {
@@ -212,6 +214,7 @@ impl Shared {
             authoritative: cfg.authoritative,
             rapid_commit: cfg.rapid_commit,
             workers: workers.max(1),
+            steering_key: 0,
         })
     }
 
@@ -234,6 +237,17 @@ impl Shared {
         &self.server_ids
     }
 
+    /// The same configuration with the steering hash keyed by `key` (a random one per
+    /// installation: a flood of made-up identities cannot be aimed at one worker).
+    pub fn with_steering_key(mut self, key: u32) -> Shared {
+        self.steering_key = key;
+        self
+    }
+
+    pub fn steering_key(&self) -> u32 {
+        self.steering_key
+    }
+
     pub fn workers(&self) -> u32 {
         self.workers
     }
@@ -242,7 +256,7 @@ impl Shared {
     /// [`dhcp_common::owner_of_message`], the choice the XDP program and the UDP path's
     /// classic-BPF filter make.
     pub fn worker_of(&self, msg: &[u8]) -> usize {
-        dhcp_common::owner_of_message(msg, self.workers) as usize
+        dhcp_common::owner_of_message(msg, self.workers, self.steering_key) as usize
     }
 
     pub(super) fn subnet(&self, sid: u16) -> &SubnetRt {

@@ -266,6 +266,7 @@ struct Paths {
     tmp: PathBuf,
     next: PathBuf,
     lock: PathBuf,
+    key: PathBuf,
     corrupt: PathBuf,
     dir: PathBuf,
 }
@@ -288,6 +289,7 @@ impl Paths {
             tmp: with(".snapshot.tmp"),
             next: with(".next"),
             lock: with(".lock"),
+            key: with(".key"),
             corrupt: with(".corrupt"),
             dir,
         }
@@ -762,6 +764,33 @@ fn open_current(
         drop_tail(paths, &file, l.scan.good_end, l.len)?;
     }
     Ok((file, h.generation, l.scan.good_end))
+}
+
+/// A random 32-bit number (from the operating system's randomness, through std's hasher keys).
+pub fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0x5eed_u64) as u32
+}
+
+/// The key of the steering hash kept in `PATH.key` beside lease file `path` (eight hex digits),
+/// made on first use: the workers that own recovered leases must be found again after a
+/// restart. Readable by the server's user only.
+pub fn steering_key(path: &Path) -> io::Result<u32> {
+    let file = Paths::new(path).key;
+    match fs::read_to_string(&file) {
+        Ok(text) => u32::from_str_radix(text.trim(), 16)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let key = random_u32();
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file)?;
+            f.write_all(format!("{key:08x}\n").as_bytes())?;
+            f.sync_all()?;
+            sync_dir(&Paths::new(path).dir)?;
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads the lease files of `path` without changing anything (no truncation, no lock): what a
