@@ -837,14 +837,14 @@ impl<'c> Gen<'c> {
         if l2.ethertype != ether::ETHERTYPE_IPV4 {
             return Unframed::Bad;
         }
-        let Ok(ip) = ipv4::Packet::new_checked(&f[at..]) else { return Unframed::Bad };
+        let Ok(ip) = ipv4::Ipv4Packet::new_checked(&f[at..]) else { return Unframed::Bad };
         if ip.protocol() != ipv4::PROTOCOL_UDP || ip.is_fragment() {
             return Unframed::Bad;
         }
         // UDP checksums are not verified: over veth a frame from a local socket arrives with
         // the checksum left to an offload that never happens (CHECKSUM_PARTIAL).
         let u_at = at + ip.header_len();
-        let Ok(u) = udp::Packet::new_checked(&f[u_at..at + ip.total_len() as usize]) else { return Unframed::Bad };
+        let Ok(u) = udp::UdpPacket::new_checked(&f[u_at..at + ip.total_len() as usize]) else { return Unframed::Bad };
         Unframed::Dhcp { start: u_at + udp::HEADER_LEN, end: u_at + u.len() as usize, src: l2.src }
     }
 
@@ -867,7 +867,7 @@ impl<'c> Gen<'c> {
     }
 
     fn on_reply(&mut self, msg: &[u8], src_mac: Option<[u8; 6]>, now: u64) {
-        let Ok(p) = dhcp::Packet::new_checked(msg) else {
+        let Ok(p) = dhcp::DhcpPacket::new_checked(msg) else {
             self.c.malformed += 1;
             return;
         };

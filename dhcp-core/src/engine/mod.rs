@@ -199,7 +199,7 @@ struct State {
 
 /// The parts of a request the handlers use.
 struct Request<'a> {
-    pkt: dhcp::Packet<&'a [u8]>,
+    pkt: dhcp::DhcpPacket<&'a [u8]>,
     opts: wire::options::Options<'a>,
     key: ClientKey,
     mac: [u8; 6],
@@ -335,7 +335,7 @@ impl Engine {
         out: &mut [u8],
         events: &mut Vec<LeaseEvent>,
     ) -> Outcome {
-        let pkt = match dhcp::Packet::new_checked(msg) {
+        let pkt = match dhcp::DhcpPacket::new_checked(msg) {
             Ok(p) => p,
             Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
         };

@@ -658,7 +658,7 @@ fn workers_sharing_the_address_space_never_collide() {
         let msg = c.discover();
         let w = shared.worker_of(&msg);
         if let Outcome::Reply(r) = engines[w].handle(T0, &Ingress::broadcast(None), &msg, &mut out, &mut events) {
-            let yi = dhcp::Packet::new_checked(&out[..r.len]).unwrap().yiaddr();
+            let yi = dhcp::DhcpPacket::new_checked(&out[..r.len]).unwrap().yiaddr();
             assert!(given.insert(yi, n).is_none(), "{yi} given twice");
         }
     }
