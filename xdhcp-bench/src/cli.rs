@@ -1,7 +1,7 @@
 //! The `xdhcp-bench` command line: the generator (the default command) and `reflector`, and
 //! what running each from the command line takes (transport, CPU pinning, signals, output).
 
-use super::gen::{self, Config, Scenario};
+use super::gen::{self, RunConfig, Scenario};
 use super::packet::{PacketSocket, Role, Rx};
 use super::reflector::{self, ReflectorConfig};
 use super::relay::RelaySocket;
@@ -21,15 +21,15 @@ use std::time::Duration;
 /// through relay agents, with correctness checks on every reply.
 #[derive(Debug, Parser)]
 #[command(name = "xdhcp-bench", version, args_conflicts_with_subcommands = true)]
-pub struct Cli {
+pub struct BenchCli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<BenchCommand>,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum BenchCommand {
     /// Answer every DISCOVER/REQUEST/INFORM frame on an interface with a canned OFFER/ACK,
     /// keeping no state: the I/O ceiling for the generator's traffic.
     Reflector(ReflectorArgs),
@@ -160,7 +160,7 @@ pub struct ReflectorArgs {
 
 impl RunArgs {
     /// The generator configuration these options describe, checked.
-    pub fn config(&self) -> Result<Config> {
+    pub fn config(&self) -> Result<RunConfig> {
         if self.relays.is_empty() && self.interface.is_none() {
             bail!("direct mode needs --interface; relay mode needs --relay and --server");
         }
@@ -189,7 +189,7 @@ impl RunArgs {
             (None, None, false) => Some(Duration::from_secs(10)),
             _ => None,
         };
-        Ok(Config {
+        Ok(RunConfig {
             scenario: self.scenario,
             clients: self.clients,
             first_client: self.first_client,
@@ -298,9 +298,9 @@ pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
 
 /// The whole binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = BenchCli::parse();
     let r = match &cli.command {
-        Some(Command::Reflector(a)) => reflect(a),
+        Some(BenchCommand::Reflector(a)) => reflect(a),
         None => generate(&cli.run),
     };
     r.unwrap_or_else(|e| {

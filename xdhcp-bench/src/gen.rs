@@ -80,7 +80,7 @@ impl Scenario {
 
 /// How to run the generator.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct RunConfig {
     pub scenario: Scenario,
     /// Distinct clients (`-R`).
     pub clients: u32,
@@ -119,9 +119,9 @@ pub struct Config {
     pub progress: bool,
 }
 
-impl Default for Config {
-    fn default() -> Config {
-        Config {
+impl Default for RunConfig {
+    fn default() -> RunConfig {
+        RunConfig {
             scenario: Scenario::Dora,
             clients: 1000,
             first_client: 0,
@@ -145,7 +145,7 @@ impl Default for Config {
 
 /// A timed request/reply exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ExchangeKind {
     DiscoverOffer = 0,
     RequestAck = 1,
     RenewAck = 2,
@@ -154,16 +154,22 @@ pub enum Kind {
     ProbeOffer = 4,
 }
 
-pub const KINDS: [Kind; 5] = [Kind::DiscoverOffer, Kind::RequestAck, Kind::RenewAck, Kind::InformAck, Kind::ProbeOffer];
+pub const EXCHANGE_KINDS: [ExchangeKind; 5] = [
+    ExchangeKind::DiscoverOffer,
+    ExchangeKind::RequestAck,
+    ExchangeKind::RenewAck,
+    ExchangeKind::InformAck,
+    ExchangeKind::ProbeOffer,
+];
 
-impl Kind {
+impl ExchangeKind {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::DiscoverOffer => "DISCOVER-OFFER",
-            Kind::RequestAck => "REQUEST-ACK",
-            Kind::RenewAck => "RENEW-ACK",
-            Kind::InformAck => "INFORM-ACK",
-            Kind::ProbeOffer => "PROBE-OFFER",
+            ExchangeKind::DiscoverOffer => "DISCOVER-OFFER",
+            ExchangeKind::RequestAck => "REQUEST-ACK",
+            ExchangeKind::RenewAck => "RENEW-ACK",
+            ExchangeKind::InformAck => "INFORM-ACK",
+            ExchangeKind::ProbeOffer => "PROBE-OFFER",
         }
     }
 }
@@ -185,7 +191,7 @@ pub struct ExchangeStats {
 
 /// Everything counted during a run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Counters {
+pub struct RunCounters {
     /// Exchanges started (the scenario's first message, or a renewal/inform/release).
     pub initiated: u64,
     /// DHCP messages sent (all kinds, retransmissions included).
@@ -232,7 +238,7 @@ pub struct Counters {
     pub probes_starved: u64,
 }
 
-impl Counters {
+impl RunCounters {
     /// Replies that matched no outstanding request.
     pub fn unexpected(&self) -> u64 {
         self.unknown_client + self.stale_xid + self.wrong_type
@@ -270,17 +276,17 @@ pub struct Duplicate {
 
 /// The result of a run.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct RunOutcome {
     /// Seconds from the start until exchanges stopped being started (the measurement window
     /// for rates); for once-through scenarios, until every client was done.
     pub run_secs: f64,
     /// Seconds until the last outstanding request was answered or timed out.
     pub total_secs: f64,
     /// Counts when exchanges stopped being started (rates use these).
-    pub at_run_end: Counters,
+    pub at_run_end: RunCounters,
     /// Counts at the end.
-    pub counters: Counters,
-    pub exchanges: Vec<(Kind, ExchangeStats)>,
+    pub counters: RunCounters,
+    pub exchanges: Vec<(ExchangeKind, ExchangeStats)>,
     pub series: Vec<Sample>,
     /// The first duplicates found (up to 16).
     pub duplicates: Vec<Duplicate>,
@@ -425,7 +431,7 @@ enum Stage {
 }
 
 struct Gen<'c> {
-    cfg: &'c Config,
+    cfg: &'c RunConfig,
     framing: Framing,
     clients: Vec<Client>,
     /// Clients `0..main` run the scenario; `main..clients.len()` are `foreign` probes.
@@ -437,7 +443,7 @@ struct Gen<'c> {
     servers: Vec<Server>,
     stats: [ExchangeStats; 5],
     interval: Histogram,
-    c: Counters,
+    c: RunCounters,
     outstanding: u64,
     cursor: u32,
     cursor_end: u32,
@@ -460,7 +466,7 @@ fn micros(start: Instant) -> u64 {
 }
 
 impl<'c> Gen<'c> {
-    fn new(cfg: &'c Config, framing: Framing) -> Gen<'c> {
+    fn new(cfg: &'c RunConfig, framing: Framing) -> Gen<'c> {
         let foreign_ppm = (cfg.foreign_share.clamp(0.0, 1.0) * 1e6) as u64;
         let main = cfg.clients.clamp(1, HOLDER - 1);
         let foreign = if cfg.scenario == Scenario::Foreign { main as u64 * foreign_ppm / 1_000_000 } else { 0 };
@@ -488,7 +494,7 @@ impl<'c> Gen<'c> {
             servers: Vec::with_capacity(MAX_SERVERS),
             stats: Default::default(),
             interval: Histogram::default(),
-            c: Counters::default(),
+            c: RunCounters::default(),
             outstanding: 0,
             cursor: 0,
             cursor_end: main,
@@ -525,13 +531,13 @@ impl<'c> Gen<'c> {
             && (n as u64 + 1) * self.foreign_ppm / 1_000_000 > n as u64 * self.foreign_ppm / 1_000_000
     }
 
-    fn kind(&self, n: u32, phase: u8) -> Kind {
+    fn kind(&self, n: u32, phase: u8) -> ExchangeKind {
         match phase {
-            DISCOVER if self.is_probe(n) => Kind::ProbeOffer,
-            DISCOVER => Kind::DiscoverOffer,
-            REQUEST => Kind::RequestAck,
-            RENEW => Kind::RenewAck,
-            _ => Kind::InformAck,
+            DISCOVER if self.is_probe(n) => ExchangeKind::ProbeOffer,
+            DISCOVER => ExchangeKind::DiscoverOffer,
+            REQUEST => ExchangeKind::RequestAck,
+            RENEW => ExchangeKind::RenewAck,
+            _ => ExchangeKind::InformAck,
         }
     }
 
@@ -1151,14 +1157,14 @@ impl<'c> Gen<'c> {
 
 /// Runs the generator over `t` until the scenario ends, the duration or count is reached, or
 /// `stop` is set (then outstanding requests are still waited for, up to the loss timeout).
-pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Result<Outcome> {
+pub fn run<T: Transport>(cfg: &RunConfig, t: &mut T, stop: &AtomicBool) -> io::Result<RunOutcome> {
     let mut g = Gen::new(cfg, t.framing());
     let start = Instant::now();
     let mut series = Vec::new();
-    let mut last = Counters::default();
+    let mut last = RunCounters::default();
     let mut next_tick = 1_000_000u64;
     let mut last_at = 0u64;
-    let mut run_end: Option<(u64, Counters)> = None;
+    let mut run_end: Option<(u64, RunCounters)> = None;
     let mut drain_deadline = u64::MAX;
     let duration = cfg.duration.map(|d| d.as_micros() as u64);
     let once = cfg.scenario.once();
@@ -1278,8 +1284,8 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
     let served = g.clients[..g.main as usize].iter().filter(|c| c.flags & SERVED != 0).count() as u64;
     let starved = g.clients[..g.main as usize].iter().filter(|c| c.phase == STARVED).count() as u64;
     let foreign_clients = (0..g.main).filter(|&n| g.is_foreign(n)).count() as u64;
-    let exchanges = KINDS.iter().map(|&k| (k, std::mem::take(&mut g.stats[k as usize]))).collect();
-    Ok(Outcome {
+    let exchanges = EXCHANGE_KINDS.iter().map(|&k| (k, std::mem::take(&mut g.stats[k as usize]))).collect();
+    Ok(RunOutcome {
         run_secs: run_us as f64 / 1e6,
         total_secs: end as f64 / 1e6,
         at_run_end,
@@ -1296,7 +1302,7 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
     })
 }
 
-fn sample(g: &mut Gen<'_>, last: &Counters, since: u64, now: u64) -> Sample {
+fn sample(g: &mut Gen<'_>, last: &RunCounters, since: u64, now: u64) -> Sample {
     let s = Sample {
         t: now as f64 / 1e6,
         secs: now.saturating_sub(since) as f64 / 1e6,
@@ -1360,7 +1366,7 @@ mod tests {
     /// to the wrong client.
     #[test]
     fn bad_frames_are_counted_not_fatal() {
-        let cfg = Config { clients: 4, ..Config::default() };
+        let cfg = RunConfig { clients: 4, ..RunConfig::default() };
         for framing in [Framing::Ethernet, Framing::Udp] {
             let mut g = Gen::new(&cfg, framing);
             // A real exchange to damage: client 1's DISCOVER, answered by the reflector.

@@ -1,7 +1,7 @@
 //! What a generator run reports: the [`Report`] document (written as JSON by `--json`, every
 //! field described on its type) and the table printed at the end, made from it.
 
-use super::gen::{Config, Counters, Duplicate, Outcome, Sample, Scenario};
+use super::gen::{Duplicate, RunConfig, RunCounters, RunOutcome, Sample, Scenario};
 use super::hist::Histogram;
 use super::transport::TransportStats;
 use serde::Serialize;
@@ -38,8 +38,8 @@ pub struct Report {
     pub rates: Rates,
     /// Per kind of exchange, those that were sent at all.
     pub exchanges: Vec<Exchange>,
-    /// Every count of the run (see [`Counters`]), at the end.
-    pub counters: Counters,
+    /// Every count of the run (see [`RunCounters`]), at the end.
+    pub counters: RunCounters,
     pub checks: Checks,
     pub outcome: ClientOutcome,
     /// `foreign` only.
@@ -156,7 +156,7 @@ pub struct Foreign {
 }
 
 impl Report {
-    pub fn new(cfg: &Config, interface: Option<&str>, o: &Outcome, transport: TransportStats) -> Report {
+    pub fn new(cfg: &RunConfig, interface: Option<&str>, o: &RunOutcome, transport: TransportStats) -> Report {
         let per_s = |v: u64| if o.run_secs > 0.0 { v as f64 / o.run_secs } else { 0.0 };
         let r = &o.at_run_end;
         let c = &o.counters;

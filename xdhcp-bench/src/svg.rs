@@ -2,7 +2,7 @@
 //! and the latency distribution of each exchange in the manner of HdrHistogram (latency
 //! against percentile on a log scale of 1/(1−p), so the tail is readable).
 
-use super::gen::{Outcome, Sample};
+use super::gen::{RunOutcome, Sample};
 use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
@@ -217,7 +217,7 @@ pub fn latency_time_chart(title: &str, series: &[Sample]) -> Chart {
 }
 
 /// Latency against percentile, x = log10(1/(1−p)), per exchange.
-pub fn latency_distribution_chart(title: &str, o: &Outcome) -> Chart {
+pub fn latency_distribution_chart(title: &str, o: &RunOutcome) -> Chart {
     let mut lines = Vec::new();
     let mut top = 1.0f64;
     for (k, st) in &o.exchanges {
@@ -253,7 +253,7 @@ pub fn latency_distribution_chart(title: &str, o: &Outcome) -> Chart {
 }
 
 /// Writes `rate.svg`, `latency.svg` and `latency-time.svg` into `dir` (created if needed).
-pub fn write_plots(dir: &Path, title: &str, o: &Outcome) -> io::Result<()> {
+pub fn write_plots(dir: &Path, title: &str, o: &RunOutcome) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("rate.svg"), rate_chart(title, &o.series).render())?;
     std::fs::write(dir.join("latency.svg"), latency_distribution_chart(title, o).render())?;
