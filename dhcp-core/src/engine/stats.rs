@@ -1,7 +1,7 @@
 //! Per-worker counters, named after Kea's statistics where the meaning is the same, so
 //! operators can graph them as they already do.
 
-use super::{Drop, Outcome, Silence};
+use super::{DropReason, Outcome, Silence};
 use crate::wire::options::MessageType;
 
 /// Counters of one engine. Plain integers: one worker owns them; the I/O layer sums workers.
@@ -57,7 +57,7 @@ impl Stats {
             Outcome::Silent(Silence::NoSubnet) => self.no_subnet += 1,
             Outcome::Silent(Silence::UnknownClient) => self.unknown_client += 1,
             Outcome::Silent(_) => {}
-            Outcome::Dropped(Drop::Malformed(_)) => self.parse_failed += 1,
+            Outcome::Dropped(DropReason::Malformed(_)) => self.parse_failed += 1,
             Outcome::Dropped(_) => self.receive_drop += 1,
         }
     }
