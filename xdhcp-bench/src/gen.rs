@@ -15,7 +15,7 @@
 //! clients at once or offered while leased to another (reported), and declined addresses
 //! offered again.
 
-use super::hist::Histogram;
+use super::hist::LatencyHistogram;
 use super::transport::{Framing, Transport, Tx};
 use dhcp_core::client::{mac_for, ClientMsg, TYPICAL_PRL};
 use dhcp_core::wire::dhcp::{self, FLAG_BROADCAST};
@@ -186,7 +186,7 @@ pub struct ExchangeStats {
     /// Replies that were NAKs.
     pub naks: u64,
     /// Request-to-reply time in microseconds.
-    pub latency: Histogram,
+    pub latency: LatencyHistogram,
 }
 
 /// Everything counted during a run.
@@ -442,7 +442,7 @@ struct Gen<'c> {
     timers: [VecDeque<Timer>; LEVELS],
     servers: Vec<Server>,
     stats: [ExchangeStats; 5],
-    interval: Histogram,
+    interval: LatencyHistogram,
     c: RunCounters,
     outstanding: u64,
     cursor: u32,
@@ -493,7 +493,7 @@ impl<'c> Gen<'c> {
             timers,
             servers: Vec::with_capacity(MAX_SERVERS),
             stats: Default::default(),
-            interval: Histogram::default(),
+            interval: LatencyHistogram::default(),
             c: RunCounters::default(),
             outstanding: 0,
             cursor: 0,
