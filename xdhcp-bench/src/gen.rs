@@ -115,8 +115,6 @@ pub struct RunConfig {
     pub probes: Option<u32>,
     /// Spin instead of sleeping in `poll` when idle.
     pub busy_poll: bool,
-    /// Print a progress line on stderr every second.
-    pub progress: bool,
 }
 
 impl Default for RunConfig {
@@ -138,7 +136,6 @@ impl Default for RunConfig {
             foreign_server_id: None,
             probes: None,
             busy_poll: false,
-            progress: false,
         }
     }
 }
@@ -1157,7 +1154,14 @@ impl<'c> Gen<'c> {
 
 /// Runs the generator over `t` until the scenario ends, the duration or count is reached, or
 /// `stop` is set (then outstanding requests are still waited for, up to the loss timeout).
-pub fn run<T: Transport>(cfg: &RunConfig, t: &mut T, stop: &AtomicBool) -> io::Result<RunOutcome> {
+/// `progress` is handed each second's sample with the counts so far, and at the end those of
+/// the last part of a second.
+pub fn run<T: Transport>(
+    cfg: &RunConfig,
+    t: &mut T,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&Sample, &RunCounters),
+) -> io::Result<RunOutcome> {
     let mut g = Gen::new(cfg, t.framing());
     let start = Instant::now();
     let mut series = Vec::new();
@@ -1168,7 +1172,6 @@ pub fn run<T: Transport>(cfg: &RunConfig, t: &mut T, stop: &AtomicBool) -> io::R
     let mut drain_deadline = u64::MAX;
     let duration = cfg.duration.map(|d| d.as_micros() as u64);
     let once = cfg.scenario.once();
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     loop {
         // Receive: the time is read once per batch, right after it arrived.
         let mut work = 0;
@@ -1241,14 +1244,12 @@ pub fn run<T: Transport>(cfg: &RunConfig, t: &mut T, stop: &AtomicBool) -> io::R
             }
         }
 
-        // Once a second: a sample and the progress line.
+        // Once a second: a sample, also shown as progress.
         if now >= next_tick {
             let s = sample(&mut g, &last, last_at, now);
             last = g.c;
             last_at = now;
-            if cfg.progress {
-                progress_line(&s, &g, tty);
-            }
+            progress(&s, &g.c);
             series.push(s);
             // After a stall, the next sample is a second after this one.
             next_tick = (next_tick + 1_000_000).max(now + 1);
@@ -1273,13 +1274,7 @@ pub fn run<T: Transport>(cfg: &RunConfig, t: &mut T, stop: &AtomicBool) -> io::R
         }
     }
     let end = micros(start);
-    if cfg.progress {
-        let s = sample(&mut g, &last, last_at, end);
-        progress_line(&s, &g, tty);
-        if tty {
-            eprintln!();
-        }
-    }
+    progress(&sample(&mut g, &last, last_at, end), &g.c);
     let (run_us, at_run_end) = run_end.unwrap_or((end, g.c));
     let served = g.clients[..g.main as usize].iter().filter(|c| c.flags & SERVED != 0).count() as u64;
     let starved = g.clients[..g.main as usize].iter().filter(|c| c.phase == STARVED).count() as u64;
@@ -1317,32 +1312,6 @@ fn sample(g: &mut Gen<'_>, last: &RunCounters, since: u64, now: u64) -> Sample {
     };
     g.interval.clear();
     s
-}
-
-fn progress_line(s: &Sample, g: &Gen<'_>, tty: bool) {
-    let c = &g.c;
-    let per_s = |v: u64| if s.secs > 0.0 { (v as f64 / s.secs).round() as u64 } else { 0 };
-    let line = format!(
-        "[{:6.1}s] started {:>8}/s  replies {:>8}/s  done {:>8}/s  drops {:>6}/s  out {:>6}  p50 {:>6}  p99 {:>6} µs | leases {} naks {} no-offer {} dup-acks {} unexpected {}",
-        s.t,
-        per_s(s.initiated),
-        per_s(s.received),
-        per_s(s.completed),
-        per_s(s.drops),
-        s.outstanding,
-        s.p50_us.map_or("-".into(), |v| v.to_string()),
-        s.p99_us.map_or("-".into(), |v| v.to_string()),
-        c.leases,
-        c.naks,
-        c.no_offer,
-        c.duplicate_acks,
-        c.unexpected()
-    );
-    if tty {
-        eprint!("\r\x1b[2K{line}");
-    } else {
-        eprintln!("{line}");
-    }
 }
 
 /// Default tries per scenario: the avalanche keeps backing off (1+2+4+...+32 = 63 timeouts),

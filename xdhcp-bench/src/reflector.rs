@@ -150,21 +150,21 @@ pub fn answer(buf: &mut [u8], len: usize, mac: [u8; 6], cfg: &ReflectorConfig) -
     frame::write_headers(buf, &l2_out, (cfg.server_id, 67), (dst, 68), out_len, 64).ok()
 }
 
-/// Runs the reflector on `t` until `stop` is set or `duration` passes.
+/// Runs the reflector on `t` until `stop` is set or `duration` passes. `progress` is handed
+/// the time since the start and the counts so far, once a second.
 pub fn run<T: Transport>(
     t: &mut T,
     cfg: &ReflectorConfig,
     stop: &AtomicBool,
     duration: Option<Duration>,
-    progress: bool,
     busy_poll: bool,
+    mut progress: impl FnMut(Duration, &ReflectorStats),
 ) -> io::Result<ReflectorStats> {
     let mac = t
         .mac()
         .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "the reflector needs an Ethernet transport"))?;
     let start = Instant::now();
     let mut st = ReflectorStats::default();
-    let mut last = st;
     let mut next_tick = Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
         let (r, a) = t.reflect(|b, len| answer(b, len, mac, cfg))?;
@@ -175,14 +175,8 @@ pub fn run<T: Transport>(
             t.wait(Duration::from_millis(50))?;
         }
         let el = start.elapsed();
-        if progress && el >= next_tick {
-            eprintln!(
-                "[{:6.1}s] reflector: received {:>8}/s  answered {:>8}/s",
-                el.as_secs_f64(),
-                st.received - last.received,
-                st.answered - last.answered
-            );
-            last = st;
+        if el >= next_tick {
+            progress(el, &st);
             next_tick += Duration::from_secs(1);
         }
     }

@@ -1,5 +1,6 @@
 //! What a generator run reports: the [`Report`] document (written as JSON by `--json`, every
-//! field described on its type) and the table printed at the end, made from it.
+//! field described on its type), the table printed at the end, made from it, and the progress
+//! line of each second. Only text is made here: the command line prints it.
 
 use super::gen::{Duplicate, RunConfig, RunCounters, RunOutcome, Sample, Scenario};
 use super::hist::LatencyHistogram;
@@ -354,4 +355,26 @@ impl Report {
     fn scenario_name(&self) -> &'static str {
         self.scenario.name()
     }
+}
+
+/// The progress line of one second of a run (`s`), with the counts so far (`c`).
+pub fn progress_line(s: &Sample, c: &RunCounters) -> String {
+    let per_s = |v: u64| if s.secs > 0.0 { (v as f64 / s.secs).round() as u64 } else { 0 };
+    let us = |v: Option<u32>| v.map_or("-".into(), |v| v.to_string());
+    format!(
+        "[{:6.1}s] started {:>8}/s  replies {:>8}/s  done {:>8}/s  drops {:>6}/s  out {:>6}  p50 {:>6}  p99 {:>6} µs | leases {} naks {} no-offer {} dup-acks {} unexpected {}",
+        s.t,
+        per_s(s.initiated),
+        per_s(s.received),
+        per_s(s.completed),
+        per_s(s.drops),
+        s.outstanding,
+        us(s.p50_us),
+        us(s.p99_us),
+        c.leases,
+        c.naks,
+        c.no_offer,
+        c.duplicate_acks,
+        c.unexpected()
+    )
 }

@@ -79,7 +79,7 @@ fn go(cfg: RunConfig, pool_size: u32, lose: Option<u64>) -> RunOutcome {
         lose,
         requests: 0,
     };
-    run(&cfg, &mut t, &AtomicBool::new(false)).unwrap()
+    run(&cfg, &mut t, &AtomicBool::new(false), |_, _| {}).unwrap()
 }
 
 fn consistent(o: &RunOutcome) {
