@@ -70,7 +70,7 @@ pub fn dora(e: &mut Engine, n: u32, now: Seconds, events: &mut Vec<LeaseEvent>) 
     let ing = Ingress::broadcast(None);
     let len = client_msg(n, MessageType::Discover, &[], &mut msg);
     let Outcome::Reply(r) = e.handle(now, &ing, &msg[..len], &mut out, events) else { return None };
-    let yiaddr = dhcp_user::wire::dhcp::Packet::new_checked(&out[..r.len]).ok()?.yiaddr();
+    let yiaddr = dhcp_user::wire::dhcp::DhcpPacket::new_checked(&out[..r.len]).ok()?.yiaddr();
     let len = client_msg(
         n,
         MessageType::Request,

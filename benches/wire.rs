@@ -4,7 +4,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use dhcp_user::client::{mac_for, ClientMsg};
 use dhcp_user::engine::{Ingress, Outcome};
-use dhcp_user::wire::dhcp::{Op, Packet, Writer};
+use dhcp_user::wire::dhcp::{DhcpPacket, DhcpWriter, Op};
 use dhcp_user::wire::options::{code, MessageType};
 use dhcproto::v4;
 use dhcproto::{Decodable, Encodable};
@@ -30,7 +30,7 @@ fn parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse_discover");
     g.bench_function("xdhcpd", |b| {
         b.iter(|| {
-            let p = Packet::new_checked(black_box(&msg[..])).unwrap();
+            let p = DhcpPacket::new_checked(black_box(&msg[..])).unwrap();
             let o = p.parse_options().unwrap();
             black_box(&o);
             black_box((p.xid(), p.client_mac(), o.message_type, o.max_message_size))
@@ -52,7 +52,7 @@ fn build(c: &mut Criterion) {
     let mut out = [0u8; 1500];
     g.bench_function("xdhcpd", |b| {
         b.iter(|| {
-            let mut w = Writer::new(&mut out, 548).unwrap();
+            let mut w = DhcpWriter::new(&mut out, 548).unwrap();
             {
                 let mut h = w.header();
                 h.set_op(Op::Reply);

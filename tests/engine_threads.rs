@@ -8,7 +8,7 @@ use dhcp_user::config::{Config, Pool, Subnet};
 use dhcp_user::engine::{Engine, Ingress, LeaseEvent, Outcome, Seconds, Shared};
 use dhcp_user::lease::space::Status;
 use dhcp_user::lease::{ClientKey, LeaseState};
-use dhcp_user::wire::dhcp::Packet;
+use dhcp_user::wire::dhcp::DhcpPacket;
 use dhcp_user::wire::options::{code, MessageType};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -53,7 +53,7 @@ fn worker(shared: Arc<Shared>, me: usize, start: Arc<Barrier>) -> (Engine, Vec<L
         let m = ClientMsg { ciaddr, options: opts, ..ClientMsg::new(mac_for(n), n) };
         let len = m.write(mt, &mut buf).unwrap();
         match e.handle(now, &ing, &buf[..len], &mut out, events) {
-            Outcome::Reply(r) => Some(Packet::new_checked(&out[..r.len]).unwrap().yiaddr()),
+            Outcome::Reply(r) => Some(DhcpPacket::new_checked(&out[..r.len]).unwrap().yiaddr()),
             _ => None,
         }
     };

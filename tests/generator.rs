@@ -7,7 +7,7 @@
 //! 198.18.0.0/15) and removes them and its processes, even when it fails. Needs root: skipped
 //! outside CI otherwise.
 
-use dhcp_core::wire::dhcp::{Op, Packet, Writer};
+use dhcp_core::wire::dhcp::{DhcpPacket, DhcpWriter, Op};
 use dhcp_core::wire::options::{code, MessageType};
 use serde_json::Value;
 use std::net::Ipv4Addr;
@@ -302,14 +302,14 @@ fn duplicating_server(ns: &Netns, stop: Arc<AtomicBool>) -> std::thread::JoinHan
         let mut answered = 0;
         while !stop.load(Ordering::Relaxed) {
             let Ok((n, _)) = sock.recv_from(&mut buf) else { continue };
-            let Ok(p) = Packet::new_checked(&buf[..n]) else { continue };
+            let Ok(p) = DhcpPacket::new_checked(&buf[..n]) else { continue };
             let Some(mt) = p.parse_options().ok().and_then(|o| o.message_type()) else { continue };
             let reply = match mt {
                 MessageType::Discover => MessageType::Offer,
                 MessageType::Request => MessageType::Ack,
                 _ => continue,
             };
-            let mut w = Writer::new(&mut out, 600).unwrap();
+            let mut w = DhcpWriter::new(&mut out, 600).unwrap();
             {
                 let mut h = w.header();
                 h.set_op(Op::Reply);

@@ -7,7 +7,7 @@
 //! Declared as a test of the dhcp-user package, so that cargo builds the binary for it.
 
 use dhcp_user::client::{mac_for, ClientMsg};
-use dhcp_user::wire::dhcp::{Packet, FLAG_BROADCAST};
+use dhcp_user::wire::dhcp::{DhcpPacket, FLAG_BROADCAST};
 use dhcp_user::wire::options::{code, MessageType};
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -55,11 +55,11 @@ fn msg(n: u32, mt: MessageType, ciaddr: Ipv4Addr, options: &[(u8, &[u8])]) -> Ve
 }
 
 fn yiaddr(reply: &[u8]) -> Ipv4Addr {
-    Packet::new_checked(reply).unwrap().yiaddr()
+    DhcpPacket::new_checked(reply).unwrap().yiaddr()
 }
 
 fn reply_type(reply: &[u8]) -> Option<MessageType> {
-    Packet::new_checked(reply).ok()?.parse_options().ok()?.message_type()
+    DhcpPacket::new_checked(reply).ok()?.parse_options().ok()?.message_type()
 }
 
 /// DISCOVER then REQUEST for scripted client `n`: the ACKed address, if any.
@@ -421,12 +421,12 @@ fn relay_case(backend: &str) {
         // Frames the relay sends are captured before checksum offload fills the UDP checksum,
         // so the headers are read without verifying it.
         let Ok(l2) = dhcp_user::wire::ether::Header::parse(f) else { continue };
-        let Ok(ip) = dhcp_user::wire::ipv4::Packet::new_checked(&f[l2.len()..]) else { continue };
-        let Ok(u) = dhcp_user::wire::udp::Packet::new_checked(ip.payload()) else { continue };
+        let Ok(ip) = dhcp_user::wire::ipv4::Ipv4Packet::new_checked(&f[l2.len()..]) else { continue };
+        let Ok(u) = dhcp_user::wire::udp::UdpPacket::new_checked(ip.payload()) else { continue };
         if ip.protocol() != 17 || (u.src_port(), u.dst_port()) != (67, 67) {
             continue;
         }
-        let Ok(p) = Packet::new_checked(u.payload()) else { continue };
+        let Ok(p) = DhcpPacket::new_checked(u.payload()) else { continue };
         let Ok(o) = p.parse_options() else { continue };
         let mut scratch = [0u8; 1024];
         let ri = o.value(code::RELAY_AGENT_INFO, &mut scratch).ok().flatten().map(<[u8]>::to_vec);
@@ -564,7 +564,7 @@ fn xdp_tagged_clients_get_tagged_replies() {
     for (n, tags, want) in &cases {
         let reply = frames.iter().find_map(|f| {
             let u = frame::UdpFrame::parse(f).ok()?;
-            let p = Packet::new_checked(&f[u.payload.clone()]).ok()?;
+            let p = DhcpPacket::new_checked(&f[u.payload.clone()]).ok()?;
             (u.src_port == 67 && p.op() == 2 && p.xid() == 0x5000 + n).then(|| (u.l2, p.yiaddr()))
         });
         let (l2, yiaddr) = reply.unwrap_or_else(|| panic!("client {n}: no reply among {} frames", frames.len()));

@@ -1,7 +1,7 @@
 //! Oracle and property tests for `dhcp_user::wire`.
 //!
 //! - Oracle tests: messages encoded by `dhcproto` (an independent DHCPv4 implementation) must
-//!   read the same through our zero-copy views, and messages written by our `Writer` must decode
+//!   read the same through our zero-copy views, and messages written by our `DhcpWriter` must decode
 //!   with `dhcproto` to the same fields and options. Where `dhcproto` deviates from the RFCs
 //!   (option overload, non-adjacent repeated options, empty opaque options) the tests assert
 //!   what it actually does, and say so.
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use dhcp_user::wire::{
     checksum,
-    dhcp::{self, Op, Packet, Writer},
+    dhcp::{self, DhcpPacket, DhcpWriter, Op},
     ether, frame, ipv4,
     options::{self, code, link_selection, relay_sub_options, MessageType, OptionIter, Options},
     udp, Error,
@@ -42,8 +42,8 @@ fn dhcproto_decode(bytes: &[u8]) -> v4::Message {
 
 /// Our view of a message and its options, after checking that the view finds the areas at the
 /// RFC 2131 offsets (sname 44..108, file 108..236, options from 240).
-fn parse(bytes: &[u8]) -> (Packet<&[u8]>, Options<'_>) {
-    let p = Packet::new_checked(bytes).expect("valid DHCP header");
+fn parse(bytes: &[u8]) -> (DhcpPacket<&[u8]>, Options<'_>) {
+    let p = DhcpPacket::new_checked(bytes).expect("valid DHCP header");
     let (sname, file, opts) = (&bytes[44..108], &bytes[108..236], &bytes[240..]);
     assert_eq!((p.sname(), p.file(), p.options()), (sname, file, opts));
     let o = p.parse_options().expect("valid options");
@@ -131,7 +131,7 @@ struct Header {
 }
 
 impl Header {
-    fn write(&self, p: &mut Packet<&mut [u8]>) {
+    fn write(&self, p: &mut DhcpPacket<&mut [u8]>) {
         p.set_op(self.op);
         p.set_htype(self.htype);
         p.set_hlen(self.hlen);
@@ -146,7 +146,7 @@ impl Header {
         p.set_chaddr(&self.chaddr);
     }
 
-    fn assert_ours(&self, p: &Packet<&[u8]>) {
+    fn assert_ours(&self, p: &DhcpPacket<&[u8]>) {
         assert_eq!(p.op(), self.op as u8);
         assert_eq!(p.htype(), self.htype);
         assert_eq!(p.hlen(), self.hlen);
@@ -184,7 +184,7 @@ impl Header {
 }
 
 /// Checks every header field `dhcproto` encoded against our view of the bytes.
-fn assert_same_header(m: &v4::Message, p: &Packet<&[u8]>) {
+fn assert_same_header(m: &v4::Message, p: &DhcpPacket<&[u8]>) {
     assert_eq!(p.op(), u8::from(m.opcode()));
     assert_eq!(p.htype(), u8::from(m.htype()));
     assert_eq!(p.hlen(), m.hlen());
@@ -371,7 +371,7 @@ fn dhcproto_hardware_types_and_lengths_read_identically() {
         m.set_htype(HType::from(htype)).set_chaddr(&chaddr[..hlen]);
         m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::Inform));
         let bytes = m.to_vec().unwrap();
-        let p = Packet::new_checked(&bytes[..]).unwrap();
+        let p = DhcpPacket::new_checked(&bytes[..]).unwrap();
         assert_eq!(p.htype(), htype, "htype {htype}");
         assert_eq!(p.hlen() as usize, hlen, "htype {htype}");
         let n = hlen.min(16);
@@ -433,7 +433,7 @@ fn our_offer_decodes_with_dhcproto() {
     let relay = [1, 3, b'a', b'b', b'c', 5, 4, 100, 64, 9, 0, 2, 2, 0xbe, 0xef];
 
     let mut buf = [0u8; 1500];
-    let mut w = Writer::new(&mut buf, 1500).unwrap();
+    let mut w = DhcpWriter::new(&mut buf, 1500).unwrap();
     {
         let mut h = w.header();
         h.set_op(Op::Reply);
@@ -512,7 +512,7 @@ fn our_offer_decodes_with_dhcproto() {
 #[test]
 fn short_message_is_padded_to_300_bytes_and_decodes() {
     let mut buf = [0xeeu8; 1024];
-    let mut w = Writer::new(&mut buf, 1024).unwrap();
+    let mut w = DhcpWriter::new(&mut buf, 1024).unwrap();
     w.header().set_op(Op::Reply);
     w.header().set_xid(42);
     w.option_u8(code::MESSAGE_TYPE, MessageType::Nak as u8).unwrap();
@@ -520,7 +520,7 @@ fn short_message_is_padded_to_300_bytes_and_decodes() {
     assert_eq!(len, dhcp::MIN_MESSAGE_LEN);
     assert_eq!(&buf[240..244], &[53, 1, 6, 255]);
     assert!(buf[244..300].iter().all(|&b| b == 0), "padding is zeroed");
-    // The fixed header (sname and file included) was zeroed by Writer::new.
+    // The fixed header (sname and file included) was zeroed by DhcpWriter::new.
     assert!(buf[44..236].iter().all(|&b| b == 0));
 
     let m = dhcproto_decode(&buf[..len]);
@@ -533,7 +533,7 @@ fn short_message_is_padded_to_300_bytes_and_decodes() {
 fn writer_limit_is_exact_and_a_refused_option_changes_nothing() {
     // limit 300: 240 header + 59 bytes of options + END.
     let mut buf = [0u8; 600];
-    let mut w = Writer::new(&mut buf, 300).unwrap();
+    let mut w = DhcpWriter::new(&mut buf, 300).unwrap();
     assert_eq!(w.room(), 59);
     assert_eq!(w.option(code::VENDOR_SPECIFIC, &[7; 58]), Err(Error::NoRoom));
     assert_eq!(w.room(), 59);
@@ -547,17 +547,17 @@ fn writer_limit_is_exact_and_a_refused_option_changes_nothing() {
 
     // A limit under 300 caps the padding too.
     let mut buf = [0u8; 600];
-    let mut w = Writer::new(&mut buf, 260).unwrap();
+    let mut w = DhcpWriter::new(&mut buf, 260).unwrap();
     w.option_u8(code::MESSAGE_TYPE, 5).unwrap();
     assert_eq!(w.finish(), 260);
 
-    assert_eq!(Writer::new(&mut [0u8; 600], dhcp::HEADER_LEN).unwrap_err(), Error::NoRoom);
-    assert_eq!(Writer::new(&mut [0u8; 240], 1500).unwrap_err(), Error::NoRoom);
-    assert!(Writer::new(&mut [0u8; 241], 1500).is_ok());
-    assert_eq!(Writer::encoded_len(0), 2);
-    assert_eq!(Writer::encoded_len(255), 257);
-    assert_eq!(Writer::encoded_len(256), 260);
-    assert_eq!(Writer::encoded_len(600), 606);
+    assert_eq!(DhcpWriter::new(&mut [0u8; 600], dhcp::HEADER_LEN).unwrap_err(), Error::NoRoom);
+    assert_eq!(DhcpWriter::new(&mut [0u8; 240], 1500).unwrap_err(), Error::NoRoom);
+    assert!(DhcpWriter::new(&mut [0u8; 241], 1500).is_ok());
+    assert_eq!(DhcpWriter::encoded_len(0), 2);
+    assert_eq!(DhcpWriter::encoded_len(255), 257);
+    assert_eq!(DhcpWriter::encoded_len(256), 260);
+    assert_eq!(DhcpWriter::encoded_len(600), 606);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,7 +573,7 @@ fn option_overload_reads_file_then_sname() {
     let sname_opts: &[u8] = &[50, 4, 10, 0, 0, 77, 12, 5, b'h', b'o', b's', b't', b'a', 255];
     for overload in [options::overload::FILE, options::overload::SNAME, options::overload::BOTH] {
         let mut buf = [0u8; 600];
-        let mut w = Writer::new(&mut buf, 600).unwrap();
+        let mut w = DhcpWriter::new(&mut buf, 600).unwrap();
         {
             let mut h = w.header();
             h.set_op(Op::Request);
@@ -629,7 +629,7 @@ fn option_overload_reads_file_then_sname() {
 #[test]
 fn non_adjacent_instances_are_joined_by_us_but_not_by_dhcproto() {
     let mut buf = [0u8; 400];
-    let mut w = Writer::new(&mut buf, 400).unwrap();
+    let mut w = DhcpWriter::new(&mut buf, 400).unwrap();
     w.option(code::CLIENT_ID, &[1, 2]).unwrap();
     w.option_u8(code::MESSAGE_TYPE, 1).unwrap();
     w.option(code::CLIENT_ID, &[3, 4]).unwrap();
@@ -651,7 +651,7 @@ fn non_adjacent_instances_are_joined_by_us_but_not_by_dhcproto() {
 #[test]
 fn empty_options_round_trip_through_us_not_through_dhcproto_encoder() {
     let mut buf = [0u8; 400];
-    let mut w = Writer::new(&mut buf, 400).unwrap();
+    let mut w = DhcpWriter::new(&mut buf, 400).unwrap();
     w.option_u8(code::MESSAGE_TYPE, 1).unwrap();
     w.option(200, &[]).unwrap();
     w.option(code::RAPID_COMMIT, &[]).unwrap();
@@ -676,7 +676,7 @@ fn empty_options_round_trip_through_us_not_through_dhcproto_encoder() {
 
 /// Runs every reader over `bytes`, asserting the few invariants a successful read promises.
 fn exercise_all(bytes: &[u8]) {
-    if let Ok(p) = Packet::new_checked(bytes) {
+    if let Ok(p) = DhcpPacket::new_checked(bytes) {
         assert!(bytes.len() >= dhcp::HEADER_LEN);
         let _ = (p.op(), p.htype(), p.hlen(), p.hops(), p.xid(), p.secs());
         let _ = (p.flags(), p.broadcast(), p.ciaddr(), p.yiaddr(), p.siaddr());
@@ -709,19 +709,19 @@ fn exercise_all(bytes: &[u8]) {
         assert!(h.len() <= bytes.len());
         assert_eq!(h.tags().len(), h.vlan_count as usize);
     }
-    if let Ok(p) = ipv4::Packet::new_checked(bytes) {
+    if let Ok(p) = ipv4::Ipv4Packet::new_checked(bytes) {
         let _ = (p.ident(), p.is_fragment(), p.ttl(), p.protocol(), p.checksum());
         let _ = (p.src(), p.dst(), p.verify_checksum());
         assert_eq!(p.payload().len(), p.total_len() as usize - p.header_len());
     }
-    if let Ok(u) = udp::Packet::new_checked(bytes) {
+    if let Ok(u) = udp::UdpPacket::new_checked(bytes) {
         let _ = (u.src_port(), u.dst_port(), u.checksum(), u.is_empty());
         let _ = u.verify_checksum(ip(1, 2, 3, 4), Ipv4Addr::BROADCAST);
         assert_eq!(u.payload().len(), u.len() as usize - udp::HEADER_LEN);
     }
     if let Ok(f) = frame::UdpFrame::parse(bytes) {
         let payload = &bytes[f.payload.clone()];
-        let _ = Packet::new_checked(payload).map(|p| p.parse_options().map(|o| o.iter().count()));
+        let _ = DhcpPacket::new_checked(payload).map(|p| p.parse_options().map(|o| o.iter().count()));
     }
 }
 
@@ -843,7 +843,7 @@ proptest! {
         garbage in prop::collection::vec(any::<u8>(), 0..300),
     ) {
         exercise_all(&bytes);
-        let p = Packet::new_checked(&bytes[..]).unwrap();
+        let p = DhcpPacket::new_checked(&bytes[..]).unwrap();
         let parsed = p.parse_options();
         if clean {
             prop_assert!(parsed.is_ok(), "well-formed options refused: {:?}", parsed.err());
@@ -919,7 +919,7 @@ fn options_strategy(codes: impl Strategy<Value = u8> + 'static, n: usize) -> imp
 /// Writes a message; returns its length.
 fn write_message(buf: &mut [u8], h: &Header, opts: &[(u8, Vec<u8>)]) -> usize {
     let limit = buf.len();
-    let mut w = Writer::new(buf, limit).unwrap();
+    let mut w = DhcpWriter::new(buf, limit).unwrap();
     h.write(&mut w.header());
     for (c, v) in opts {
         w.option(*c, v).unwrap();
@@ -937,7 +937,7 @@ proptest! {
     ) {
         let mut buf = vec![0u8; 8192];
         let len = write_message(&mut buf, &h, &opts);
-        let used: usize = opts.iter().map(|(_, v)| Writer::encoded_len(v.len())).sum();
+        let used: usize = opts.iter().map(|(_, v)| DhcpWriter::encoded_len(v.len())).sum();
         prop_assert_eq!(len, (dhcp::HEADER_LEN + used + 1).max(dhcp::MIN_MESSAGE_LEN));
         let bytes = &buf[..len];
 
@@ -1031,7 +1031,7 @@ proptest! {
 
         // In a message (split over several option 82 instances when over 255 bytes).
         let mut buf = vec![0u8; 2048];
-        let mut w = Writer::new(&mut buf, 2048).unwrap();
+        let mut w = DhcpWriter::new(&mut buf, 2048).unwrap();
         w.option_u8(code::MESSAGE_TYPE, 1).unwrap();
         w.option(code::RELAY_AGENT_INFO, &relay_value).unwrap();
         let len = w.finish();
@@ -1113,14 +1113,14 @@ proptest! {
         prop_assert_eq!(f.payload.start, frame::payload_offset(c.l2.vlan_count));
 
         let ip_at = c.l2.len();
-        let p = ipv4::Packet::new_checked(&bytes[ip_at..]).unwrap();
+        let p = ipv4::Ipv4Packet::new_checked(&bytes[ip_at..]).unwrap();
         prop_assert_eq!(p.header_len(), ipv4::MIN_HEADER_LEN);
         prop_assert_eq!(p.total_len() as usize, bytes.len() - ip_at);
         prop_assert_eq!(p.ttl(), c.ttl);
         prop_assert_eq!(p.protocol(), ipv4::PROTOCOL_UDP);
         prop_assert!(!p.is_fragment());
         prop_assert!(p.verify_checksum());
-        let u = udp::Packet::new_checked(p.payload()).unwrap();
+        let u = udp::UdpPacket::new_checked(p.payload()).unwrap();
         prop_assert_eq!(u.len() as usize, udp::HEADER_LEN + c.payload.len());
         prop_assert_ne!(u.checksum(), 0, "a written UDP checksum is never 0 (RFC 768)");
         prop_assert!(u.verify_checksum(c.src.0, c.dst.0));

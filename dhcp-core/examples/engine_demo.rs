@@ -5,7 +5,7 @@
 use dhcp_core::client::{mac_for, ClientMsg};
 use dhcp_core::config::{Config, Pool, Subnet};
 use dhcp_core::engine::{Engine, Ingress, LeaseEvent, Outcome, Seconds, Shared, Silence};
-use dhcp_core::wire::dhcp::Packet;
+use dhcp_core::wire::dhcp::DhcpPacket;
 use dhcp_core::wire::options::{code, MessageType};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -44,7 +44,7 @@ impl Worker {
         let len = msg(n, mt, options, &mut self.buf);
         self.events.clear();
         match self.engine.handle(now, &Ingress::broadcast(None), &self.buf[..len], &mut self.out, &mut self.events) {
-            Outcome::Reply(r) => Packet::new_checked(&self.out[..r.len]).ok().map(|p| p.yiaddr()),
+            Outcome::Reply(r) => DhcpPacket::new_checked(&self.out[..r.len]).ok().map(|p| p.yiaddr()),
             _ => None,
         }
     }

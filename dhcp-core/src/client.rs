@@ -1,7 +1,7 @@
 //! The messages a DHCP client (or a relay agent in front of it) sends, written into a caller's
 //! buffer. Used by the load generator, the demo, benchmarks and tests; the server never is.
 
-use crate::wire::dhcp::{Op, Writer};
+use crate::wire::dhcp::{DhcpWriter, Op};
 use crate::wire::options::{code, MessageType};
 use crate::wire::Result;
 use core::net::Ipv4Addr;
@@ -46,7 +46,7 @@ impl<'a> ClientMsg<'a> {
     /// Writes the message of type `mt`; returns its length (at least 300 bytes).
     pub fn write(&self, mt: MessageType, buf: &mut [u8]) -> Result<usize> {
         let limit = buf.len();
-        let mut w = Writer::new(buf, limit)?;
+        let mut w = DhcpWriter::new(buf, limit)?;
         {
             let mut h = w.header();
             h.set_op(Op::Request);

@@ -57,7 +57,7 @@ impl PacketIo for MemIo {
         let n = frames.len();
         for f in frames.drain(..) {
             let len = f.tx.expect("sealed").len;
-            let p = dhcp::Packet::new_checked(&f.reply[..len]).expect("a reply");
+            let p = dhcp::DhcpPacket::new_checked(&f.reply[..len]).expect("a reply");
             let mt = p.parse_options().unwrap().message_type.and_then(MessageType::from_u8).unwrap();
             let mac = p.client_mac();
             self.sent.push((mt, p.yiaddr(), mac));

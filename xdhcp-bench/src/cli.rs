@@ -1,15 +1,16 @@
 //! The `xdhcp-bench` command line: the generator (the default command) and `reflector`, and
 //! what running each from the command line takes (transport, CPU pinning, signals, output).
 
-use super::gen::{self, Config, Scenario};
+use super::gen::{self, RunConfig, RunCounters, Sample, Scenario};
 use super::packet::{PacketSocket, Role, Rx};
-use super::reflector::{self, ReflectorConfig};
+use super::reflector::{self, ReflectorConfig, ReflectorStats};
 use super::relay::RelaySocket;
-use super::report::Report;
+use super::report::{self, Report};
 use super::transport::Transport;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dhcp_io::sys::pin_to_cpu;
+use std::io::IsTerminal;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,15 +22,15 @@ use std::time::Duration;
 /// through relay agents, with correctness checks on every reply.
 #[derive(Debug, Parser)]
 #[command(name = "xdhcp-bench", version, args_conflicts_with_subcommands = true)]
-pub struct Cli {
+pub struct BenchCli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Option<BenchCommand>,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum BenchCommand {
     /// Answer every DISCOVER/REQUEST/INFORM frame on an interface with a canned OFFER/ACK,
     /// keeping no state: the I/O ceiling for the generator's traffic.
     Reflector(ReflectorArgs),
@@ -160,7 +161,7 @@ pub struct ReflectorArgs {
 
 impl RunArgs {
     /// The generator configuration these options describe, checked.
-    pub fn config(&self) -> Result<Config> {
+    pub fn config(&self) -> Result<RunConfig> {
         if self.relays.is_empty() && self.interface.is_none() {
             bail!("direct mode needs --interface; relay mode needs --relay and --server");
         }
@@ -189,7 +190,7 @@ impl RunArgs {
             (None, None, false) => Some(Duration::from_secs(10)),
             _ => None,
         };
-        Ok(Config {
+        Ok(RunConfig {
             scenario: self.scenario,
             clients: self.clients,
             first_client: self.first_client,
@@ -206,7 +207,6 @@ impl RunArgs {
             foreign_server_id: self.foreign_server_id,
             probes: self.probes,
             busy_poll: self.busy_poll,
-            progress: !self.quiet,
         })
     }
 }
@@ -232,16 +232,19 @@ pub fn generate(args: &RunArgs) -> Result<ExitCode> {
     let stop = stop_flag()?;
     let ifname = args.interface.as_deref().unwrap_or_default();
     let opening = || format!("opening {ifname}");
+    let mut line = ProgressLine::new(args.quiet);
+    let mut progress = |s: &Sample, c: &RunCounters| line.show(&report::progress_line(s, c));
     let (outcome, tstats) = if !cfg.relays.is_empty() {
         let mut t = RelaySocket::open(args.interface.as_deref()).context("opening the relay socket")?;
-        (gen::run(&cfg, &mut t, &stop)?, t.stats())
+        (gen::run(&cfg, &mut t, &stop, &mut progress)?, t.stats())
     } else if args.xdp {
         let mut t = super::xsk::XskTransport::open(ifname, Role::Client).with_context(opening)?;
-        (gen::run(&cfg, &mut t, &stop)?, t.stats())
+        (gen::run(&cfg, &mut t, &stop, &mut progress)?, t.stats())
     } else {
         let mut t = PacketSocket::open(ifname, Role::Client, args.rx).with_context(opening)?;
-        (gen::run(&cfg, &mut t, &stop)?, t.stats())
+        (gen::run(&cfg, &mut t, &stop, &mut progress)?, t.stats())
     };
+    line.finish();
     let report = Report::new(&cfg, args.interface.as_deref(), &outcome, tstats);
     print!("{}", report.table());
     if let Some(path) = &args.json {
@@ -274,13 +277,23 @@ pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
         None => None,
     };
     let opening = || format!("opening {}", args.interface);
+    let mut line = ProgressLine { quiet: args.quiet, tty: false };
+    let mut last = ReflectorStats::default();
+    let mut progress = |el: Duration, st: &ReflectorStats| {
+        let (received, answered) = (st.received - last.received, st.answered - last.answered);
+        line.show(&format!(
+            "[{:6.1}s] reflector: received {received:>8}/s  answered {answered:>8}/s",
+            el.as_secs_f64()
+        ));
+        last = *st;
+    };
     let (st, ts) = if args.xdp {
         let mut t = super::xsk::XskTransport::open(&args.interface, Role::Server).with_context(opening)?;
-        let st = reflector::run(&mut t, &cfg, &stop, duration, !args.quiet, args.busy_poll)?;
+        let st = reflector::run(&mut t, &cfg, &stop, duration, args.busy_poll, &mut progress)?;
         (st, t.stats())
     } else {
         let mut t = PacketSocket::open(&args.interface, Role::Server, args.rx).with_context(opening)?;
-        let st = reflector::run(&mut t, &cfg, &stop, duration, !args.quiet, args.busy_poll)?;
+        let st = reflector::run(&mut t, &cfg, &stop, duration, args.busy_poll, &mut progress)?;
         (st, t.stats())
     };
     println!(
@@ -296,11 +309,39 @@ pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A progress line a second on stderr: rewritten in place on a terminal (`tty`), one line
+/// after another elsewhere; nothing when `quiet`.
+struct ProgressLine {
+    quiet: bool,
+    tty: bool,
+}
+
+impl ProgressLine {
+    fn new(quiet: bool) -> ProgressLine {
+        ProgressLine { quiet, tty: std::io::stderr().is_terminal() }
+    }
+
+    fn show(&mut self, line: &str) {
+        match (self.quiet, self.tty) {
+            (true, _) => {}
+            (false, true) => eprint!("\r\x1b[2K{line}"),
+            (false, false) => eprintln!("{line}"),
+        }
+    }
+
+    /// Ends a line rewritten in place, so what follows starts on a line of its own.
+    fn finish(&self) {
+        if !self.quiet && self.tty {
+            eprintln!();
+        }
+    }
+}
+
 /// The whole binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = BenchCli::parse();
     let r = match &cli.command {
-        Some(Command::Reflector(a)) => reflect(a),
+        Some(BenchCommand::Reflector(a)) => reflect(a),
         None => generate(&cli.run),
     };
     r.unwrap_or_else(|e| {

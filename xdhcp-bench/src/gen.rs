@@ -15,7 +15,7 @@
 //! clients at once or offered while leased to another (reported), and declined addresses
 //! offered again.
 
-use super::hist::Histogram;
+use super::hist::LatencyHistogram;
 use super::transport::{Framing, Transport, Tx};
 use dhcp_core::client::{mac_for, ClientMsg, TYPICAL_PRL};
 use dhcp_core::wire::dhcp::{self, FLAG_BROADCAST};
@@ -80,7 +80,7 @@ impl Scenario {
 
 /// How to run the generator.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct RunConfig {
     pub scenario: Scenario,
     /// Distinct clients (`-R`).
     pub clients: u32,
@@ -115,13 +115,11 @@ pub struct Config {
     pub probes: Option<u32>,
     /// Spin instead of sleeping in `poll` when idle.
     pub busy_poll: bool,
-    /// Print a progress line on stderr every second.
-    pub progress: bool,
 }
 
-impl Default for Config {
-    fn default() -> Config {
-        Config {
+impl Default for RunConfig {
+    fn default() -> RunConfig {
+        RunConfig {
             scenario: Scenario::Dora,
             clients: 1000,
             first_client: 0,
@@ -138,14 +136,13 @@ impl Default for Config {
             foreign_server_id: None,
             probes: None,
             busy_poll: false,
-            progress: false,
         }
     }
 }
 
 /// A timed request/reply exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ExchangeKind {
     DiscoverOffer = 0,
     RequestAck = 1,
     RenewAck = 2,
@@ -154,16 +151,22 @@ pub enum Kind {
     ProbeOffer = 4,
 }
 
-pub const KINDS: [Kind; 5] = [Kind::DiscoverOffer, Kind::RequestAck, Kind::RenewAck, Kind::InformAck, Kind::ProbeOffer];
+pub const EXCHANGE_KINDS: [ExchangeKind; 5] = [
+    ExchangeKind::DiscoverOffer,
+    ExchangeKind::RequestAck,
+    ExchangeKind::RenewAck,
+    ExchangeKind::InformAck,
+    ExchangeKind::ProbeOffer,
+];
 
-impl Kind {
+impl ExchangeKind {
     pub fn name(self) -> &'static str {
         match self {
-            Kind::DiscoverOffer => "DISCOVER-OFFER",
-            Kind::RequestAck => "REQUEST-ACK",
-            Kind::RenewAck => "RENEW-ACK",
-            Kind::InformAck => "INFORM-ACK",
-            Kind::ProbeOffer => "PROBE-OFFER",
+            ExchangeKind::DiscoverOffer => "DISCOVER-OFFER",
+            ExchangeKind::RequestAck => "REQUEST-ACK",
+            ExchangeKind::RenewAck => "RENEW-ACK",
+            ExchangeKind::InformAck => "INFORM-ACK",
+            ExchangeKind::ProbeOffer => "PROBE-OFFER",
         }
     }
 }
@@ -180,12 +183,12 @@ pub struct ExchangeStats {
     /// Replies that were NAKs.
     pub naks: u64,
     /// Request-to-reply time in microseconds.
-    pub latency: Histogram,
+    pub latency: LatencyHistogram,
 }
 
 /// Everything counted during a run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Counters {
+pub struct RunCounters {
     /// Exchanges started (the scenario's first message, or a renewal/inform/release).
     pub initiated: u64,
     /// DHCP messages sent (all kinds, retransmissions included).
@@ -232,7 +235,7 @@ pub struct Counters {
     pub probes_starved: u64,
 }
 
-impl Counters {
+impl RunCounters {
     /// Replies that matched no outstanding request.
     pub fn unexpected(&self) -> u64 {
         self.unknown_client + self.stale_xid + self.wrong_type
@@ -270,17 +273,17 @@ pub struct Duplicate {
 
 /// The result of a run.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct RunOutcome {
     /// Seconds from the start until exchanges stopped being started (the measurement window
     /// for rates); for once-through scenarios, until every client was done.
     pub run_secs: f64,
     /// Seconds until the last outstanding request was answered or timed out.
     pub total_secs: f64,
     /// Counts when exchanges stopped being started (rates use these).
-    pub at_run_end: Counters,
+    pub at_run_end: RunCounters,
     /// Counts at the end.
-    pub counters: Counters,
-    pub exchanges: Vec<(Kind, ExchangeStats)>,
+    pub counters: RunCounters,
+    pub exchanges: Vec<(ExchangeKind, ExchangeStats)>,
     pub series: Vec<Sample>,
     /// The first duplicates found (up to 16).
     pub duplicates: Vec<Duplicate>,
@@ -425,7 +428,7 @@ enum Stage {
 }
 
 struct Gen<'c> {
-    cfg: &'c Config,
+    cfg: &'c RunConfig,
     framing: Framing,
     clients: Vec<Client>,
     /// Clients `0..main` run the scenario; `main..clients.len()` are `foreign` probes.
@@ -436,8 +439,8 @@ struct Gen<'c> {
     timers: [VecDeque<Timer>; LEVELS],
     servers: Vec<Server>,
     stats: [ExchangeStats; 5],
-    interval: Histogram,
-    c: Counters,
+    interval: LatencyHistogram,
+    c: RunCounters,
     outstanding: u64,
     cursor: u32,
     cursor_end: u32,
@@ -460,7 +463,7 @@ fn micros(start: Instant) -> u64 {
 }
 
 impl<'c> Gen<'c> {
-    fn new(cfg: &'c Config, framing: Framing) -> Gen<'c> {
+    fn new(cfg: &'c RunConfig, framing: Framing) -> Gen<'c> {
         let foreign_ppm = (cfg.foreign_share.clamp(0.0, 1.0) * 1e6) as u64;
         let main = cfg.clients.clamp(1, HOLDER - 1);
         let foreign = if cfg.scenario == Scenario::Foreign { main as u64 * foreign_ppm / 1_000_000 } else { 0 };
@@ -487,8 +490,8 @@ impl<'c> Gen<'c> {
             timers,
             servers: Vec::with_capacity(MAX_SERVERS),
             stats: Default::default(),
-            interval: Histogram::default(),
-            c: Counters::default(),
+            interval: LatencyHistogram::default(),
+            c: RunCounters::default(),
             outstanding: 0,
             cursor: 0,
             cursor_end: main,
@@ -525,13 +528,13 @@ impl<'c> Gen<'c> {
             && (n as u64 + 1) * self.foreign_ppm / 1_000_000 > n as u64 * self.foreign_ppm / 1_000_000
     }
 
-    fn kind(&self, n: u32, phase: u8) -> Kind {
+    fn kind(&self, n: u32, phase: u8) -> ExchangeKind {
         match phase {
-            DISCOVER if self.is_probe(n) => Kind::ProbeOffer,
-            DISCOVER => Kind::DiscoverOffer,
-            REQUEST => Kind::RequestAck,
-            RENEW => Kind::RenewAck,
-            _ => Kind::InformAck,
+            DISCOVER if self.is_probe(n) => ExchangeKind::ProbeOffer,
+            DISCOVER => ExchangeKind::DiscoverOffer,
+            REQUEST => ExchangeKind::RequestAck,
+            RENEW => ExchangeKind::RenewAck,
+            _ => ExchangeKind::InformAck,
         }
     }
 
@@ -837,14 +840,14 @@ impl<'c> Gen<'c> {
         if l2.ethertype != ether::ETHERTYPE_IPV4 {
             return Unframed::Bad;
         }
-        let Ok(ip) = ipv4::Packet::new_checked(&f[at..]) else { return Unframed::Bad };
+        let Ok(ip) = ipv4::Ipv4Packet::new_checked(&f[at..]) else { return Unframed::Bad };
         if ip.protocol() != ipv4::PROTOCOL_UDP || ip.is_fragment() {
             return Unframed::Bad;
         }
         // UDP checksums are not verified: over veth a frame from a local socket arrives with
         // the checksum left to an offload that never happens (CHECKSUM_PARTIAL).
         let u_at = at + ip.header_len();
-        let Ok(u) = udp::Packet::new_checked(&f[u_at..at + ip.total_len() as usize]) else { return Unframed::Bad };
+        let Ok(u) = udp::UdpPacket::new_checked(&f[u_at..at + ip.total_len() as usize]) else { return Unframed::Bad };
         Unframed::Dhcp { start: u_at + udp::HEADER_LEN, end: u_at + u.len() as usize, src: l2.src }
     }
 
@@ -867,7 +870,7 @@ impl<'c> Gen<'c> {
     }
 
     fn on_reply(&mut self, msg: &[u8], src_mac: Option<[u8; 6]>, now: u64) {
-        let Ok(p) = dhcp::Packet::new_checked(msg) else {
+        let Ok(p) = dhcp::DhcpPacket::new_checked(msg) else {
             self.c.malformed += 1;
             return;
         };
@@ -1151,18 +1154,24 @@ impl<'c> Gen<'c> {
 
 /// Runs the generator over `t` until the scenario ends, the duration or count is reached, or
 /// `stop` is set (then outstanding requests are still waited for, up to the loss timeout).
-pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Result<Outcome> {
+/// `progress` is handed each second's sample with the counts so far, and at the end those of
+/// the last part of a second.
+pub fn run<T: Transport>(
+    cfg: &RunConfig,
+    t: &mut T,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&Sample, &RunCounters),
+) -> io::Result<RunOutcome> {
     let mut g = Gen::new(cfg, t.framing());
     let start = Instant::now();
     let mut series = Vec::new();
-    let mut last = Counters::default();
+    let mut last = RunCounters::default();
     let mut next_tick = 1_000_000u64;
     let mut last_at = 0u64;
-    let mut run_end: Option<(u64, Counters)> = None;
+    let mut run_end: Option<(u64, RunCounters)> = None;
     let mut drain_deadline = u64::MAX;
     let duration = cfg.duration.map(|d| d.as_micros() as u64);
     let once = cfg.scenario.once();
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     loop {
         // Receive: the time is read once per batch, right after it arrived.
         let mut work = 0;
@@ -1235,14 +1244,12 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
             }
         }
 
-        // Once a second: a sample and the progress line.
+        // Once a second: a sample, also shown as progress.
         if now >= next_tick {
             let s = sample(&mut g, &last, last_at, now);
             last = g.c;
             last_at = now;
-            if cfg.progress {
-                progress_line(&s, &g, tty);
-            }
+            progress(&s, &g.c);
             series.push(s);
             // After a stall, the next sample is a second after this one.
             next_tick = (next_tick + 1_000_000).max(now + 1);
@@ -1267,19 +1274,13 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
         }
     }
     let end = micros(start);
-    if cfg.progress {
-        let s = sample(&mut g, &last, last_at, end);
-        progress_line(&s, &g, tty);
-        if tty {
-            eprintln!();
-        }
-    }
+    progress(&sample(&mut g, &last, last_at, end), &g.c);
     let (run_us, at_run_end) = run_end.unwrap_or((end, g.c));
     let served = g.clients[..g.main as usize].iter().filter(|c| c.flags & SERVED != 0).count() as u64;
     let starved = g.clients[..g.main as usize].iter().filter(|c| c.phase == STARVED).count() as u64;
     let foreign_clients = (0..g.main).filter(|&n| g.is_foreign(n)).count() as u64;
-    let exchanges = KINDS.iter().map(|&k| (k, std::mem::take(&mut g.stats[k as usize]))).collect();
-    Ok(Outcome {
+    let exchanges = EXCHANGE_KINDS.iter().map(|&k| (k, std::mem::take(&mut g.stats[k as usize]))).collect();
+    Ok(RunOutcome {
         run_secs: run_us as f64 / 1e6,
         total_secs: end as f64 / 1e6,
         at_run_end,
@@ -1296,7 +1297,7 @@ pub fn run<T: Transport>(cfg: &Config, t: &mut T, stop: &AtomicBool) -> io::Resu
     })
 }
 
-fn sample(g: &mut Gen<'_>, last: &Counters, since: u64, now: u64) -> Sample {
+fn sample(g: &mut Gen<'_>, last: &RunCounters, since: u64, now: u64) -> Sample {
     let s = Sample {
         t: now as f64 / 1e6,
         secs: now.saturating_sub(since) as f64 / 1e6,
@@ -1311,32 +1312,6 @@ fn sample(g: &mut Gen<'_>, last: &Counters, since: u64, now: u64) -> Sample {
     };
     g.interval.clear();
     s
-}
-
-fn progress_line(s: &Sample, g: &Gen<'_>, tty: bool) {
-    let c = &g.c;
-    let per_s = |v: u64| if s.secs > 0.0 { (v as f64 / s.secs).round() as u64 } else { 0 };
-    let line = format!(
-        "[{:6.1}s] started {:>8}/s  replies {:>8}/s  done {:>8}/s  drops {:>6}/s  out {:>6}  p50 {:>6}  p99 {:>6} µs | leases {} naks {} no-offer {} dup-acks {} unexpected {}",
-        s.t,
-        per_s(s.initiated),
-        per_s(s.received),
-        per_s(s.completed),
-        per_s(s.drops),
-        s.outstanding,
-        s.p50_us.map_or("-".into(), |v| v.to_string()),
-        s.p99_us.map_or("-".into(), |v| v.to_string()),
-        c.leases,
-        c.naks,
-        c.no_offer,
-        c.duplicate_acks,
-        c.unexpected()
-    );
-    if tty {
-        eprint!("\r\x1b[2K{line}");
-    } else {
-        eprintln!("{line}");
-    }
 }
 
 /// Default tries per scenario: the avalanche keeps backing off (1+2+4+...+32 = 63 timeouts),
@@ -1360,7 +1335,7 @@ mod tests {
     /// to the wrong client.
     #[test]
     fn bad_frames_are_counted_not_fatal() {
-        let cfg = Config { clients: 4, ..Config::default() };
+        let cfg = RunConfig { clients: 4, ..RunConfig::default() };
         for framing in [Framing::Ethernet, Framing::Udp] {
             let mut g = Gen::new(&cfg, framing);
             // A real exchange to damage: client 1's DISCOVER, answered by the reflector.

@@ -7,7 +7,7 @@
 //!   frames, direct mode), [`ring`] with the same socket and memory-mapped rings, [`relay`]
 //!   with a UDP socket acting as relay agents, [`xsk`] with an AF_XDP socket.
 //! - [`reflector`]: a stateless responder writing canned replies in place: the I/O ceiling.
-//! - [`hist`]: the log-bucketed latency histogram.
+//! - [`hist`]: the latency histogram (HdrHistogram).
 //! - [`report`]: the JSON report and the final table; [`svg`]: the plots.
 //! - [`cli`]: the command line (system-call helpers are in [`dhcp_io::sys`]).
 //!

@@ -61,20 +61,20 @@ pub fn answer(buf: &mut [u8], len: usize, mac: [u8; 6], cfg: &ReflectorConfig) -
         return None;
     }
     let ip_at = l2.len();
-    let ip = ipv4::Packet::new_checked(&f[ip_at..]).ok()?;
+    let ip = ipv4::Ipv4Packet::new_checked(&f[ip_at..]).ok()?;
     // Only plain 20-byte headers: then the message already sits where the reply's goes.
     if ip.header_len() != ipv4::MIN_HEADER_LEN || ip.protocol() != ipv4::PROTOCOL_UDP || ip.is_fragment() {
         return None;
     }
     let u_at = ip_at + ipv4::MIN_HEADER_LEN;
-    let u = udp::Packet::new_checked(&f[u_at..ip_at + ip.total_len() as usize]).ok()?;
+    let u = udp::UdpPacket::new_checked(&f[u_at..ip_at + ip.total_len() as usize]).ok()?;
     if u.dst_port() != 67 {
         return None;
     }
     let d_at = u_at + udp::HEADER_LEN;
     debug_assert_eq!(d_at, frame::payload_offset(l2.vlan_count));
     let d_len = u.len() as usize - udp::HEADER_LEN;
-    let p = dhcp::Packet::new_checked(&f[d_at..d_at + d_len]).ok()?;
+    let p = dhcp::DhcpPacket::new_checked(&f[d_at..d_at + d_len]).ok()?;
     if p.op() != dhcp::Op::Request as u8 {
         return None;
     }
@@ -102,7 +102,7 @@ pub fn answer(buf: &mut [u8], len: usize, mac: [u8; 6], cfg: &ReflectorConfig) -
     let out_len = dhcp::MIN_MESSAGE_LEN;
     let d = buf.get_mut(d_at..d_at + out_len)?;
     {
-        let mut h = dhcp::Packet::new_unchecked(&mut *d);
+        let mut h = dhcp::DhcpPacket::new_unchecked(&mut *d);
         h.set_op(dhcp::Op::Reply);
         h.set_hops(0);
         h.set_secs(0);
@@ -150,21 +150,21 @@ pub fn answer(buf: &mut [u8], len: usize, mac: [u8; 6], cfg: &ReflectorConfig) -
     frame::write_headers(buf, &l2_out, (cfg.server_id, 67), (dst, 68), out_len, 64).ok()
 }
 
-/// Runs the reflector on `t` until `stop` is set or `duration` passes.
+/// Runs the reflector on `t` until `stop` is set or `duration` passes. `progress` is handed
+/// the time since the start and the counts so far, once a second.
 pub fn run<T: Transport>(
     t: &mut T,
     cfg: &ReflectorConfig,
     stop: &AtomicBool,
     duration: Option<Duration>,
-    progress: bool,
     busy_poll: bool,
+    mut progress: impl FnMut(Duration, &ReflectorStats),
 ) -> io::Result<ReflectorStats> {
     let mac = t
         .mac()
         .ok_or_else(|| io::Error::new(io::ErrorKind::Unsupported, "the reflector needs an Ethernet transport"))?;
     let start = Instant::now();
     let mut st = ReflectorStats::default();
-    let mut last = st;
     let mut next_tick = Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| start.elapsed() < d) {
         let (r, a) = t.reflect(|b, len| answer(b, len, mac, cfg))?;
@@ -175,14 +175,8 @@ pub fn run<T: Transport>(
             t.wait(Duration::from_millis(50))?;
         }
         let el = start.elapsed();
-        if progress && el >= next_tick {
-            eprintln!(
-                "[{:6.1}s] reflector: received {:>8}/s  answered {:>8}/s",
-                el.as_secs_f64(),
-                st.received - last.received,
-                st.answered - last.answered
-            );
-            last = st;
+        if el >= next_tick {
+            progress(el, &st);
             next_tick += Duration::from_secs(1);
         }
     }
@@ -216,7 +210,7 @@ mod tests {
         let f = frame::UdpFrame::parse(&buf[..rlen]).unwrap();
         assert_eq!((f.l2.dst, f.l2.src), (mac_for(7), me));
         assert_eq!((f.src_ip, f.src_port, f.dst_port), (cfg.server_id, 67, 68));
-        let p = dhcp::Packet::new_checked(&buf[f.payload.clone()]).unwrap();
+        let p = dhcp::DhcpPacket::new_checked(&buf[f.payload.clone()]).unwrap();
         assert_eq!(p.xid(), 0x1234_5678);
         assert_eq!(p.yiaddr(), Ipv4Addr::new(100, 64, 0, 7));
         let o = p.parse_options().unwrap();

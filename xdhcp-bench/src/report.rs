@@ -1,8 +1,9 @@
 //! What a generator run reports: the [`Report`] document (written as JSON by `--json`, every
-//! field described on its type) and the table printed at the end, made from it.
+//! field described on its type), the table printed at the end, made from it, and the progress
+//! line of each second. Only text is made here: the command line prints it.
 
-use super::gen::{Config, Counters, Duplicate, Outcome, Sample, Scenario};
-use super::hist::Histogram;
+use super::gen::{Duplicate, RunConfig, RunCounters, RunOutcome, Sample, Scenario};
+use super::hist::LatencyHistogram;
 use super::transport::TransportStats;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -38,8 +39,8 @@ pub struct Report {
     pub rates: Rates,
     /// Per kind of exchange, those that were sent at all.
     pub exchanges: Vec<Exchange>,
-    /// Every count of the run (see [`Counters`]), at the end.
-    pub counters: Counters,
+    /// Every count of the run (see [`RunCounters`]), at the end.
+    pub counters: RunCounters,
     pub checks: Checks,
     pub outcome: ClientOutcome,
     /// `foreign` only.
@@ -78,8 +79,8 @@ pub struct Exchange {
     pub latency_us: Latency,
 }
 
-/// Request-to-reply times in microseconds (null when nothing was received); percentiles
-/// within 1/32 of the value (log-bucketed histogram).
+/// Request-to-reply times in microseconds (null when nothing was received), within 0.1 % of
+/// the value (HdrHistogram, 3 significant digits); percentiles never understate.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Latency {
     pub min: Option<u32>,
@@ -92,7 +93,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    pub fn of(h: &Histogram) -> Latency {
+    pub fn of(h: &LatencyHistogram) -> Latency {
         Latency {
             min: h.min(),
             p50: h.quantile(0.5),
@@ -156,7 +157,7 @@ pub struct Foreign {
 }
 
 impl Report {
-    pub fn new(cfg: &Config, interface: Option<&str>, o: &Outcome, transport: TransportStats) -> Report {
+    pub fn new(cfg: &RunConfig, interface: Option<&str>, o: &RunOutcome, transport: TransportStats) -> Report {
         let per_s = |v: u64| if o.run_secs > 0.0 { v as f64 / o.run_secs } else { 0.0 };
         let r = &o.at_run_end;
         let c = &o.counters;
@@ -354,4 +355,26 @@ impl Report {
     fn scenario_name(&self) -> &'static str {
         self.scenario.name()
     }
+}
+
+/// The progress line of one second of a run (`s`), with the counts so far (`c`).
+pub fn progress_line(s: &Sample, c: &RunCounters) -> String {
+    let per_s = |v: u64| if s.secs > 0.0 { (v as f64 / s.secs).round() as u64 } else { 0 };
+    let us = |v: Option<u32>| v.map_or("-".into(), |v| v.to_string());
+    format!(
+        "[{:6.1}s] started {:>8}/s  replies {:>8}/s  done {:>8}/s  drops {:>6}/s  out {:>6}  p50 {:>6}  p99 {:>6} µs | leases {} naks {} no-offer {} dup-acks {} unexpected {}",
+        s.t,
+        per_s(s.initiated),
+        per_s(s.received),
+        per_s(s.completed),
+        per_s(s.drops),
+        s.outstanding,
+        us(s.p50_us),
+        us(s.p99_us),
+        c.leases,
+        c.naks,
+        c.no_offer,
+        c.duplicate_acks,
+        c.unexpected()
+    )
 }

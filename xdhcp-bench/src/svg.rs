@@ -1,22 +1,33 @@
-//! Plots of a run as hand-written SVG (no plotting crate): rate over time, latency over time,
-//! and the latency distribution of each exchange in the manner of HdrHistogram (latency
-//! against percentile on a log scale of 1/(1−p), so the tail is readable).
+//! Plots of a run, drawn with `plotters` into SVG: rate over time, latency over time, and the
+//! latency distribution of each exchange in the manner of HdrHistogram (latency against
+//! percentile on a log scale of 1/(1−p), so the tail is readable).
+//!
+//! Only plotters' SVG backend is used: it writes text as SVG text elements, so drawing needs
+//! no font files and no system libraries. Plots are drawn once, after a run: never on the
+//! packet path.
 
-use super::gen::{Outcome, Sample};
-use std::fmt::Write as _;
+use super::gen::{RunOutcome, Sample};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::io;
+use std::ops::Range;
 use std::path::Path;
 
-const W: f64 = 860.0;
-const H: f64 = 440.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 200.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 55.0;
-const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+const SIZE: (u32, u32) = (860, 440);
+/// Room right of the plot for the legend.
+const LEGEND_WIDTH: u32 = 170;
+const COLORS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+];
 
-/// Maps a data value to a y coordinate.
-type Scale = Box<dyn Fn(f64) -> f64>;
+type DrawResult = Result<(), DrawingAreaErrorKind<<SVGBackend<'static> as DrawingBackend>::ErrorType>>;
 
 /// One line of a chart: name and points.
 #[derive(Debug, Clone)]
@@ -32,152 +43,122 @@ pub struct Chart {
     pub x_label: String,
     pub y_label: String,
     pub lines: Vec<Line>,
-    /// Tick positions and labels for x; evenly spaced numbers when `None`.
-    pub x_ticks: Option<Vec<(f64, String)>>,
+    /// x is log10(1/(1−p)) for a percentile p, labelled as the percentile (0%, 90%, 99% ...).
+    pub x_percentile: bool,
     pub y_log: bool,
 }
 
-/// About six round tick values (1, 2, 5 × 10^k steps) from 0 to at least `max`.
-fn nice_ticks(max: f64) -> Vec<f64> {
-    let max = if max > 0.0 { max } else { 1.0 };
-    let raw = max / 6.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| max / s <= 6.0).unwrap_or(10.0 * mag);
-    (0..=((max / step).ceil() as usize)).map(|i| i as f64 * step).collect()
-}
-
-fn label(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{}k", v / 1e3)
-    } else if v.fract() == 0.0 {
-        format!("{v:.0}")
+/// A round axis label: 1500 → "1.5k", 2000000 → "2M".
+fn number(v: f64) -> String {
+    if v.abs() >= 1e6 {
+        format!("{}M", round3(v / 1e6))
+    } else if v.abs() >= 1e3 {
+        format!("{}k", round3(v / 1e3))
     } else {
-        format!("{v}")
+        format!("{}", round3(v))
     }
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// The percentile p for x = log10(1/(1−p)): 0 → "0%", 1 → "90%", 3 → "99.9%".
+fn percentile(x: f64) -> String {
+    let p = 100.0 * (1.0 - 10f64.powf(-x));
+    let decimals = (x.ceil() as usize).saturating_sub(2);
+    format!("{p:.decimals$}%")
 }
 
 impl Chart {
-    pub fn render(&self) -> String {
-        let pts = self.lines.iter().flat_map(|l| l.points.iter());
-        let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
-        let mut y_min_pos = f64::INFINITY;
-        for &(x, y) in pts {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y1 = y1.max(y);
-            if y > 0.0 {
-                y_min_pos = y_min_pos.min(y);
-            }
+    /// The chart as an SVG document.
+    pub fn render(&self) -> io::Result<String> {
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            let (x, y) = self.ranges();
+            let drawn = if self.y_log { self.draw(&root, x, y.log_scale()) } else { self.draw(&root, x, y) };
+            drawn.and_then(|()| root.present()).map_err(|e| io::Error::other(e.to_string()))?;
         }
-        if let Some(t) = &self.x_ticks {
-            for (x, _) in t {
-                x0 = x0.min(*x);
-                x1 = x1.max(*x);
-            }
-        }
+        Ok(svg)
+    }
+
+    /// The x and y ranges that hold every point: y from 0 (linear) or from the power of ten
+    /// below the smallest positive value (logarithmic).
+    fn ranges(&self) -> (Range<f64>, Range<f64>) {
+        let pts = || self.lines.iter().flat_map(|l| l.points.iter().copied());
+        let (mut x0, mut x1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| (a.min(x), b.max(x)));
         if !x0.is_finite() {
             (x0, x1) = (0.0, 1.0);
+        }
+        if self.x_percentile {
+            // Whole decades of percentiles, at least up to 90%.
+            (x0, x1) = (0.0, x1.ceil().max(1.0));
         }
         if x1 <= x0 {
             x1 = x0 + 1.0;
         }
-        let pw = W - LEFT - RIGHT;
-        let ph = H - TOP - BOTTOM;
-        let sx = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
-        // y scale
-        let (y_ticks, ymap): (Vec<(f64, String)>, Scale) = if self.y_log {
-            let lo = if y_min_pos.is_finite() { y_min_pos.log10().floor() } else { 0.0 };
-            let hi = if y1 > 0.0 { y1.log10().ceil().max(lo + 1.0) } else { lo + 1.0 };
-            let ticks = (lo as i32..=hi as i32).map(|e| (10f64.powi(e), label(10f64.powi(e)))).collect();
-            (ticks, Box::new(move |y: f64| TOP + ph - (y.max(10f64.powf(lo)).log10() - lo) / (hi - lo) * ph))
-        } else {
-            let t = nice_ticks(y1);
-            let top = *t.last().unwrap_or(&1.0);
-            let top = if top > 0.0 { top } else { 1.0 };
-            (t.iter().map(|&v| (v, label(v))).collect(), Box::new(move |y: f64| TOP + ph - y / top * ph))
-        };
-        let x_ticks = match &self.x_ticks {
-            Some(t) => t.clone(),
-            None => nice_ticks(x1).into_iter().filter(|&v| v >= x0 && v <= x1).map(|v| (v, label(v))).collect(),
-        };
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
-            LEFT + pw / 2.0,
-            escape(&self.title)
-        );
-        for (v, l) in &y_ticks {
-            let y = ymap(*v);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{LEFT}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{l}</text>"##,
-                LEFT + pw,
-                LEFT - 6.0,
-                y + 4.0
-            );
+        let y_max = pts().map(|(_, y)| y).fold(0.0, f64::max);
+        if !self.y_log {
+            return (x0..x1, 0.0..if y_max > 0.0 { y_max * 1.05 } else { 1.0 });
         }
-        for (v, l) in &x_ticks {
-            let x = sx(*v);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x:.1}" x2="{x:.1}" y1="{TOP}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
-                TOP + ph,
-                TOP + ph + 16.0,
-                escape(l)
-            );
-        }
-        let _ = writeln!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##);
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-            LEFT + pw / 2.0,
-            H - 12.0,
-            escape(&self.x_label)
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="18" y="{}" text-anchor="middle" transform="rotate(-90 18 {})">{}</text>"#,
-            TOP + ph / 2.0,
-            TOP + ph / 2.0,
-            escape(&self.y_label)
-        );
-        for (i, line) in self.lines.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            let mut path = String::new();
-            for &(x, y) in &line.points {
-                let _ = write!(path, "{:.1},{:.1} ", sx(x), ymap(y));
-            }
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#,
-                path.trim_end()
-            );
-            let ly = TOP + 10.0 + i as f64 * 20.0;
-            let lx = LEFT + pw + 14.0;
-            let _ = writeln!(
-                s,
-                r#"<line x1="{lx}" x2="{}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{}" y="{}">{}</text>"#,
-                lx + 22.0,
-                lx + 28.0,
-                ly + 4.0,
-                escape(&line.name)
-            );
-        }
-        s.push_str("</svg>\n");
-        s
+        let y_min = pts().map(|(_, y)| y).filter(|&y| y > 0.0).fold(f64::INFINITY, f64::min);
+        let lo = if y_min.is_finite() { 10f64.powf(y_min.log10().floor()) } else { 1.0 };
+        let hi = if y_max > 0.0 { 10f64.powf(y_max.log10().ceil()) } else { 1.0 };
+        (x0..x1, lo..hi.max(lo * 10.0))
     }
+
+    fn draw<Y>(&self, root: &DrawingArea<SVGBackend<'_>, Shift>, x: Range<f64>, y: Y) -> DrawResult
+    where
+        Y: AsRangedCoord<Value = f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        root.fill(&WHITE)?;
+        let (plot, legend) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(&self.title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(64)
+            .build_cartesian_2d(x.clone(), y)?;
+        let y_label = |v: &f64| number(*v);
+        let x_label = |v: &f64| if self.x_percentile { percentile(*v) } else { number(*v) };
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .bold_line_style(BLACK.mix(0.12))
+            .light_line_style(TRANSPARENT);
+        if self.x_percentile {
+            // One label per decade: 0%, 90%, 99% ...
+            mesh.x_labels(x.end as usize + 1);
+        }
+        mesh.draw()?;
+        let y_bottom = chart.y_range().start;
+        for (i, line) in self.lines.iter().enumerate() {
+            // A log axis cannot show 0: such points sit on the axis.
+            let points = line.points.iter().map(|&(x, y)| (x, if self.y_log { y.max(y_bottom) } else { y }));
+            chart.draw_series(LineSeries::new(points, color(i).stroke_width(2)))?;
+        }
+        let top = chart.plotting_area().get_base_pixel().1 - root.get_base_pixel().1;
+        self.draw_legend(&legend, top)
+    }
+
+    /// The lines' names beside the plot, from `top` down, each after a stroke of its colour.
+    fn draw_legend(&self, area: &DrawingArea<SVGBackend<'_>, Shift>, top: i32) -> DrawResult {
+        for (i, line) in self.lines.iter().enumerate() {
+            let y = top + 10 + 20 * i as i32;
+            area.draw(&PathElement::new([(14, y), (36, y)], color(i).stroke_width(3)))?;
+            let style = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+            area.draw(&Text::new(line.name.as_str(), (42, y), style))?;
+        }
+        Ok(())
+    }
+}
+
+fn color(i: usize) -> RGBColor {
+    COLORS[i % COLORS.len()]
 }
 
 fn series_line(name: &str, series: &[Sample], f: impl Fn(&Sample) -> Option<f64>) -> Line {
@@ -196,7 +177,7 @@ pub fn rate_chart(title: &str, series: &[Sample]) -> Chart {
             series_line("completed", series, |s| Some(s.completed as f64)),
             series_line("drops", series, |s| Some(s.drops as f64)),
         ],
-        x_ticks: None,
+        x_percentile: false,
         y_log: false,
     }
 }
@@ -211,53 +192,47 @@ pub fn latency_time_chart(title: &str, series: &[Sample]) -> Chart {
             series_line("p50", series, |s| s.p50_us.map(f64::from)),
             series_line("p99", series, |s| s.p99_us.map(f64::from)),
         ],
-        x_ticks: None,
+        x_percentile: false,
         y_log: true,
     }
 }
 
 /// Latency against percentile, x = log10(1/(1−p)), per exchange.
-pub fn latency_distribution_chart(title: &str, o: &Outcome) -> Chart {
-    let mut lines = Vec::new();
-    let mut top = 1.0f64;
-    for (k, st) in &o.exchanges {
-        let h = &st.latency;
-        if h.count() == 0 {
-            continue;
-        }
-        // Beyond 1/count the percentile says nothing more.
-        let xmax = (h.count() as f64).log10().max(1.0);
-        top = top.max(xmax);
-        let mut pts = Vec::new();
-        let mut x = 0.0;
-        while x <= xmax + 1e-9 {
-            let p = 1.0 - 10f64.powf(-x);
-            if let Some(v) = h.quantile(p) {
-                pts.push((x, v as f64));
-            }
-            x += 0.02;
-        }
-        lines.push(Line { name: k.name().to_string(), points: pts });
-    }
-    let labels = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%", "99.99999%"];
-    let x_ticks =
-        (0..=(top.ceil() as usize).min(labels.len() - 1)).map(|i| (i as f64, labels[i].to_string())).collect();
+pub fn latency_distribution_chart(title: &str, o: &RunOutcome) -> Chart {
+    let lines = o
+        .exchanges
+        .iter()
+        .filter(|(_, st)| st.latency.count() > 0)
+        .map(|(k, st)| {
+            let h = &st.latency;
+            // Beyond 1/count the percentile says nothing more.
+            let xmax = (h.count() as f64).log10().max(1.0);
+            let steps = (xmax / 0.02) as usize;
+            let points = (0..=steps)
+                .filter_map(|i| {
+                    let x = i as f64 * 0.02;
+                    Some((x, h.quantile(1.0 - 10f64.powf(-x))? as f64))
+                })
+                .collect();
+            Line { name: k.name().to_string(), points }
+        })
+        .collect();
     Chart {
         title: format!("{title}: latency distribution"),
         x_label: "percentile".into(),
         y_label: "latency (µs)".into(),
         lines,
-        x_ticks: Some(x_ticks),
+        x_percentile: true,
         y_log: true,
     }
 }
 
 /// Writes `rate.svg`, `latency.svg` and `latency-time.svg` into `dir` (created if needed).
-pub fn write_plots(dir: &Path, title: &str, o: &Outcome) -> io::Result<()> {
+pub fn write_plots(dir: &Path, title: &str, o: &RunOutcome) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("rate.svg"), rate_chart(title, &o.series).render())?;
-    std::fs::write(dir.join("latency.svg"), latency_distribution_chart(title, o).render())?;
-    std::fs::write(dir.join("latency-time.svg"), latency_time_chart(title, &o.series).render())?;
+    std::fs::write(dir.join("rate.svg"), rate_chart(title, &o.series).render()?)?;
+    std::fs::write(dir.join("latency.svg"), latency_distribution_chart(title, o).render()?)?;
+    std::fs::write(dir.join("latency-time.svg"), latency_time_chart(title, &o.series).render()?)?;
     Ok(())
 }
 
@@ -266,23 +241,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticks_cover_the_range_and_the_svg_is_closed() {
-        let t = nice_ticks(47_000.0);
-        assert!(*t.last().unwrap() >= 47_000.0 && t.len() <= 8, "{t:?}");
+    fn labels_read_as_numbers_and_percentiles() {
+        assert_eq!(
+            (number(0.0), number(250.0), number(1500.0), number(2e6)),
+            ("0".into(), "250".into(), "1.5k".into(), "2M".into())
+        );
+        assert_eq!(
+            (percentile(0.0), percentile(1.0), percentile(2.0), percentile(3.0)),
+            ("0%".into(), "90%".into(), "99%".into(), "99.9%".into())
+        );
+    }
+
+    #[test]
+    fn charts_render_as_closed_svg_with_escaped_text() {
         let c = Chart {
             title: "a <b>".into(),
             x_label: "x".into(),
             y_label: "y".into(),
-            lines: vec![Line { name: "l".into(), points: vec![(0.0, 1.0), (1.0, 100.0)] }],
-            x_ticks: None,
+            lines: vec![Line { name: "l".into(), points: vec![(0.0, 0.0), (1.0, 100.0)] }],
+            x_percentile: false,
             y_log: true,
         };
-        let s = c.render();
-        assert!(s.starts_with("<svg") && s.ends_with("</svg>\n"));
+        let s = c.render().unwrap();
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"), "{s}");
         assert!(s.contains("a &lt;b&gt;"));
         assert!(s.contains("<polyline"));
-        // An empty chart renders too.
-        let empty = Chart { lines: vec![], y_log: false, ..c };
-        assert!(empty.render().contains("</svg>"));
+        // Empty charts render too, on either axis.
+        for (y_log, x_percentile) in [(false, false), (true, true)] {
+            let empty = Chart { lines: vec![], y_log, x_percentile, ..c.clone() };
+            assert!(empty.render().unwrap().trim_end().ends_with("</svg>"));
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The generator over an in-memory transport that answers with the reflector: the whole
 //! request/reply loop, timeouts and checks, without a network or root.
 
-use super::gen::{run, Config, Outcome, Scenario};
+use super::gen::{run, RunConfig, RunOutcome, Scenario};
 use super::reflector::{answer, ReflectorConfig};
 use super::transport::{Framing, Transport, TransportStats, Tx};
 use std::collections::VecDeque;
@@ -72,17 +72,17 @@ impl Transport for Loopback {
     }
 }
 
-fn go(cfg: Config, pool_size: u32, lose: Option<u64>) -> Outcome {
+fn go(cfg: RunConfig, pool_size: u32, lose: Option<u64>) -> RunOutcome {
     let mut t = Loopback {
         replies: VecDeque::new(),
         cfg: ReflectorConfig { pool_size, ..ReflectorConfig::default() },
         lose,
         requests: 0,
     };
-    run(&cfg, &mut t, &AtomicBool::new(false)).unwrap()
+    run(&cfg, &mut t, &AtomicBool::new(false), |_, _| {}).unwrap()
 }
 
-fn consistent(o: &Outcome) {
+fn consistent(o: &RunOutcome) {
     for (k, e) in &o.exchanges {
         assert_eq!(e.received + e.drops, e.sent, "{}: {e:?}", k.name());
         assert_eq!(e.latency.count(), e.received);
@@ -93,7 +93,7 @@ fn consistent(o: &Outcome) {
 
 #[test]
 fn dora_runs_the_count_asked_and_every_client_keeps_its_address() {
-    let cfg = Config { clients: 100, exchanges: Some(1000), duration: None, window: 16, ..Config::default() };
+    let cfg = RunConfig { clients: 100, exchanges: Some(1000), duration: None, window: 16, ..RunConfig::default() };
     let o = go(cfg, 1 << 20, None);
     consistent(&o);
     assert_eq!(o.counters.initiated, 1000);
@@ -105,13 +105,13 @@ fn dora_runs_the_count_asked_and_every_client_keeps_its_address() {
 
 #[test]
 fn losses_are_dropped_then_retransmitted() {
-    let cfg = Config {
+    let cfg = RunConfig {
         clients: 50,
         exchanges: Some(200),
         duration: None,
         window: 8,
         timeout: Duration::from_millis(20),
-        ..Config::default()
+        ..RunConfig::default()
     };
     let o = go(cfg, 1 << 20, Some(7));
     consistent(&o);
@@ -121,7 +121,7 @@ fn losses_are_dropped_then_retransmitted() {
 
 #[test]
 fn one_address_for_everyone_is_a_duplicate() {
-    let cfg = Config { clients: 10, exchanges: Some(10), duration: None, window: 1, ..Config::default() };
+    let cfg = RunConfig { clients: 10, exchanges: Some(10), duration: None, window: 1, ..RunConfig::default() };
     let o = go(cfg, 1, None);
     consistent(&o);
     assert_eq!(o.counters.leases, 10);
@@ -132,8 +132,13 @@ fn one_address_for_everyone_is_a_duplicate() {
 
 #[test]
 fn foreign_probes_and_once_through_scenarios_end_by_themselves() {
-    let cfg =
-        Config { scenario: Scenario::Foreign, clients: 40, foreign_share: 0.25, duration: None, ..Config::default() };
+    let cfg = RunConfig {
+        scenario: Scenario::Foreign,
+        clients: 40,
+        foreign_share: 0.25,
+        duration: None,
+        ..RunConfig::default()
+    };
     let o = go(cfg, 1 << 20, None);
     consistent(&o);
     assert_eq!(o.foreign_clients, 10);
@@ -143,8 +148,13 @@ fn foreign_probes_and_once_through_scenarios_end_by_themselves() {
     assert_eq!(o.counters.probes_offered, 10);
     assert_eq!(o.counters.leases, 30);
 
-    let cfg =
-        Config { scenario: Scenario::Avalanche, clients: 500, window: u32::MAX, duration: None, ..Config::default() };
+    let cfg = RunConfig {
+        scenario: Scenario::Avalanche,
+        clients: 500,
+        window: u32::MAX,
+        duration: None,
+        ..RunConfig::default()
+    };
     let o = go(cfg, 1 << 20, None);
     consistent(&o);
     assert_eq!((o.served, o.starved), (500, 0));
@@ -153,19 +163,30 @@ fn foreign_probes_and_once_through_scenarios_end_by_themselves() {
 #[test]
 fn renew_inform_release_decline_follow_their_leases() {
     for (scenario, kind) in [(Scenario::Renew, 2usize), (Scenario::Inform, 3)] {
-        let cfg = Config { scenario, clients: 10, exchanges: Some(50), duration: None, window: 4, ..Config::default() };
+        let cfg =
+            RunConfig { scenario, clients: 10, exchanges: Some(50), duration: None, window: 4, ..RunConfig::default() };
         let o = go(cfg, 1 << 20, None);
         consistent(&o);
         assert_eq!(o.counters.leases, 10, "{scenario:?}");
         assert_eq!(o.exchanges[kind].1.received, 40, "{scenario:?}");
     }
-    let cfg =
-        Config { scenario: Scenario::Release, clients: 10, exchanges: Some(30), duration: None, ..Config::default() };
+    let cfg = RunConfig {
+        scenario: Scenario::Release,
+        clients: 10,
+        exchanges: Some(30),
+        duration: None,
+        ..RunConfig::default()
+    };
     let o = go(cfg, 1 << 20, None);
     consistent(&o);
     assert_eq!((o.counters.leases, o.counters.releases), (30, 30));
-    let cfg =
-        Config { scenario: Scenario::Decline, clients: 10, exchanges: Some(30), duration: None, ..Config::default() };
+    let cfg = RunConfig {
+        scenario: Scenario::Decline,
+        clients: 10,
+        exchanges: Some(30),
+        duration: None,
+        ..RunConfig::default()
+    };
     let o = go(cfg, 1 << 20, None);
     consistent(&o);
     assert_eq!(o.counters.declines, 30);

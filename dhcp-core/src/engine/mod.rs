@@ -13,8 +13,9 @@ mod stats;
 pub use shared::{InterfaceId, Shared};
 pub use stats::Stats;
 
-use crate::lease::{Claim, ClientKey, ClientTable, LeaseState};
-use crate::wire::{self, dhcp, options::MessageType};
+use crate::lease::{Claim, ClientKey, ClientTable, LeaseState, RecordId};
+use crate::wire::options::{code, MessageType, Options};
+use crate::wire::{self, dhcp};
 use core::net::{Ipv4Addr, SocketAddrV4};
 use reply::ReplySpec;
 use shared::Link;
@@ -108,7 +109,7 @@ pub enum Silence {
 
 /// Why a message was dropped as invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     Malformed(wire::Error),
     /// `op` is not BOOTREQUEST.
     NotRequest,
@@ -127,7 +128,7 @@ pub enum Drop {
 pub enum Outcome {
     Reply(Reply),
     Silent(Silence),
-    Dropped(Drop),
+    Dropped(DropReason),
 }
 
 /// Kinds of lease change.
@@ -187,20 +188,15 @@ pub enum RestoreError {
 #[derive(Debug)]
 pub struct Engine {
     shared: Arc<Shared>,
-    st: State,
-}
-
-/// The worker-owned part of an engine.
-#[derive(Debug)]
-struct State {
+    /// The clients of this worker: its offers, leases and probations.
     table: ClientTable,
     stats: Stats,
 }
 
 /// The parts of a request the handlers use.
 struct Request<'a> {
-    pkt: dhcp::Packet<&'a [u8]>,
-    opts: wire::options::Options<'a>,
+    pkt: dhcp::DhcpPacket<&'a [u8]>,
+    opts: Options<'a>,
     key: ClientKey,
     mac: [u8; 6],
     client_id: Option<&'a [u8]>,
@@ -208,13 +204,10 @@ struct Request<'a> {
     prl: Option<&'a [u8]>,
 }
 
-/// Room for options a client split over several instances (RFC 3396), joined.
-const JOIN: usize = 1024;
-
 impl Engine {
     /// An engine for one worker; `capacity` sizes its client table (clients it will hold).
     pub fn new(shared: Arc<Shared>, now: Seconds, capacity: usize) -> Engine {
-        Engine { shared, st: State { table: ClientTable::new(now, capacity), stats: Stats::default() } }
+        Engine { shared, table: ClientTable::new(now, capacity), stats: Stats::default() }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -222,30 +215,30 @@ impl Engine {
     }
 
     pub fn stats(&self) -> &Stats {
-        &self.st.stats
+        &self.stats
     }
 
     /// Offers, leases and probations this engine holds.
     pub fn records(&self) -> usize {
-        self.st.table.len()
+        self.table.len()
     }
 
     /// Bytes of the client table's own structures.
     pub fn table_bytes(&self) -> usize {
-        self.st.table.heap_bytes()
+        self.table.heap_bytes()
     }
 
     /// The lease a client holds or was offered: (address, state, deadline).
     pub fn lookup(&self, client: &ClientKey) -> Option<(Ipv4Addr, LeaseState, Seconds)> {
-        let i = self.st.table.find(client)?;
-        let (l, s) = self.st.table.get(i);
+        let record = self.table.find(client)?;
+        let (l, s) = self.table.get(record);
         Some((Ipv4Addr::from(l.ip), s, l.expires))
     }
 
     /// Ends offers, leases and probations due at `now`. Call at least once a second when idle;
     /// [`Engine::handle`] also calls it.
     pub fn handle_timeout(&mut self, now: Seconds, events: &mut Vec<LeaseEvent>) {
-        let Engine { shared, st: State { table, stats } } = self;
+        let Engine { shared, table, stats } = self;
         table.expire(now, |lease, state| {
             let ip = Ipv4Addr::from(lease.ip);
             shared.space().release(ip);
@@ -269,7 +262,7 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] next has work: the next second, if anything is held.
     pub fn poll_timeout(&self) -> Option<Seconds> {
-        (!self.st.table.is_empty()).then(|| self.st.table.handled_until() + 1)
+        (!self.table.is_empty()).then(|| self.table.handled_until() + 1)
     }
 
     /// Puts back a lease read from the journal at start-up.
@@ -288,7 +281,7 @@ impl Engine {
         if self.shared.subnet_of(ip).is_none() {
             return Err(RestoreError::NotInSubnet);
         }
-        if state != LeaseState::Quarantined && self.st.table.find(&client).is_some() {
+        if state != LeaseState::Quarantined && self.table.find(&client).is_some() {
             return Err(RestoreError::Duplicate);
         }
         match self.shared.reserved_ip_owned_by(ip, &client, &mac) {
@@ -306,7 +299,7 @@ impl Engine {
         } else {
             client
         };
-        self.st.table.insert(key, ip.into(), state, expires);
+        self.table.insert(key, ip.into(), state, expires);
         Ok(())
     }
 
@@ -320,10 +313,10 @@ impl Engine {
         out: &mut [u8],
         events: &mut Vec<LeaseEvent>,
     ) -> Outcome {
-        self.st.stats.received += 1;
+        self.stats.received += 1;
         self.handle_timeout(now, events);
         let outcome = self.dispatch(now, ingress, msg, out, events);
-        self.st.stats.count(&outcome);
+        self.stats.count(&outcome);
         outcome
     }
 
@@ -335,324 +328,301 @@ impl Engine {
         out: &mut [u8],
         events: &mut Vec<LeaseEvent>,
     ) -> Outcome {
-        let pkt = match dhcp::Packet::new_checked(msg) {
-            Ok(p) => p,
-            Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
+        let mut joined = Joined::new();
+        let (mt, req) = match Request::parse(msg, &mut joined) {
+            Ok(parsed) => parsed,
+            Err(why) => return Outcome::Dropped(why),
         };
-        if pkt.op() != dhcp::Op::Request as u8 {
-            return Outcome::Dropped(Drop::NotRequest);
-        }
-        if pkt.hlen() > 16 {
-            return Outcome::Dropped(Drop::Malformed(wire::Error::Malformed("hlen above 16")));
-        }
-        let opts = match pkt.parse_options() {
-            Ok(o) => o,
-            Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
-        };
-        let Some(mt) = opts.message_type else { return Outcome::Dropped(Drop::NoMessageType) };
-        // Options split over several instances are joined here, on the rare path only.
-        let mut scratch_id = SplitBuf::new();
-        let mut scratch_prl = SplitBuf::new();
-        let mut scratch_82 = SplitBuf::new();
-        let client_id = match scratch_id.value(&opts, opts.client_id, wire::options::code::CLIENT_ID) {
-            Ok(v) => v,
-            Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
-        };
-        let prl =
-            match scratch_prl.value(&opts, opts.parameter_request_list, wire::options::code::PARAMETER_REQUEST_LIST) {
-                Ok(v) => v,
-                Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
-            };
-        let relay_info = match scratch_82.value(&opts, opts.relay_agent_info, wire::options::code::RELAY_AGENT_INFO) {
-            Ok(v) => v,
-            Err(e) => return Outcome::Dropped(Drop::Malformed(e)),
-        };
-        let hlen = pkt.hlen() as usize;
-        let key = match client_id {
-            Some(id) if !id.is_empty() => ClientKey::from_client_id(id),
-            _ if hlen > 0 => ClientKey::from_hardware(pkt.htype(), &pkt.chaddr()[..hlen]),
-            _ => return Outcome::Dropped(Drop::NoClientIdentity),
-        };
-        let req = Request { pkt, mac: pkt.client_mac(), key, client_id, relay_info, prl, opts };
-        self.st.stats.count_type(mt);
+        self.stats.count_type(mt);
+        let Engine { shared, table, stats } = self;
+        let mut cx = Context { sh: shared, table, stats, now, ingress, req: &req, out, events };
         match MessageType::from_u8(mt) {
-            Some(MessageType::Discover) => self.st.discover(&self.shared, now, ingress, &req, out, events),
-            Some(MessageType::Request) => self.st.request(&self.shared, now, ingress, &req, out, events),
-            Some(MessageType::Decline) => self.st.decline(&self.shared, now, &req, events),
-            Some(MessageType::Release) => self.st.release(&self.shared, &req, events),
-            Some(MessageType::Inform) => self.st.inform(&self.shared, ingress, &req, out),
-            _ => Outcome::Dropped(Drop::UnexpectedType(mt)),
+            Some(MessageType::Discover) => cx.discover(),
+            Some(MessageType::Request) => cx.request(),
+            Some(MessageType::Decline) => cx.decline(),
+            Some(MessageType::Release) => cx.release(),
+            Some(MessageType::Inform) => cx.inform(),
+            _ => Outcome::Dropped(DropReason::UnexpectedType(mt)),
         }
     }
 }
 
-impl State {
-    fn push(events: &mut Vec<LeaseEvent>, kind: EventKind, ip: Ipv4Addr, req: &Request<'_>, expires: Seconds) {
-        events.push(LeaseEvent { kind, ip, client: req.key, mac: req.mac, expires });
+impl<'a> Request<'a> {
+    /// Checks a message and picks out what the handlers use; returns it with its message type.
+    /// Options the client split are joined into `joined`.
+    fn parse(msg: &'a [u8], joined: &'a mut Joined) -> Result<(u8, Request<'a>), DropReason> {
+        let pkt = dhcp::DhcpPacket::new_checked(msg).map_err(DropReason::Malformed)?;
+        if pkt.op() != dhcp::Op::Request as u8 {
+            return Err(DropReason::NotRequest);
+        }
+        if pkt.hlen() > 16 {
+            return Err(DropReason::Malformed(wire::Error::Malformed("hlen above 16")));
+        }
+        let opts = pkt.parse_options().map_err(DropReason::Malformed)?;
+        let mt = opts.message_type.ok_or(DropReason::NoMessageType)?;
+        let Joined { client_id, prl, relay_info } = joined;
+        let client_id = client_id.value(&opts, opts.client_id, code::CLIENT_ID)?;
+        let prl = prl.value(&opts, opts.parameter_request_list, code::PARAMETER_REQUEST_LIST)?;
+        let relay_info = relay_info.value(&opts, opts.relay_agent_info, code::RELAY_AGENT_INFO)?;
+        let hlen = pkt.hlen() as usize;
+        let key = match client_id {
+            Some(id) if !id.is_empty() => ClientKey::from_client_id(id),
+            _ if hlen > 0 => ClientKey::from_hardware(pkt.htype(), &pkt.chaddr()[..hlen]),
+            _ => return Err(DropReason::NoClientIdentity),
+        };
+        Ok((mt, Request { pkt, mac: pkt.client_mac(), key, client_id, relay_info, prl, opts }))
+    }
+}
+
+/// One message being handled: the engine's parts it may change, the request, the time, and
+/// where the reply and the lease changes go.
+struct Context<'a> {
+    sh: &'a Shared,
+    table: &'a mut ClientTable,
+    stats: &'a mut Stats,
+    now: Seconds,
+    ingress: &'a Ingress,
+    req: &'a Request<'a>,
+    out: &'a mut [u8],
+    events: &'a mut Vec<LeaseEvent>,
+}
+
+impl<'a> Context<'a> {
+    fn push(&mut self, kind: EventKind, ip: Ipv4Addr, expires: Seconds) {
+        self.events.push(LeaseEvent { kind, ip, client: self.req.key, mac: self.req.mac, expires });
     }
 
     /// Ends a client's record and frees its address (unless reserved).
-    fn drop_record(&mut self, sh: &Shared, i: u32, kind: EventKind, req: &Request<'_>, events: &mut Vec<LeaseEvent>) {
-        let (lease, _) = self.table.remove(i);
+    fn drop_record(&mut self, record: RecordId, kind: EventKind) {
+        let (lease, _) = self.table.remove(record);
         let ip = Ipv4Addr::from(lease.ip);
-        sh.space().release(ip);
-        Self::push(events, kind, ip, req, lease.expires);
+        self.sh.space().release(ip);
+        self.push(kind, ip, lease.expires);
+    }
+
+    /// The subnets of the client's link (RFC 2131 §4.3.1 and the options that refine it).
+    fn link(&self) -> Option<Link<'a>> {
+        let (sh, req) = (self.sh, self.req);
+        sh.select_link(self.ingress, &req.pkt, &req.opts, req.relay_info)
     }
 
     /// DISCOVER → OFFER (RFC 2131 §4.3.1).
-    fn discover(
-        &mut self,
-        sh: &Shared,
-        now: Seconds,
-        ingress: &Ingress,
-        req: &Request<'_>,
-        out: &mut [u8],
-        events: &mut Vec<LeaseEvent>,
-    ) -> Outcome {
-        let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else {
-            return Outcome::Silent(Silence::NoSubnet);
-        };
-        let shared = sh;
-        let rapid = shared.rapid_commit && req.opts.rapid_commit;
-
+    fn discover(&mut self) -> Outcome {
+        let Some(link) = self.link() else { return Outcome::Silent(Silence::NoSubnet) };
+        let (sh, req) = (self.sh, self.req);
         // A client that already has an offer or a lease on this link gets the same address.
-        let mut current = None;
-        if let Some(i) = self.table.find(&req.key) {
-            let (lease, state) = self.table.get(i);
-            let ip = Ipv4Addr::from(lease.ip);
-            match shared.subnet_in_link(&link, ip) {
-                Some(sid) => current = Some((i, ip, state, sid)),
-                // The client moved to another link: what it held there is of no use to it.
-                None => {
-                    let kind = if state == LeaseState::Bound { EventKind::Released } else { EventKind::OfferReleased };
-                    self.drop_record(sh, i, kind, req, events);
-                }
-            }
-        }
-
-        let (ip, sid) = match current {
-            Some((i, ip, state, sid)) => {
-                if state == LeaseState::Offered && !rapid {
-                    let expires = now + shared.offer_timeout;
-                    self.table.update(i, LeaseState::Offered, expires);
-                    Self::push(events, EventKind::Offered, ip, req, expires);
-                }
-                (ip, sid)
-            }
-            None => {
-                let Some((ip, sid)) = shared.allocate(&link, req.key, &req.mac, req.opts.requested_ip) else {
-                    return Outcome::Silent(Silence::NoAddress);
-                };
-                if !rapid {
-                    let expires = now + shared.offer_timeout;
-                    self.table.insert(req.key, ip.into(), LeaseState::Offered, expires);
-                    Self::push(events, EventKind::Offered, ip, req, expires);
-                } else {
-                    self.table.insert(req.key, ip.into(), LeaseState::Offered, now + shared.offer_timeout);
-                }
-                (ip, sid)
-            }
+        let (held, ip, sid) = match self.held_on(&link) {
+            Some((record, state, ip, sid)) => (Some((record, state)), ip, sid),
+            None => match sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip) {
+                Some((ip, sid)) => (None, ip, sid),
+                None => return Outcome::Silent(Silence::NoAddress),
+            },
         };
-        if rapid {
+        if sh.rapid_commit && req.opts.rapid_commit {
             // RFC 4039: commit at once and answer with an ACK carrying option 80.
-            let i = self.table.find(&req.key).unwrap_or(u32::MAX);
-            return self.bind(sh, now, i, ip, sid, req, out, events, true);
+            return self.bind(held.map(|(record, _)| record), ip, sid, true);
         }
-        let subnet = shared.subnet(sid);
-        let spec = ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: Some(subnet.times()), rapid: false };
-        self.send(sh, &spec, sid, req, out, false)
+        let expires = self.now + sh.offer_timeout;
+        match held {
+            None => {
+                self.table.insert(req.key, ip.into(), LeaseState::Offered, expires);
+                self.push(EventKind::Offered, ip, expires);
+            }
+            Some((record, LeaseState::Offered)) => {
+                self.table.update(record, LeaseState::Offered, expires);
+                self.push(EventKind::Offered, ip, expires);
+            }
+            // A bound client is offered its address again; its lease stands until it REQUESTs.
+            Some(_) => {}
+        }
+        let spec =
+            ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: Some(sh.subnet(sid).times()), rapid: false };
+        self.send(&spec, sid, false)
     }
 
-    /// Grants or renews the lease on `ip` and writes the ACK.
-    #[allow(clippy::too_many_arguments)]
-    fn bind(
-        &mut self,
-        sh: &Shared,
-        now: Seconds,
-        i: u32,
-        ip: Ipv4Addr,
-        sid: u16,
-        req: &Request<'_>,
-        out: &mut [u8],
-        events: &mut Vec<LeaseEvent>,
-        rapid: bool,
-    ) -> Outcome {
-        let subnet = sh.subnet(sid);
-        let times = subnet.times();
-        let expires = now + times.0;
-        if i == u32::MAX {
-            self.table.insert(req.key, ip.into(), LeaseState::Bound, expires);
-        } else {
-            self.table.update(i, LeaseState::Bound, expires);
+    /// The client's record if its address is on `link`: (record, state, address, subnet). A
+    /// record on another link is ended: the client moved and what it held there is of no use.
+    fn held_on(&mut self, link: &Link<'_>) -> Option<(RecordId, LeaseState, Ipv4Addr, u16)> {
+        let record = self.table.find(&self.req.key)?;
+        let (lease, state) = self.table.get(record);
+        let ip = Ipv4Addr::from(lease.ip);
+        if let Some(sid) = self.sh.subnet_in_link(link, ip) {
+            return Some((record, state, ip, sid));
         }
-        Self::push(events, EventKind::Bound, ip, req, expires);
-        let spec = ReplySpec { kind: MessageType::Ack, yiaddr: ip, lease: Some(times), rapid };
-        self.send(sh, &spec, sid, req, out, true)
+        let kind = if state == LeaseState::Bound { EventKind::Released } else { EventKind::OfferReleased };
+        self.drop_record(record, kind);
+        None
     }
 
-    /// REQUEST in SELECTING, INIT-REBOOT, RENEWING or REBINDING state (RFC 2131 §4.3.2).
-    fn request(
-        &mut self,
-        sh: &Shared,
-        now: Seconds,
-        ingress: &Ingress,
-        req: &Request<'_>,
-        out: &mut [u8],
-        events: &mut Vec<LeaseEvent>,
-    ) -> Outcome {
-        let shared = sh;
-        let record = self.table.find(&req.key);
-        let ciaddr = req.pkt.ciaddr();
-
-        if let Some(server_id) = req.opts.server_id {
-            // SELECTING.
-            if !shared.is_our_server_id(server_id) {
-                // The client chose another server: that is a decline of our offer
-                // (RFC 2131 §3.1 step 4, §4.3.2). Release it now, in O(1).
-                if let Some(i) = record {
-                    if self.table.get(i).1 == LeaseState::Offered {
-                        self.drop_record(sh, i, EventKind::OfferReleased, req, events);
-                        self.stats.offers_released_foreign += 1;
-                    }
-                }
-                return Outcome::Silent(Silence::ForeignServer);
-            }
-            let Some(requested) = req.opts.requested_ip.or((!ciaddr.is_unspecified()).then_some(ciaddr)) else {
-                return Outcome::Dropped(Drop::MissingOption(wire::options::code::REQUESTED_IP));
-            };
-            let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else {
-                return Outcome::Silent(Silence::NoSubnet);
-            };
-            let Some(sid) = shared.subnet_in_link(&link, requested) else {
-                return self.nak(sh, &link, req, out);
-            };
-            if let Some(i) = record {
-                let (lease, state) = self.table.get(i);
-                if lease.ip == u32::from(requested) && state != LeaseState::Quarantined {
-                    return self.bind(sh, now, i, requested, sid, req, out, events, false);
-                }
-                // It asks for something else than we offered: refuse, keep our record.
-                return self.nak(sh, &link, req, out);
-            }
-            // Our offer timed out meanwhile; if the address is still free it is the client's.
-            if shared.take_specific(requested, req.key, &req.mac) {
-                return self.bind(sh, now, u32::MAX, requested, sid, req, out, events, false);
-            }
-            return self.nak(sh, &link, req, out);
-        }
-
-        let Some(link) = sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) else {
-            return Outcome::Silent(Silence::NoSubnet);
-        };
-        let (wanted, reboot) = match (req.opts.requested_ip, ciaddr.is_unspecified()) {
-            // INIT-REBOOT: requested address, no ciaddr.
-            (Some(ip), true) => (ip, true),
-            // RENEWING (unicast) or REBINDING (broadcast): ciaddr.
-            (_, false) => (ciaddr, false),
-            (None, true) => return Outcome::Dropped(Drop::MissingOption(wire::options::code::REQUESTED_IP)),
-        };
-        let Some(sid) = shared.subnet_in_link(&link, wanted) else {
-            // Wrong network for this client: it must restart (RFC 2131 §4.3.2).
-            return if reboot || shared.authoritative {
-                self.nak(sh, &link, req, out)
-            } else {
-                Outcome::Silent(Silence::UnknownClient)
-            };
-        };
+    /// Grants or renews the lease on `ip` and writes the ACK. `record` is the client's record,
+    /// if it has one; `rapid` answers a rapid-commit DISCOVER.
+    fn bind(&mut self, record: Option<RecordId>, ip: Ipv4Addr, sid: u16, rapid: bool) -> Outcome {
+        let times = self.sh.subnet(sid).times();
+        let expires = self.now + times.0;
         match record {
-            Some(i) => {
-                let (lease, state) = self.table.get(i);
-                if lease.ip == u32::from(wanted) && state == LeaseState::Bound {
-                    self.bind(sh, now, i, wanted, sid, req, out, events, false)
-                } else if lease.ip == u32::from(wanted) && state == LeaseState::Offered && reboot {
-                    // A client that skipped SELECTING but asks for exactly what we offered.
-                    self.bind(sh, now, i, wanted, sid, req, out, events, false)
-                } else {
-                    self.nak(sh, &link, req, out)
-                }
+            Some(record) => self.table.update(record, LeaseState::Bound, expires),
+            None => {
+                self.table.insert(self.req.key, ip.into(), LeaseState::Bound, expires);
             }
-            None if shared.authoritative => self.nak(sh, &link, req, out),
-            None => Outcome::Silent(Silence::UnknownClient),
         }
+        self.push(EventKind::Bound, ip, expires);
+        let spec = ReplySpec { kind: MessageType::Ack, yiaddr: ip, lease: Some(times), rapid };
+        self.send(&spec, sid, true)
+    }
+
+    /// REQUEST (RFC 2131 §4.3.2): in SELECTING state when it names a server, else in
+    /// INIT-REBOOT, RENEWING or REBINDING state.
+    fn request(&mut self) -> Outcome {
+        let record = self.table.find(&self.req.key);
+        match self.req.opts.server_id {
+            Some(server_id) => self.selecting(server_id, record),
+            None => self.confirm(record),
+        }
+    }
+
+    /// REQUEST in SELECTING state: the client took the offer of the server it names.
+    fn selecting(&mut self, server_id: Ipv4Addr, record: Option<RecordId>) -> Outcome {
+        let (sh, req) = (self.sh, self.req);
+        if !sh.is_our_server_id(server_id) {
+            // The client chose another server: that is a decline of our offer
+            // (RFC 2131 §3.1 step 4, §4.3.2). Release it now, in O(1).
+            if let Some(record) = record.filter(|&r| self.table.get(r).1 == LeaseState::Offered) {
+                self.drop_record(record, EventKind::OfferReleased);
+                self.stats.offers_released_foreign += 1;
+            }
+            return Outcome::Silent(Silence::ForeignServer);
+        }
+        let ciaddr = req.pkt.ciaddr();
+        let Some(requested) = req.opts.requested_ip.or((!ciaddr.is_unspecified()).then_some(ciaddr)) else {
+            return Outcome::Dropped(DropReason::MissingOption(code::REQUESTED_IP));
+        };
+        let Some(link) = self.link() else { return Outcome::Silent(Silence::NoSubnet) };
+        let Some(sid) = sh.subnet_in_link(&link, requested) else { return self.nak(&link) };
+        if let Some(record) = record {
+            let (lease, state) = self.table.get(record);
+            if lease.ip == u32::from(requested) && state != LeaseState::Quarantined {
+                return self.bind(Some(record), requested, sid, false);
+            }
+            // It asks for something else than we offered: refuse, keep our record.
+            return self.nak(&link);
+        }
+        // Our offer timed out meanwhile; if the address is still free it is the client's.
+        if sh.take_specific(requested, req.key, &req.mac) {
+            return self.bind(None, requested, sid, false);
+        }
+        self.nak(&link)
+    }
+
+    /// REQUEST in INIT-REBOOT (requested address, no `ciaddr`), RENEWING (unicast, `ciaddr`)
+    /// or REBINDING (broadcast, `ciaddr`) state: the client confirms an address it holds.
+    fn confirm(&mut self, record: Option<RecordId>) -> Outcome {
+        let Some(link) = self.link() else { return Outcome::Silent(Silence::NoSubnet) };
+        let (sh, req) = (self.sh, self.req);
+        let ciaddr = req.pkt.ciaddr();
+        let (wanted, reboot) = match (req.opts.requested_ip, ciaddr.is_unspecified()) {
+            (Some(ip), true) => (ip, true),
+            (_, false) => (ciaddr, false),
+            (None, true) => return Outcome::Dropped(DropReason::MissingOption(code::REQUESTED_IP)),
+        };
+        let Some(sid) = sh.subnet_in_link(&link, wanted) else {
+            // Wrong network for this client: it must restart (RFC 2131 §4.3.2).
+            return if reboot || sh.authoritative { self.nak(&link) } else { Outcome::Silent(Silence::UnknownClient) };
+        };
+        let Some(record) = record else {
+            return if sh.authoritative { self.nak(&link) } else { Outcome::Silent(Silence::UnknownClient) };
+        };
+        let (lease, state) = self.table.get(record);
+        // A client that skipped SELECTING may still ask for exactly what we offered.
+        let ours = matches!((state, reboot), (LeaseState::Bound, _) | (LeaseState::Offered, true));
+        if lease.ip == u32::from(wanted) && ours {
+            return self.bind(Some(record), wanted, sid, false);
+        }
+        self.nak(&link)
     }
 
     /// DECLINE: the client found the address in use; keep it out of the pool for the probation
     /// time (RFC 2131 §4.3.3).
-    fn decline(&mut self, sh: &Shared, now: Seconds, req: &Request<'_>, events: &mut Vec<LeaseEvent>) -> Outcome {
-        if let Some(sid) = req.opts.server_id {
-            if !sh.is_our_server_id(sid) {
-                return Outcome::Silent(Silence::ForeignServer);
-            }
+    fn decline(&mut self) -> Outcome {
+        let (sh, req) = (self.sh, self.req);
+        if req.opts.server_id.is_some_and(|id| !sh.is_our_server_id(id)) {
+            return Outcome::Silent(Silence::ForeignServer);
         }
         let Some(ip) = req.opts.requested_ip else {
-            return Outcome::Dropped(Drop::MissingOption(wire::options::code::REQUESTED_IP));
+            return Outcome::Dropped(DropReason::MissingOption(code::REQUESTED_IP));
         };
-        let Some(i) = self.table.find(&req.key) else { return Outcome::Silent(Silence::Ignored) };
-        if self.table.get(i).0.ip != u32::from(ip) {
+        let Some(record) = self.table.find(&req.key) else { return Outcome::Silent(Silence::Ignored) };
+        if self.table.get(record).0.ip != u32::from(ip) {
             return Outcome::Silent(Silence::Ignored);
         }
-        self.table.remove(i);
-        let expires = now + sh.decline_probation;
+        self.table.remove(record);
+        let expires = self.now + sh.decline_probation;
         if sh.space().quarantine(ip) {
             self.table.insert(ClientKey::quarantine(ip.into()), ip.into(), LeaseState::Quarantined, expires);
-            Self::push(events, EventKind::Declined, ip, req, expires);
+            self.push(EventKind::Declined, ip, expires);
         } else {
             // A reserved (or out-of-pool) address has no probation: the client just gives it
             // back, and the journal must not restore a probation that never was.
-            Self::push(events, EventKind::Released, ip, req, now);
+            self.push(EventKind::Released, ip, self.now);
         }
         Outcome::Silent(Silence::Done)
     }
 
     /// RELEASE: the client gives its lease back (RFC 2131 §4.3.4).
-    fn release(&mut self, sh: &Shared, req: &Request<'_>, events: &mut Vec<LeaseEvent>) -> Outcome {
-        if let Some(sid) = req.opts.server_id {
-            if !sh.is_our_server_id(sid) {
-                return Outcome::Silent(Silence::ForeignServer);
-            }
+    fn release(&mut self) -> Outcome {
+        let (sh, req) = (self.sh, self.req);
+        if req.opts.server_id.is_some_and(|id| !sh.is_our_server_id(id)) {
+            return Outcome::Silent(Silence::ForeignServer);
         }
-        let ciaddr = req.pkt.ciaddr();
-        let Some(i) = self.table.find(&req.key) else { return Outcome::Silent(Silence::Ignored) };
-        let (lease, state) = self.table.get(i);
-        if lease.ip != u32::from(ciaddr) || state != LeaseState::Bound {
+        let Some(record) = self.table.find(&req.key) else { return Outcome::Silent(Silence::Ignored) };
+        let (lease, state) = self.table.get(record);
+        if lease.ip != u32::from(req.pkt.ciaddr()) || state != LeaseState::Bound {
             return Outcome::Silent(Silence::Ignored);
         }
-        self.drop_record(sh, i, EventKind::Released, req, events);
+        self.drop_record(record, EventKind::Released);
         Outcome::Silent(Silence::Done)
     }
 
     /// INFORM: configuration only, no address, no lease time (RFC 2131 §4.3.5).
-    fn inform(&mut self, sh: &Shared, ingress: &Ingress, req: &Request<'_>, out: &mut [u8]) -> Outcome {
-        let ciaddr = req.pkt.ciaddr();
-        let sid = match sh.select_link(ingress, &req.pkt, &req.opts, req.relay_info) {
+    fn inform(&mut self) -> Outcome {
+        let (sh, ciaddr) = (self.sh, self.req.pkt.ciaddr());
+        let sid = match self.link() {
             Some(link) => sh.subnet_in_link(&link, ciaddr).or(link.ids().first().copied()),
             None => sh.subnet_of(ciaddr),
         };
         let Some(sid) = sid else { return Outcome::Silent(Silence::NoSubnet) };
         let spec = ReplySpec { kind: MessageType::Ack, yiaddr: Ipv4Addr::UNSPECIFIED, lease: None, rapid: false };
-        self.send(sh, &spec, sid, req, out, false)
+        self.send(&spec, sid, false)
     }
 
-    fn nak(&mut self, sh: &Shared, link: &Link<'_>, req: &Request<'_>, out: &mut [u8]) -> Outcome {
-        let sid = link.ids()[0];
+    fn nak(&mut self, link: &Link<'_>) -> Outcome {
         let spec = ReplySpec { kind: MessageType::Nak, yiaddr: Ipv4Addr::UNSPECIFIED, lease: None, rapid: false };
-        self.send(sh, &spec, sid, req, out, false)
+        self.send(&spec, link.ids()[0], false)
     }
 
-    fn send(
-        &mut self,
-        sh: &Shared,
-        spec: &ReplySpec,
-        sid: u16,
-        req: &Request<'_>,
-        out: &mut [u8],
-        commit: bool,
-    ) -> Outcome {
-        match reply::write(sh.subnet(sid), spec, req, out) {
-            Ok((len, to)) => Outcome::Reply(Reply { len, to, kind: spec.kind, commit, from: sh.subnet(sid).server_id }),
+    /// Writes the reply `spec` from subnet `sid`; `commit`: it depends on this call's events.
+    fn send(&mut self, spec: &ReplySpec, sid: u16, commit: bool) -> Outcome {
+        let subnet = self.sh.subnet(sid);
+        match reply::write(subnet, spec, self.req, self.out) {
+            Ok((len, to)) => Outcome::Reply(Reply { len, to, kind: spec.kind, commit, from: subnet.server_id }),
             // Only a too-small output buffer gets here: mandatory options always fit in 548.
-            Err(e) => Outcome::Dropped(Drop::Malformed(e)),
+            Err(e) => Outcome::Dropped(DropReason::Malformed(e)),
         }
+    }
+}
+
+/// Room for options a client split over several instances (RFC 3396), joined.
+const JOIN: usize = 1024;
+
+/// Room for the options the handlers read whole, should a client split them (RFC 3396).
+struct Joined {
+    client_id: SplitBuf,
+    prl: SplitBuf,
+    relay_info: SplitBuf,
+}
+
+impl Joined {
+    fn new() -> Joined {
+        Joined { client_id: SplitBuf::new(), prl: SplitBuf::new(), relay_info: SplitBuf::new() }
     }
 }
 
@@ -666,18 +636,19 @@ impl SplitBuf {
         SplitBuf { buf: core::mem::MaybeUninit::uninit() }
     }
 
+    /// The option's value: as it stands in the message, or joined here if it was split.
     fn value<'a>(
         &'a mut self,
-        opts: &wire::options::Options<'a>,
+        opts: &Options<'a>,
         v: Option<wire::options::Value<'a>>,
         code: u8,
-    ) -> wire::Result<Option<&'a [u8]>> {
+    ) -> Result<Option<&'a [u8]>, DropReason> {
         match v {
             None => Ok(None),
             Some(wire::options::Value { first, split: false }) => Ok(Some(first)),
             Some(_) => {
                 let buf = self.buf.write([0u8; JOIN]);
-                opts.concat(code, buf)
+                opts.concat(code, buf).map_err(DropReason::Malformed)
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use super::shared::SubnetRt;
 use super::{Destination, Request};
-use crate::wire::dhcp::{self, Writer};
+use crate::wire::dhcp::{self, DhcpWriter};
 use crate::wire::options::{code, MessageType};
 use crate::wire::Result;
 use core::net::Ipv4Addr;
@@ -34,7 +34,7 @@ pub(super) fn write(
     let nak = spec.kind == MessageType::Nak;
     let giaddr = p.giaddr();
     let ciaddr = p.ciaddr();
-    let mut w = Writer::new(out, limit)?;
+    let mut w = DhcpWriter::new(out, limit)?;
     {
         let mut h = w.header();
         h.set_op(dhcp::Op::Reply);
@@ -63,13 +63,13 @@ pub(super) fn write(
         w.option(code::RAPID_COMMIT, &[])?;
     }
     // Room kept for the echoes that must end the message.
-    let keep = req.client_id.map_or(0, |v| Writer::encoded_len(v.len()))
-        + req.relay_info.map_or(0, |v| Writer::encoded_len(v.len()));
+    let keep = req.client_id.map_or(0, |v| DhcpWriter::encoded_len(v.len()))
+        + req.relay_info.map_or(0, |v| DhcpWriter::encoded_len(v.len()));
     if !nak {
         let mut sent = [0u64; 4];
-        let mut put = |w: &mut Writer<'_>, c: u8, v: &[u8]| {
+        let mut put = |w: &mut DhcpWriter<'_>, c: u8, v: &[u8]| {
             let bit = 1u64 << (c & 63);
-            if sent[(c >> 6) as usize] & bit == 0 && Writer::encoded_len(v.len()) + keep <= w.room() {
+            if sent[(c >> 6) as usize] & bit == 0 && DhcpWriter::encoded_len(v.len()) + keep <= w.room() {
                 sent[(c >> 6) as usize] |= bit;
                 // Cannot fail: room was checked.
                 let _ = w.option(c, v);

@@ -281,7 +281,7 @@ impl Shared {
     pub(super) fn select_link(
         &self,
         ingress: &Ingress,
-        pkt: &dhcp::Packet<&[u8]>,
+        pkt: &dhcp::DhcpPacket<&[u8]>,
         opts: &options::Options<'_>,
         relay_info: Option<&[u8]>,
     ) -> Option<Link<'_>> {

@@ -1,36 +1,65 @@
 //! Per-worker counters, named after Kea's statistics where the meaning is the same, so
 //! operators can graph them as they already do.
+//!
+//! Each counter is declared once, with its name, in the `counters!` table below; the struct,
+//! the sum of workers and the named list are generated from it. Counting never allocates.
 
-use super::{Drop, Outcome, Silence};
+use super::{DropReason, Outcome, Silence};
 use crate::wire::options::MessageType;
 
-/// Counters of one engine. Plain integers: one worker owns them; the I/O layer sums workers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    pub received: u64,
-    pub discover_received: u64,
-    pub request_received: u64,
-    pub decline_received: u64,
-    pub release_received: u64,
-    pub inform_received: u64,
-    pub offer_sent: u64,
-    pub ack_sent: u64,
-    pub nak_sent: u64,
+/// Declares [`Stats`] from a table of `field => "name"` lines: the plain `u64` fields in
+/// order, [`Stats::COUNT`], [`Stats::add`] and [`Stats::named`].
+macro_rules! counters {
+    ($($(#[$doc:meta])* $field:ident => $name:literal,)*) => {
+        /// Counters of one engine. Plain integers: one worker owns them; the I/O layer sums
+        /// workers.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct Stats {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
+        impl Stats {
+            /// How many counters there are.
+            pub const COUNT: usize = [$($name),*].len();
+
+            /// Adds another worker's counters.
+            pub fn add(&mut self, o: &Stats) {
+                $(self.$field += o.$field;)*
+            }
+
+            /// `(name, value)` pairs in Kea's naming where one exists, in declaration order.
+            pub fn named(&self) -> [(&'static str, u64); Stats::COUNT] {
+                [$(($name, self.$field)),*]
+            }
+        }
+    };
+}
+
+counters! {
+    received => "pkt4-received",
+    discover_received => "pkt4-discover-received",
+    request_received => "pkt4-request-received",
+    decline_received => "pkt4-decline-received",
+    release_received => "pkt4-release-received",
+    inform_received => "pkt4-inform-received",
+    offer_sent => "pkt4-offer-sent",
+    ack_sent => "pkt4-ack-sent",
+    nak_sent => "pkt4-nak-sent",
     /// Malformed messages (bad length, options, cookie).
-    pub parse_failed: u64,
+    parse_failed => "pkt4-parse-failed",
     /// Well-formed messages dropped (wrong op or type, missing required option).
-    pub receive_drop: u64,
+    receive_drop => "pkt4-receive-drop",
     /// REQUESTs naming another server.
-    pub not_for_us: u64,
+    not_for_us => "pkt4-not-for-us",
     /// Offers released at once because the client chose another server.
-    pub offers_released_foreign: u64,
-    pub offers_expired: u64,
-    pub leases_expired: u64,
-    pub probations_ended: u64,
+    offers_released_foreign => "offers-released-foreign",
+    offers_expired => "offers-expired",
+    leases_expired => "reclaimed-leases",
+    probations_ended => "declined-addresses-reclaimed",
     /// DISCOVERs with no free address.
-    pub allocation_fail: u64,
-    pub no_subnet: u64,
-    pub unknown_client: u64,
+    allocation_fail => "v4-allocation-fail",
+    no_subnet => "no-subnet",
+    unknown_client => "unknown-client",
 }
 
 impl Stats {
@@ -57,90 +86,30 @@ impl Stats {
             Outcome::Silent(Silence::NoSubnet) => self.no_subnet += 1,
             Outcome::Silent(Silence::UnknownClient) => self.unknown_client += 1,
             Outcome::Silent(_) => {}
-            Outcome::Dropped(Drop::Malformed(_)) => self.parse_failed += 1,
+            Outcome::Dropped(DropReason::Malformed(_)) => self.parse_failed += 1,
             Outcome::Dropped(_) => self.receive_drop += 1,
         }
     }
+}
 
-    /// Adds another worker's counters.
-    pub fn add(&mut self, o: &Stats) {
-        for (a, b) in self.fields_mut().into_iter().zip(o.fields()) {
-            *a += b;
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::Stats;
 
-    /// `(name, value)` pairs in Kea's naming where one exists.
-    pub fn named(&self) -> [(&'static str, u64); 19] {
-        let f = self.fields();
-        let names = [
-            "pkt4-received",
-            "pkt4-discover-received",
-            "pkt4-request-received",
-            "pkt4-decline-received",
-            "pkt4-release-received",
-            "pkt4-inform-received",
-            "pkt4-offer-sent",
-            "pkt4-ack-sent",
-            "pkt4-nak-sent",
-            "pkt4-parse-failed",
-            "pkt4-receive-drop",
-            "pkt4-not-for-us",
-            "offers-released-foreign",
-            "offers-expired",
-            "reclaimed-leases",
-            "declined-addresses-reclaimed",
-            "v4-allocation-fail",
-            "no-subnet",
-            "unknown-client",
-        ];
-        core::array::from_fn(|i| (names[i], f[i]))
-    }
-
-    fn fields(&self) -> [u64; 19] {
-        [
-            self.received,
-            self.discover_received,
-            self.request_received,
-            self.decline_received,
-            self.release_received,
-            self.inform_received,
-            self.offer_sent,
-            self.ack_sent,
-            self.nak_sent,
-            self.parse_failed,
-            self.receive_drop,
-            self.not_for_us,
-            self.offers_released_foreign,
-            self.offers_expired,
-            self.leases_expired,
-            self.probations_ended,
-            self.allocation_fail,
-            self.no_subnet,
-            self.unknown_client,
-        ]
-    }
-
-    fn fields_mut(&mut self) -> [&mut u64; 19] {
-        [
-            &mut self.received,
-            &mut self.discover_received,
-            &mut self.request_received,
-            &mut self.decline_received,
-            &mut self.release_received,
-            &mut self.inform_received,
-            &mut self.offer_sent,
-            &mut self.ack_sent,
-            &mut self.nak_sent,
-            &mut self.parse_failed,
-            &mut self.receive_drop,
-            &mut self.not_for_us,
-            &mut self.offers_released_foreign,
-            &mut self.offers_expired,
-            &mut self.leases_expired,
-            &mut self.probations_ended,
-            &mut self.allocation_fail,
-            &mut self.no_subnet,
-            &mut self.unknown_client,
-        ]
+    #[test]
+    fn names_follow_the_fields_and_sums_add_each() {
+        let a = Stats { received: 3, offer_sent: 2, unknown_client: 1, ..Stats::default() };
+        let mut sum = a;
+        sum.add(&Stats { received: 4, leases_expired: 5, ..Stats::default() });
+        let named = sum.named();
+        assert_eq!(named.len(), 19);
+        assert_eq!(named[0], ("pkt4-received", 7));
+        assert_eq!(named[6], ("pkt4-offer-sent", 2));
+        assert_eq!(named[14], ("reclaimed-leases", 5));
+        assert_eq!(named[18], ("unknown-client", 1));
+        let mut names: Vec<_> = named.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Stats::COUNT, "names are unique");
     }
 }

@@ -631,15 +631,15 @@ fn reservations_by_mac_and_client_id() {
 #[test]
 fn malformed_and_unexpected_messages_are_dropped_and_counted() {
     let mut s = Server::new(config("100.64.0.10", "100.64.0.20"));
-    assert_eq!(s.send(&[1, 2, 3]), Outcome::Dropped(Drop::Malformed(wire::Error::Truncated)));
+    assert_eq!(s.send(&[1, 2, 3]), Outcome::Dropped(DropReason::Malformed(wire::Error::Truncated)));
     let mut m = Client::new(1).discover();
     m[0] = 2;
-    assert_eq!(s.send(&m), Outcome::Dropped(Drop::NotRequest));
+    assert_eq!(s.send(&m), Outcome::Dropped(DropReason::NotRequest));
     let mut m = Client::new(1).discover();
     m[241] = 200; // message type option length runs away
-    assert!(matches!(s.send(&m), Outcome::Dropped(Drop::Malformed(_))));
+    assert!(matches!(s.send(&m), Outcome::Dropped(DropReason::Malformed(_))));
     let m = Client::new(1).msg(MessageType::Offer, Ipv4Addr::UNSPECIFIED, &[]);
-    assert_eq!(s.send(&m), Outcome::Dropped(Drop::UnexpectedType(2)));
+    assert_eq!(s.send(&m), Outcome::Dropped(DropReason::UnexpectedType(2)));
     let st = s.engine.stats();
     assert_eq!((st.received, st.parse_failed, st.receive_drop), (4, 2, 2));
     assert_eq!(s.engine.records(), 0);
@@ -658,7 +658,7 @@ fn workers_sharing_the_address_space_never_collide() {
         let msg = c.discover();
         let w = shared.worker_of(&msg);
         if let Outcome::Reply(r) = engines[w].handle(T0, &Ingress::broadcast(None), &msg, &mut out, &mut events) {
-            let yi = dhcp::Packet::new_checked(&out[..r.len]).unwrap().yiaddr();
+            let yi = dhcp::DhcpPacket::new_checked(&out[..r.len]).unwrap().yiaddr();
             assert!(given.insert(yi, n).is_none(), "{yi} given twice");
         }
     }

@@ -15,4 +15,4 @@ pub mod table;
 
 pub use key::ClientKey;
 pub use space::{AddressSpace, Claim};
-pub use table::{ClientTable, Lease, LeaseState};
+pub use table::{ClientTable, Lease, LeaseState, RecordId};

@@ -48,6 +48,12 @@ struct Slot {
 
 const _: () = assert!(core::mem::size_of::<Slot>() == 32);
 
+/// A handle to one record of a [`ClientTable`] (its slab index), valid until the record is
+/// removed. "No record" is `None`, never a reserved index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordId(u32);
+
+/// The end of an intrusive list (wheel slot or vacant list); never inside a [`RecordId`].
 const NIL: u32 = u32::MAX;
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
@@ -112,18 +118,18 @@ impl ClientTable {
 
     /// The record of a client, by identity.
     #[inline]
-    pub fn find(&self, key: &ClientKey) -> Option<u32> {
+    pub fn find(&self, key: &ClientKey) -> Option<RecordId> {
         let h = key.table_hash(&self.hasher);
-        self.index.find(h, |&i| self.slot(i).lease.key == *key).copied()
+        self.index.find(h, |&i| self.slot(i).lease.key == *key).map(|&i| RecordId(i))
     }
 
-    pub fn get(&self, i: u32) -> (&Lease, LeaseState) {
+    pub fn get(&self, RecordId(i): RecordId) -> (&Lease, LeaseState) {
         let s = self.slot(i);
         (&s.lease, s.state)
     }
 
     /// Adds a record with its deadline. Clients (not probations) must not be present already.
-    pub fn insert(&mut self, key: ClientKey, ip: u32, state: LeaseState, expires: u32) -> u32 {
+    pub fn insert(&mut self, key: ClientKey, ip: u32, state: LeaseState, expires: u32) -> RecordId {
         debug_assert!(state != LeaseState::Vacant);
         let i = if self.vacant != NIL {
             let i = self.vacant;
@@ -146,11 +152,11 @@ impl ClientTable {
         }
         self.link(i);
         self.live += 1;
-        i
+        RecordId(i)
     }
 
     /// Changes a record's state and deadline (offer accepted, lease renewed).
-    pub fn update(&mut self, i: u32, state: LeaseState, expires: u32) {
+    pub fn update(&mut self, RecordId(i): RecordId, state: LeaseState, expires: u32) {
         debug_assert!(state != LeaseState::Quarantined && self.slot(i).state != LeaseState::Quarantined);
         self.unlink(i);
         let s = self.slot_mut(i);
@@ -160,7 +166,7 @@ impl ClientTable {
     }
 
     /// Drops a record and returns it.
-    pub fn remove(&mut self, i: u32) -> (Lease, LeaseState) {
+    pub fn remove(&mut self, RecordId(i): RecordId) -> (Lease, LeaseState) {
         self.unlink(i);
         let s = *self.slot(i);
         if s.state != LeaseState::Quarantined {
@@ -218,7 +224,7 @@ impl ClientTable {
             while i != NIL {
                 let Lease { next, expires, .. } = self.slot(i).lease;
                 if expires <= now {
-                    let (lease, state) = self.remove(i);
+                    let (lease, state) = self.remove(RecordId(i));
                     ended(lease, state);
                 }
                 i = next;

@@ -59,22 +59,22 @@ pub enum Op {
 
 /// A view of a DHCP message in a byte buffer.
 ///
-/// After [`Packet::new_checked`] the buffer holds at least the fixed header and the magic
+/// After [`DhcpPacket::new_checked`] the buffer holds at least the fixed header and the magic
 /// cookie, so no accessor can panic.
 #[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
+pub struct DhcpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> Packet<T> {
+impl<T: AsRef<[u8]>> DhcpPacket<T> {
     /// A view with no checks; accessors may panic if the buffer is shorter than [`HEADER_LEN`].
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
+    pub const fn new_unchecked(buffer: T) -> DhcpPacket<T> {
+        DhcpPacket { buffer }
     }
 
     /// A view of a buffer that holds at least the fixed header and the magic cookie.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let packet = Packet::new_unchecked(buffer);
+    pub fn new_checked(buffer: T) -> Result<DhcpPacket<T>> {
+        let packet = DhcpPacket::new_unchecked(buffer);
         packet.check()?;
         Ok(packet)
     }
@@ -188,7 +188,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
-impl<'a> Packet<&'a [u8]> {
+impl<'a> DhcpPacket<&'a [u8]> {
     /// Reads all options, following option overload into `file` and `sname`. The values borrow
     /// the message buffer, not this view.
     pub fn parse_options(&self) -> Result<options::Options<'a>> {
@@ -197,7 +197,7 @@ impl<'a> Packet<&'a [u8]> {
     }
 }
 
-impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+impl<T: AsRef<[u8]> + AsMut<[u8]>> DhcpPacket<T> {
     fn bytes_mut(&mut self) -> &mut [u8] {
         self.buffer.as_mut()
     }
@@ -264,23 +264,23 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 }
 
 /// Writes a DHCP message into a caller's buffer: the fixed header first (through
-/// [`Writer::header`]), then options in order, then [`Writer::finish`] adds the END option and
+/// [`DhcpWriter::header`]), then options in order, then [`DhcpWriter::finish`] adds the END option and
 /// pads to [`MIN_MESSAGE_LEN`].
 ///
 /// Options longer than 255 bytes are split into several instances (RFC 3396). `limit` caps the
 /// message length (the client's maximum message size); an option that does not fit is refused
 /// with [`Error::NoRoom`] and leaves the message as it was.
 #[derive(Debug)]
-pub struct Writer<'a> {
+pub struct DhcpWriter<'a> {
     buf: &'a mut [u8],
     len: usize,
     limit: usize,
 }
 
-impl<'a> Writer<'a> {
+impl<'a> DhcpWriter<'a> {
     /// Starts a message: zeroes the fixed header and sets the magic cookie. `limit` is the
     /// largest message the receiver accepts (clamped to the buffer).
-    pub fn new(buf: &'a mut [u8], limit: usize) -> Result<Writer<'a>> {
+    pub fn new(buf: &'a mut [u8], limit: usize) -> Result<DhcpWriter<'a>> {
         if buf.len() < HEADER_LEN + 1 {
             return Err(Error::NoRoom);
         }
@@ -289,14 +289,14 @@ impl<'a> Writer<'a> {
             return Err(Error::NoRoom);
         }
         buf[..HEADER_LEN].fill(0);
-        let mut w = Writer { buf, len: HEADER_LEN, limit };
+        let mut w = DhcpWriter { buf, len: HEADER_LEN, limit };
         w.header().set_magic();
         Ok(w)
     }
 
     /// The fixed header, to set its fields.
-    pub fn header(&mut self) -> Packet<&mut [u8]> {
-        Packet::new_unchecked(&mut self.buf[..HEADER_LEN])
+    pub fn header(&mut self) -> DhcpPacket<&mut [u8]> {
+        DhcpPacket::new_unchecked(&mut self.buf[..HEADER_LEN])
     }
 
     /// Bytes still free for options (one byte is kept for END).
@@ -366,17 +366,17 @@ mod tests {
 
     #[test]
     fn short_or_foreign_buffers_are_refused() {
-        assert_eq!(Packet::new_checked(&[0u8; 239][..]).unwrap_err(), Error::Truncated);
-        assert_eq!(Packet::new_checked(&[0u8; 240][..]).unwrap_err(), Error::BadMagic);
+        assert_eq!(DhcpPacket::new_checked(&[0u8; 239][..]).unwrap_err(), Error::Truncated);
+        assert_eq!(DhcpPacket::new_checked(&[0u8; 240][..]).unwrap_err(), Error::BadMagic);
     }
 
     #[test]
     fn broadcast_flag_is_the_most_significant_bit() {
         let mut buf = [0u8; 300];
-        let mut w = Writer::new(&mut buf, 300).unwrap();
+        let mut w = DhcpWriter::new(&mut buf, 300).unwrap();
         w.header().set_flags(FLAG_BROADCAST);
         w.finish();
-        let p = Packet::new_checked(&buf[..]).unwrap();
+        let p = DhcpPacket::new_checked(&buf[..]).unwrap();
         assert!(p.broadcast());
         assert_eq!(buf[10], 0x80);
         assert_eq!(buf[11], 0x00);
@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn long_options_are_split_and_no_room_leaves_message_intact() {
         let mut buf = [0u8; 1024];
-        let mut w = Writer::new(&mut buf, 1024).unwrap();
+        let mut w = DhcpWriter::new(&mut buf, 1024).unwrap();
         let data = [7u8; 300];
         w.option(43, &data).unwrap();
         let before = w.room();

@@ -23,7 +23,7 @@ pub enum UdpChecksum {
     /// Absent or right.
     Strict,
     /// Also the pseudo-header-only value a sender leaves for checksum offload
-    /// ([`udp::Packet::is_offload_partial`]): frames taken before the kernel's stack, as XDP
+    /// ([`udp::UdpPacket::is_offload_partial`]): frames taken before the kernel's stack, as XDP
     /// takes them, carry it when they were sent by a local socket over a virtual device.
     AllowOffload,
 }
@@ -42,7 +42,7 @@ impl UdpFrame {
             return Err(Error::Malformed("not IPv4"));
         }
         let ip_at = l2.len();
-        let ip = ipv4::Packet::new_checked(&frame[ip_at..])?;
+        let ip = ipv4::Ipv4Packet::new_checked(&frame[ip_at..])?;
         if ip.is_fragment() {
             return Err(Error::Malformed("IPv4 fragment"));
         }
@@ -53,7 +53,7 @@ impl UdpFrame {
             return Err(Error::Malformed("IPv4 header checksum"));
         }
         let udp_at = ip_at + ip.header_len();
-        let u = udp::Packet::new_checked(ip.payload())?;
+        let u = udp::UdpPacket::new_checked(ip.payload())?;
         let partial_ok = check == UdpChecksum::AllowOffload && u.is_offload_partial(ip.src(), ip.dst());
         if !partial_ok && !u.verify_checksum(ip.src(), ip.dst()) {
             return Err(Error::Malformed("UDP checksum"));

@@ -10,19 +10,19 @@ const FRAG_OFFSET: u16 = 0x1fff;
 
 /// A view of an IPv4 header and its payload.
 #[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
+pub struct Ipv4Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    pub const fn new_unchecked(buffer: T) -> Ipv4Packet<T> {
+        Ipv4Packet { buffer }
     }
 
     /// Checks version, header length (any IHL from 5 to 15) and total length against the
     /// buffer. The buffer may be longer than the packet (Ethernet padding).
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet::new_unchecked(buffer);
+    pub fn new_checked(buffer: T) -> Result<Ipv4Packet<T>> {
+        let p = Ipv4Packet::new_unchecked(buffer);
         let b = p.buffer.as_ref();
         if b.len() < MIN_HEADER_LEN {
             return Err(Error::Truncated);
@@ -142,26 +142,26 @@ mod tests {
             ident: 7,
         };
         r.write(&mut buf).unwrap();
-        let p = Packet::new_checked(&buf[..]).unwrap();
+        let p = Ipv4Packet::new_checked(&buf[..]).unwrap();
         assert!(p.verify_checksum());
         assert_eq!(p.src(), r.src);
         assert_eq!(p.dst(), r.dst);
         assert_eq!(p.payload().len(), 8);
         assert!(!p.is_fragment());
         buf[15] ^= 1;
-        assert!(!Packet::new_checked(&buf[..]).unwrap().verify_checksum());
+        assert!(!Ipv4Packet::new_checked(&buf[..]).unwrap().verify_checksum());
     }
 
     #[test]
     fn bad_ihl_and_lengths_are_errors() {
         let mut buf = [0u8; 28];
         buf[0] = 0x44;
-        assert!(Packet::new_checked(&buf[..]).is_err());
+        assert!(Ipv4Packet::new_checked(&buf[..]).is_err());
         buf[0] = 0x45;
         buf[3] = 60; // total length beyond the buffer
-        assert_eq!(Packet::new_checked(&buf[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(Ipv4Packet::new_checked(&buf[..]).unwrap_err(), Error::Truncated);
         buf[0] = 0x4f; // 60-byte header in a 28-byte buffer
         buf[3] = 28;
-        assert_eq!(Packet::new_checked(&buf[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(Ipv4Packet::new_checked(&buf[..]).unwrap_err(), Error::Truncated);
     }
 }

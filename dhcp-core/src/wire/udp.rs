@@ -7,18 +7,18 @@ pub const HEADER_LEN: usize = 8;
 
 /// A view of a UDP datagram.
 #[derive(Debug, Clone, Copy)]
-pub struct Packet<T: AsRef<[u8]>> {
+pub struct UdpPacket<T: AsRef<[u8]>> {
     buffer: T,
 }
 
-impl<T: AsRef<[u8]>> Packet<T> {
-    pub const fn new_unchecked(buffer: T) -> Packet<T> {
-        Packet { buffer }
+impl<T: AsRef<[u8]>> UdpPacket<T> {
+    pub const fn new_unchecked(buffer: T) -> UdpPacket<T> {
+        UdpPacket { buffer }
     }
 
     /// Checks that the length field covers the header and fits the buffer.
-    pub fn new_checked(buffer: T) -> Result<Packet<T>> {
-        let p = Packet::new_unchecked(buffer);
+    pub fn new_checked(buffer: T) -> Result<UdpPacket<T>> {
+        let p = UdpPacket::new_unchecked(buffer);
         let b = p.buffer.as_ref();
         if b.len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -108,7 +108,7 @@ mod tests {
         let a = (Ipv4Addr::new(100, 64, 0, 1), 67);
         let b = (Ipv4Addr::new(100, 64, 0, 9), 68);
         write(&mut buf, a, b, 5).unwrap();
-        let p = Packet::new_checked(&buf[..]).unwrap();
+        let p = UdpPacket::new_checked(&buf[..]).unwrap();
         assert!(p.verify_checksum(a.0, b.0));
         assert_eq!(p.payload(), b"hello");
         assert!(!p.verify_checksum(a.0, Ipv4Addr::new(100, 64, 0, 8)));
