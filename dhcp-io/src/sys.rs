@@ -61,6 +61,31 @@ pub fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// A path's sockets to wait on, and room for a doorbell beside them.
+#[derive(Debug)]
+pub struct Waiter {
+    fds: Vec<libc::pollfd>,
+    sockets: usize,
+}
+
+impl Waiter {
+    pub fn new<'a>(sockets: impl IntoIterator<Item = BorrowedFd<'a>>) -> Waiter {
+        let fds: Vec<libc::pollfd> = sockets.into_iter().map(|fd| pollfd(fd, false)).collect();
+        Waiter { sockets: fds.len(), fds }
+    }
+
+    /// Sleeps until a socket has input, `bell` rings, or `timeout` passes.
+    pub fn wait(&mut self, timeout: Duration, bell: Option<&Doorbell>) {
+        self.fds.truncate(self.sockets);
+        if let Some(b) = bell {
+            self.fds.push(pollfd(b.fd(), false));
+        }
+        if let Err(e) = poll(&mut self.fds, timeout) {
+            crate::log_limited!(log::Level::Warn, "poll: {e}");
+        }
+    }
+}
+
 /// [`poll`] on one descriptor: input (and room for output when `out`).
 pub fn wait_one(fd: BorrowedFd<'_>, out: bool, timeout: Duration) -> io::Result<()> {
     poll(&mut [pollfd(fd, out)], timeout)

@@ -118,7 +118,7 @@ pub struct UdpIo {
     free: Vec<u16>,
     /// Frames built for the `AF_PACKET` socket (IPv4 and UDP headers, then the message).
     raw_frame: Box<[u8; MAX_MESSAGE + 28]>,
-    pfds: Vec<libc::pollfd>,
+    waiter: sys::Waiter,
 }
 
 impl std::fmt::Debug for UdpIo {
@@ -132,9 +132,9 @@ impl UdpIo {
     pub fn new(ports: Vec<Port>) -> UdpIo {
         // SAFETY: all-zero bytes are valid `Slot`s (byte arrays).
         let slots = (0..SLOTS).map(|_| unsafe { zeroed::<Slot>() }).collect();
-        let pfds = ports.iter().map(|p| sys::pollfd(p.udp.as_fd(), false)).collect();
+        let waiter = sys::Waiter::new(ports.iter().map(|p| p.udp.as_fd()));
         let free = (0..SLOTS as u16).rev().collect();
-        UdpIo { ports, slots, free, raw_frame: Box::new([0; MAX_MESSAGE + 28]), pfds }
+        UdpIo { ports, slots, free, raw_frame: Box::new([0; MAX_MESSAGE + 28]), waiter }
     }
 
     /// Receives up to `max` datagrams from port `p` into free slots.
@@ -313,12 +313,6 @@ impl PacketIo for UdpIo {
     }
 
     fn wait(&mut self, timeout: Duration, bell: Option<&Doorbell>) {
-        self.pfds.truncate(self.ports.len());
-        if let Some(b) = bell {
-            self.pfds.push(sys::pollfd(b.fd(), false));
-        }
-        if let Err(e) = sys::poll(&mut self.pfds, timeout) {
-            crate::log_limited!(log::Level::Warn, "poll on UDP sockets: {e}");
-        }
+        self.waiter.wait(timeout, bell);
     }
 }

@@ -465,7 +465,7 @@ pub struct XdpIo {
     mac: [u8; 6],
     taken: Vec<XskFrame>,
     out: Vec<XskFrame>,
-    pfds: Vec<libc::pollfd>,
+    waiter: sys::Waiter,
 }
 
 /// A received frame on the AF_XDP path: the UMEM frame and the socket (queue) it came from.
@@ -480,8 +480,8 @@ impl XdpIo {
     /// A worker's sockets (one per queue of `interface`'s [`XskSet`]); `interface` is its
     /// number in the configuration, `mac` its hardware address.
     pub fn new(sockets: Vec<XskSocket>, interface: Option<InterfaceId>, mac: [u8; 6]) -> XdpIo {
-        let pfds = sockets.iter().map(|s| sys::pollfd(s.fd(), false)).collect();
-        XdpIo { sockets, interface, mac, taken: Vec::with_capacity(crate::BATCH), out: Vec::new(), pfds }
+        let waiter = sys::Waiter::new(sockets.iter().map(|s| s.fd()));
+        XdpIo { sockets, interface, mac, taken: Vec::with_capacity(crate::BATCH), out: Vec::new(), waiter }
     }
 }
 
@@ -571,12 +571,6 @@ impl PacketIo for XdpIo {
     }
 
     fn wait(&mut self, timeout: Duration, bell: Option<&Doorbell>) {
-        self.pfds.truncate(self.sockets.len());
-        if let Some(b) = bell {
-            self.pfds.push(sys::pollfd(b.fd(), false));
-        }
-        if let Err(e) = sys::poll(&mut self.pfds, timeout) {
-            crate::log_limited!(log::Level::Warn, "poll on AF_XDP sockets: {e}");
-        }
+        self.waiter.wait(timeout, bell);
     }
 }

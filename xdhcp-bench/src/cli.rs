@@ -1,12 +1,6 @@
 //! The `xdhcp-bench` command line: the generator (the default command) and `reflector`, and
 //! what running each from the command line takes (transport, CPU pinning, signals, output).
 
-use super::gen::{self, RunConfig, RunCounters, Sample, Scenario};
-use super::packet::{PacketSocket, Role, Rx};
-use super::reflector::{self, ReflectorConfig, ReflectorStats};
-use super::relay::RelaySocket;
-use super::report::{self, Report};
-use super::transport::Transport;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dhcp_io::sys::pin_to_cpu;
@@ -17,20 +11,26 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
+use xdhcp_bench::gen::{self, RunConfig, RunCounters, Sample, Scenario};
+use xdhcp_bench::packet::{PacketSocket, Role, Rx};
+use xdhcp_bench::reflector::{self, ReflectorConfig, ReflectorStats};
+use xdhcp_bench::relay::RelaySocket;
+use xdhcp_bench::report::{self, Report};
+use xdhcp_bench::transport::Transport;
 
 /// xdhcp-bench: a DHCPv4 load generator emulating many clients, directly on an interface or
 /// through relay agents, with correctness checks on every reply.
 #[derive(Debug, Parser)]
 #[command(name = "xdhcp-bench", version, args_conflicts_with_subcommands = true)]
-pub struct BenchCli {
+pub(crate) struct BenchCli {
     #[command(subcommand)]
-    pub command: Option<BenchCommand>,
+    pub(crate) command: Option<BenchCommand>,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// Answer every DISCOVER/REQUEST/INFORM frame on an interface with a canned OFFER/ACK,
     /// keeping no state: the I/O ceiling for the generator's traffic.
     Reflector(ReflectorArgs),
@@ -38,130 +38,130 @@ pub enum BenchCommand {
 
 /// The generator's options.
 #[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Direct mode: the interface the emulated clients are on (raw frames, AF_PACKET). In relay
     /// mode, optional: the relay socket is bound to it.
     #[arg(short = 'i', long, value_name = "IF")]
-    pub interface: Option<String>,
+    pub(crate) interface: Option<String>,
     /// Relay mode: relay agent addresses (local addresses; each becomes a giaddr). Clients are
     /// spread over them.
     #[arg(long = "relay", value_name = "IP[,IP...]", value_delimiter = ',')]
-    pub relays: Vec<Ipv4Addr>,
+    pub(crate) relays: Vec<Ipv4Addr>,
     /// Relay mode: the server's address (requests go to its port 67).
     #[arg(short = 's', long, value_name = "IP")]
-    pub server: Option<Ipv4Addr>,
+    pub(crate) server: Option<Ipv4Addr>,
     /// What the clients do.
     #[arg(long, value_enum, default_value = "dora")]
-    pub scenario: Scenario,
+    pub(crate) scenario: Scenario,
     /// Distinct clients.
     #[arg(short = 'R', long = "clients", value_name = "N", default_value_t = 1000)]
-    pub clients: u32,
+    pub(crate) clients: u32,
     /// Number of the first client (MAC 02:00:<32-bit number>): disjoint ranges let several
     /// generators share a segment.
     #[arg(long, value_name = "N", default_value_t = 0)]
-    pub first_client: u32,
+    pub(crate) first_client: u32,
     /// Exchanges started per second. Without it: as fast as the server answers, with at most
     /// --window requests outstanding (closed loop).
     #[arg(short = 'r', long, value_name = "N")]
-    pub rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
     /// Most requests outstanding at once (default 256 without --rate, unlimited with it).
     #[arg(short = 'W', long, value_name = "N")]
-    pub window: Option<u32>,
+    pub(crate) window: Option<u32>,
     /// Seconds to start exchanges for (default 10 for dora/renew/release/decline/inform; a cap
     /// for the once-through scenarios).
     #[arg(short = 'p', long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// Exchanges to start, then stop (repeating scenarios).
     #[arg(short = 'n', long, value_name = "N")]
-    pub exchanges: Option<u64>,
+    pub(crate) exchanges: Option<u64>,
     /// Loss timeout in milliseconds: an unanswered request counts as a drop and is sent again.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
     /// Transmissions of a request before the client gives up, 1 to 15 (default 3; avalanche 6).
     /// In once-through scenarios also how often a NAKed client starts over.
     #[arg(long, value_name = "N")]
-    pub tries: Option<u8>,
+    pub(crate) tries: Option<u8>,
     /// Set the broadcast flag: ask for broadcast replies.
     #[arg(long)]
-    pub broadcast: bool,
+    pub(crate) broadcast: bool,
     /// foreign: share of clients that take another server's offer.
     #[arg(long, value_name = "F", default_value_t = 0.5)]
-    pub foreign_share: f64,
+    pub(crate) foreign_share: f64,
     /// foreign: the other server's id in their REQUESTs (default: the server's id + 1).
     #[arg(long, value_name = "IP")]
-    pub foreign_server_id: Option<Ipv4Addr>,
+    pub(crate) foreign_server_id: Option<Ipv4Addr>,
     /// foreign: fresh clients that DISCOVER afterwards (default: as many as went elsewhere).
     #[arg(long, value_name = "N")]
-    pub probes: Option<u32>,
+    pub(crate) probes: Option<u32>,
     /// Write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
     /// Write SVG plots (rate.svg, latency.svg, latency-time.svg) into DIR.
     #[arg(long, value_name = "DIR")]
-    pub plots: Option<PathBuf>,
+    pub(crate) plots: Option<PathBuf>,
     /// Direct mode: how frames are received (ring: PACKET_MMAP; copy: recvmmsg).
     #[arg(long, value_enum, default_value = "ring")]
-    pub rx: Rx,
+    pub(crate) rx: Rx,
     /// Pin the generator to this CPU.
     #[arg(long, value_name = "N")]
-    pub cpu: Option<usize>,
+    pub(crate) cpu: Option<usize>,
     /// Spin instead of sleeping when there is nothing to do (lowest latency, a whole core).
     #[arg(long)]
-    pub busy_poll: bool,
+    pub(crate) busy_poll: bool,
     /// Direct mode through AF_XDP (the steering program takes the replies to port 68 into an
     /// AF_XDP socket) instead of AF_PACKET. Clients do not answer ARP on this transport.
     #[arg(long)]
-    pub xdp: bool,
+    pub(crate) xdp: bool,
     /// No progress line.
     #[arg(short = 'q', long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 /// The reflector's options.
 #[derive(Debug, Clone, clap::Args)]
-pub struct ReflectorArgs {
+pub(crate) struct ReflectorArgs {
     /// The interface to answer on.
     #[arg(short = 'i', long, value_name = "IF")]
-    pub interface: String,
+    pub(crate) interface: String,
     /// Server identifier and source address of the replies.
     #[arg(long, value_name = "IP", default_value = "198.18.0.1")]
-    pub server_id: Ipv4Addr,
+    pub(crate) server_id: Ipv4Addr,
     /// First address offered (client n gets pool + n mod pool-size).
     #[arg(long, value_name = "IP", default_value = "100.64.0.0")]
-    pub pool: Ipv4Addr,
+    pub(crate) pool: Ipv4Addr,
     /// Addresses in the pool.
     #[arg(long, value_name = "N", default_value_t = 1 << 22)]
-    pub pool_size: u32,
+    pub(crate) pool_size: u32,
     /// Lease time in the replies, seconds.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
-    pub lease_time: u32,
+    pub(crate) lease_time: u32,
     /// Stop after SECS (default: on SIGINT/SIGTERM).
     #[arg(short = 'p', long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// How frames are received (copy: recvmmsg, replies written in the receive buffers; ring:
     /// PACKET_MMAP, replies written in the ring slots). On veth, where the sender's CPU runs
     /// the receiver's kernel path, a ring moves the reflector's receive copy onto the
     /// generator's CPU: hence copy by default.
     #[arg(long, value_enum, default_value = "copy")]
-    pub rx: Rx,
+    pub(crate) rx: Rx,
     /// Pin the reflector to this CPU.
     #[arg(long, value_name = "N")]
-    pub cpu: Option<usize>,
+    pub(crate) cpu: Option<usize>,
     /// Spin instead of sleeping when there is nothing to do.
     #[arg(long)]
-    pub busy_poll: bool,
+    pub(crate) busy_poll: bool,
     /// Answer through AF_XDP (the steering program and one AF_XDP socket) instead of
     /// `AF_PACKET`: the ceiling of the kernel-bypass path.
     #[arg(long)]
-    pub xdp: bool,
+    pub(crate) xdp: bool,
     /// No progress line.
     #[arg(short = 'q', long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 impl RunArgs {
     /// The generator configuration these options describe, checked.
-    pub fn config(&self) -> Result<RunConfig> {
+    pub(crate) fn config(&self) -> Result<RunConfig> {
         if self.relays.is_empty() && self.interface.is_none() {
             bail!("direct mode needs --interface; relay mode needs --relay and --server");
         }
@@ -220,11 +220,11 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 }
 
 /// Exit status when the run found an address ACKed to two live clients.
-pub const EXIT_DUPLICATES: u8 = 3;
+pub(crate) const EXIT_DUPLICATES: u8 = 3;
 
 /// Runs the generator as the command line asks: prints the table on stdout, writes the JSON
 /// and plots. Exit status 0, or [`EXIT_DUPLICATES`] when duplicate ACKs were seen.
-pub fn generate(args: &RunArgs) -> Result<ExitCode> {
+pub(crate) fn generate(args: &RunArgs) -> Result<ExitCode> {
     let cfg = args.config()?;
     if let Some(cpu) = args.cpu {
         pin_to_cpu(cpu)?;
@@ -238,7 +238,7 @@ pub fn generate(args: &RunArgs) -> Result<ExitCode> {
         let mut t = RelaySocket::open(args.interface.as_deref()).context("opening the relay socket")?;
         (gen::run(&cfg, &mut t, &stop, &mut progress)?, t.stats())
     } else if args.xdp {
-        let mut t = super::xsk::XskTransport::open(ifname, Role::Client).with_context(opening)?;
+        let mut t = xdhcp_bench::xsk::XskTransport::open(ifname, Role::Client).with_context(opening)?;
         (gen::run(&cfg, &mut t, &stop, &mut progress)?, t.stats())
     } else {
         let mut t = PacketSocket::open(ifname, Role::Client, args.rx).with_context(opening)?;
@@ -253,14 +253,14 @@ pub fn generate(args: &RunArgs) -> Result<ExitCode> {
     }
     if let Some(dir) = &args.plots {
         let title = format!("xdhcp-bench {}", cfg.scenario.name());
-        super::svg::write_plots(dir, &title, &outcome)
+        xdhcp_bench::svg::write_plots(dir, &title, &outcome)
             .with_context(|| format!("writing plots to {}", dir.display()))?;
     }
     Ok(if outcome.counters.duplicate_acks > 0 { ExitCode::from(EXIT_DUPLICATES) } else { ExitCode::SUCCESS })
 }
 
 /// Runs the reflector as the command line asks; prints its counts at the end.
-pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
+pub(crate) fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
     if let Some(cpu) = args.cpu {
         pin_to_cpu(cpu)?;
     }
@@ -288,7 +288,7 @@ pub fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
         last = *st;
     };
     let (st, ts) = if args.xdp {
-        let mut t = super::xsk::XskTransport::open(&args.interface, Role::Server).with_context(opening)?;
+        let mut t = xdhcp_bench::xsk::XskTransport::open(&args.interface, Role::Server).with_context(opening)?;
         let st = reflector::run(&mut t, &cfg, &stop, duration, args.busy_poll, &mut progress)?;
         (st, t.stats())
     } else {
@@ -338,7 +338,7 @@ impl ProgressLine {
 }
 
 /// The whole binary.
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = BenchCli::parse();
     let r = match &cli.command {
         Some(BenchCommand::Reflector(a)) => reflect(a),

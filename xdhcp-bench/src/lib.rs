@@ -9,12 +9,11 @@
 //! - [`reflector`]: a stateless responder writing canned replies in place: the I/O ceiling.
 //! - [`hist`]: the latency histogram (HdrHistogram).
 //! - [`report`]: the JSON report and the final table; [`svg`]: the plots.
-//! - [`cli`]: the command line (system-call helpers are in [`dhcp_io::sys`]).
+//! - the command line is the binary's (`main.rs`, `cli.rs`): it alone prints.
 //!
 //! Nothing on the per-packet path allocates: buffers, the client table, the send queue and the
 //! address map are sized when a run starts.
 
-pub mod cli;
 pub mod gen;
 pub mod hist;
 pub mod packet;

@@ -10,7 +10,7 @@ use std::process::Command;
 
 /// Median time in nanoseconds of one criterion benchmark (`group/function[/input]`).
 fn median_ns(root: &Path, id: &str) -> Result<f64> {
-    let path = root.join("target/criterion").join(id).join("new/estimates.json");
+    let path = crate::target_dir(root).join("criterion").join(id).join("new/estimates.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("no estimates at {}", path.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text)?;
     v["median"]["point_estimate"].as_f64().context("estimates.json without median")

@@ -16,7 +16,7 @@ const SECONDS: u32 = 4;
 pub(crate) fn run(root: &Path) -> Result<()> {
     step("building xdhcpd (release)");
     cargo(&["build", "--release", "--quiet", "-p", "dhcp-user", "--bin", "xdhcpd"])?;
-    let xdhcpd = root.join("target/release/xdhcpd");
+    let xdhcpd = crate::target_dir(root).join("release/xdhcpd");
 
     step("network namespaces: server (s0, 198.18.0.1/16) <-> client (c0), no default route");
     let pair = Pair::new("demo");
@@ -27,7 +27,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
 
     step("xdhcp-bench (the bundled load generator) from the client namespace: DORA at rising rates");
     cargo(&["build", "--release", "--quiet", "-p", "xdhcp-bench", "--bin", "xdhcp-bench"])?;
-    let bench = root.join("target/release/xdhcp-bench");
+    let bench = crate::target_dir(root).join("release/xdhcp-bench");
     println!(
         "    {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>10}",
         "asked/s", "DORA/s", "exchanges", "drops", "p50 us", "p99 us", "dup ACKs"

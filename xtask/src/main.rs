@@ -119,6 +119,11 @@ fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
     Ok((passed, failed))
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR` when set, else `target` in the workspace.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+}
+
 /// The workspace root (the parent of this crate).
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()

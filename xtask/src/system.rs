@@ -136,7 +136,10 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
         "--bin",
         "xdhcp-bench",
     ])?;
-    let bins = Bins { xdhcpd: root.join("target/release/xdhcpd"), bench: root.join("target/release/xdhcp-bench") };
+    let bins = Bins {
+        xdhcpd: crate::target_dir(root).join("release/xdhcpd"),
+        bench: crate::target_dir(root).join("release/xdhcp-bench"),
+    };
     let pair = Pair::new("sys");
     let dir = Scratch::new("sys");
     let responders = [
