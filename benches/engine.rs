@@ -77,7 +77,7 @@ fn foreign_release(c: &mut Criterion) {
     g.sample_size(30).measurement_time(Duration::from_secs(4));
     for &held in sizes {
         // Offers that do not time out during the run; the clock stays at T0.
-        let cfg = config_large(1_000_000);
+        let cfg = config_large(86_400);
         let mut e = engine(&cfg, held as usize);
         let mut events = Vec::new();
         let mut msg = [0u8; 600];

@@ -44,6 +44,7 @@ pub fn bound_events(first: u32, n: usize, expires: u32) -> Vec<LeaseEvent> {
                 client: ClientKey::from_mac(&mac),
                 mac,
                 expires,
+                steer: i,
             }
         })
         .collect()

@@ -128,7 +128,9 @@ fn engines_on_threads_keep_the_address_space_consistent() {
     assert_eq!(held, holder.len(), "every held address belongs to exactly one client record");
     assert_eq!(free + held + in_probation, POOL as usize, "no address lost");
     let records: usize = results.iter().map(|(e, _)| e.records()).sum();
-    assert_eq!(records, held + in_probation, "records = leases + offers + probations");
+    // Probation records stay until their timer, also when their probation ended early (the
+    // pool's share in probation is capped, and an empty pool takes its oldest back).
+    assert!(records >= held + in_probation, "records = leases + offers + probations (+ ended early)");
     let stats = results.iter().fold(dhcp_user::engine::Stats::default(), |mut a, (e, _)| {
         a.add(e.stats());
         a

@@ -23,8 +23,102 @@ pub struct Config {
     pub decline_probation: u32,
     /// Default lease time in seconds (option 51) for subnets that do not set their own.
     pub lease_time: u32,
+    /// What a DECLINE does (RFC 2131 §4.3.3).
+    pub decline: DeclinePolicy,
+    /// Most of a pool that may sit in decline probation, in percent: beyond it the oldest
+    /// probation ends early (two packets per address must not empty a pool for a day).
+    pub decline_max_percent: u8,
+    /// Relay agents whose relayed messages are served (their `giaddr` selects the subnet, their
+    /// option 82 and 118 are honoured, replies go to them), for every subnet; each subnet may
+    /// add its own. Empty here and in a subnet: any relay is trusted.
+    pub trusted_relays: Vec<Cidr>,
+    /// Limits per subscriber key for subnets that do not set their own.
+    pub limits: Option<Limits>,
     pub subnets: Vec<Subnet>,
 }
+
+/// What a DECLINE does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeclinePolicy {
+    /// The declined address waits `decline_probation` seconds out of the pool (RFC 2131).
+    #[default]
+    Probation,
+    /// DECLINEs are counted and ignored: the lease stays as it was (networks where clients
+    /// cannot be trusted to report conflicts).
+    Ignore,
+}
+
+/// An IPv4 prefix (`address/length`): a trusted relay or a range of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl core::str::FromStr for Cidr {
+    type Err = String;
+
+    /// Host bits and the usable prefix range are left to [`Config::validate`], which says why.
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("not a subnet: {s:?} (expected ADDRESS/PREFIX, like 100.64.0.0/24)");
+        let (addr, len) = s.trim().split_once('/').ok_or_else(bad)?;
+        let network = addr.parse().map_err(|_| bad())?;
+        let prefix_len = len.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(bad)?;
+        Ok(Cidr { network, prefix_len })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix_len)
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.prefix_len) == u32::from(self.network) & mask(self.prefix_len)
+    }
+}
+
+/// What a subscriber is recognised by, for limits: something the ISP controls, not the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKey {
+    /// Relay agent circuit id (option 82.1) from a trusted relay: the subscriber's port.
+    CircuitId,
+    /// Relay agent remote id (option 82.2) from a trusted relay: the subscriber's modem or line.
+    RemoteId,
+    /// The relay agent (`giaddr`).
+    Relay,
+    /// The innermost VLAN of the frame (per-subscriber VLANs).
+    Vlan,
+    /// The receiving interface.
+    Interface,
+    /// The client's hardware address (`chaddr`).
+    Chaddr,
+}
+
+/// Limits per subscriber key. A message without the key (no option 82, say) is limited by its
+/// `chaddr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub key: LimitKey,
+    /// The most leases plus offers one key may hold at once.
+    pub max_leases: Option<u32>,
+    /// DISCOVERs one key may send per second, on average (a token bucket).
+    pub discover_rate: Option<u32>,
+    /// ... and at once (the bucket's size); default twice the rate.
+    pub discover_burst: Option<u32>,
+}
+
+/// Largest lease, offer and probation times: leases must end within the range of the clock's
+/// seconds, and an infinite lease (RFC 2132's 0xffffffff) would never return its address.
+pub const MAX_LEASE_TIME: u32 = 10 * 365 * 86_400;
+pub const MAX_OFFER_TIMEOUT: u32 = 86_400;
+pub const MAX_DECLINE_PROBATION: u32 = 30 * 86_400;
+/// Largest pool, and all pools together: the address space keeps 8 bytes per pool address,
+/// allocated at start (a /8 is 128 MiB; all pools 512 MiB).
+pub const MAX_POOL_ADDRESSES: u64 = 1 << 24;
+pub const MAX_TOTAL_POOL_ADDRESSES: u64 = 1 << 26;
 
 /// One IPv4 subnet served, with its pools, options and reservations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +141,10 @@ pub struct Subnet {
     pub rebinding_time: Option<u32>,
     pub options: SubnetOptions,
     pub reservations: Vec<Reservation>,
+    /// Relay agents trusted for this subnet, besides the global ones.
+    pub trusted_relays: Vec<Cidr>,
+    /// Limits per subscriber key; `None`: the global ones.
+    pub limits: Option<Limits>,
 }
 
 /// An inclusive range of addresses handed out dynamically.
@@ -112,6 +210,10 @@ impl Default for Config {
             offer_timeout: 10,
             decline_probation: 86_400,
             lease_time: 3_600,
+            decline: DeclinePolicy::Probation,
+            decline_max_percent: 10,
+            trusted_relays: Vec::new(),
+            limits: None,
             subnets: Vec::new(),
         }
     }
@@ -132,6 +234,8 @@ impl Subnet {
             rebinding_time: None,
             options: SubnetOptions::default(),
             reservations: Vec::new(),
+            trusted_relays: Vec::new(),
+            limits: None,
         }
     }
 
@@ -176,18 +280,77 @@ fn err(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError { path: path.into(), reason: reason.into() }
 }
 
+fn check_range(path: &str, v: u32, min: u32, max: u32) -> Result<(), ConfigError> {
+    if v < min || v > max {
+        let why = if max == MAX_LEASE_TIME {
+            format!("{v} is outside {min}..={max} seconds (infinite leases are not supported)")
+        } else {
+            format!("{v} is outside {min}..={max} seconds")
+        };
+        return Err(err(path, why));
+    }
+    Ok(())
+}
+
+impl Limits {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.max_leases.is_none() && self.discover_rate.is_none() {
+            return Err(err(at, "set max_leases, discover_rate or both"));
+        }
+        if self.max_leases == Some(0) || self.discover_rate == Some(0) || self.discover_burst == Some(0) {
+            return Err(err(at, "limits must be at least 1 (leave a limit out for none)"));
+        }
+        if self.discover_burst.is_some() && self.discover_rate.is_none() {
+            return Err(err(at, "discover_burst needs discover_rate"));
+        }
+        Ok(())
+    }
+
+    /// The bucket's size: the burst, or twice the rate.
+    pub fn burst(&self) -> u32 {
+        self.discover_burst.unwrap_or(self.discover_rate.unwrap_or(0).saturating_mul(2)).max(1)
+    }
+}
+
 impl Config {
+    /// Pools small enough for the memory they take at start.
+    fn validate_pool_sizes(&self) -> Result<(), ConfigError> {
+        let mut total = 0u64;
+        for (i, s) in self.subnets.iter().enumerate() {
+            for (j, p) in s.pools.iter().enumerate() {
+                if p.len() > MAX_POOL_ADDRESSES {
+                    return Err(err(
+                        format!("subnets[{i}].pools[{j}]"),
+                        format!("{} addresses; a pool may have at most {MAX_POOL_ADDRESSES} (a /8)", p.len()),
+                    ));
+                }
+                total += p.len();
+            }
+        }
+        if total > MAX_TOTAL_POOL_ADDRESSES {
+            return Err(err(
+                "subnets",
+                format!("{total} pool addresses in all; at most {MAX_TOTAL_POOL_ADDRESSES} (512 MiB of state)"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks everything the engine relies on. The first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.subnets.is_empty() {
             return Err(err("subnets", "no subnet configured"));
         }
-        if self.offer_timeout == 0 {
-            return Err(err("offer_timeout", "must be at least 1 second"));
+        check_range("offer_timeout", self.offer_timeout, 1, MAX_OFFER_TIMEOUT)?;
+        check_range("lease_time", self.lease_time, 60, MAX_LEASE_TIME)?;
+        check_range("decline_probation", self.decline_probation, 0, MAX_DECLINE_PROBATION)?;
+        if !(1..=100).contains(&self.decline_max_percent) {
+            return Err(err("decline_max_percent", "must be 1 to 100"));
         }
-        if self.lease_time < 60 {
-            return Err(err("lease_time", "must be at least 60 seconds"));
+        if let Some(l) = &self.limits {
+            l.validate("limits")?;
         }
+        self.validate_pool_sizes()?;
         let mut pools: Vec<(u32, u32, String)> = Vec::new();
         let mut reserved: Vec<(Ipv4Addr, String)> = Vec::new();
         for (i, s) in self.subnets.iter().enumerate() {
@@ -202,9 +365,10 @@ impl Config {
                 return Err(err(&at, "no server id: set server_id globally or for the subnet"));
             }
             if let Some(lt) = s.lease_time {
-                if lt < 60 {
-                    return Err(err(format!("{at}.lease_time"), "must be at least 60 seconds"));
-                }
+                check_range(&format!("{at}.lease_time"), lt, 60, MAX_LEASE_TIME)?;
+            }
+            if let Some(l) = &s.limits {
+                l.validate(&format!("{at}.limits"))?;
             }
             let lease = s.lease_time.unwrap_or(self.lease_time);
             let t1 = s.renewal_time.unwrap_or(lease / 2);

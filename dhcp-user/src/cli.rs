@@ -12,6 +12,7 @@ use crate::config::{
     COMMAND_LINE,
 };
 use crate::journal::Durability;
+use dhcp_core::config::{DeclinePolicy, LimitKey, Limits};
 
 /// xdhcpd: a DHCPv4 server.
 #[derive(Debug, Parser)]
@@ -28,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve DHCP from a configuration file, from flags alone, or a file with flags overriding it.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check a configuration file (syntax, values, overlaps, interfaces and server ids on this
     /// host) and exit.
     CheckConfig {
@@ -93,6 +94,56 @@ pub struct ServeArgs {
     /// Pin worker N to CPU N.
     #[arg(long)]
     pub pin_workers: bool,
+    /// A relay agent (or range) whose relayed messages are served; repeat for several. Without
+    /// any, every relay is trusted.
+    #[arg(long = "trusted-relay", value_name = "IP[/LEN]", value_parser = config::parse_relay)]
+    pub trusted_relays: Vec<Cidr>,
+    /// What a DECLINE does: keep the address out of the pool for a while, or nothing.
+    #[arg(long, value_enum)]
+    pub decline: Option<DeclineFlag>,
+    /// What limits count per subscriber (with --max-leases-per-key, --discover-rate-per-key).
+    #[arg(long, value_enum)]
+    pub limit_key: Option<LimitKeyFlag>,
+    /// The most leases plus offers one subscriber key may hold.
+    #[arg(long, value_name = "N")]
+    pub max_leases_per_key: Option<u32>,
+    /// DISCOVERs per second one subscriber key may send (token bucket).
+    #[arg(long, value_name = "N")]
+    pub discover_rate_per_key: Option<u32>,
+    /// The bucket's size (default: twice the rate).
+    #[arg(long, value_name = "N")]
+    pub discover_burst_per_key: Option<u32>,
+}
+
+/// `--decline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeclineFlag {
+    Probation,
+    Ignore,
+}
+
+/// `--limit-key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LimitKeyFlag {
+    CircuitId,
+    RemoteId,
+    Relay,
+    Vlan,
+    Interface,
+    Chaddr,
+}
+
+impl From<LimitKeyFlag> for LimitKey {
+    fn from(k: LimitKeyFlag) -> LimitKey {
+        match k {
+            LimitKeyFlag::CircuitId => LimitKey::CircuitId,
+            LimitKeyFlag::RemoteId => LimitKey::RemoteId,
+            LimitKeyFlag::Relay => LimitKey::Relay,
+            LimitKeyFlag::Vlan => LimitKey::Vlan,
+            LimitKeyFlag::Interface => LimitKey::Interface,
+            LimitKeyFlag::Chaddr => LimitKey::Chaddr,
+        }
+    }
 }
 
 /// An error about the flags themselves.
@@ -198,7 +249,36 @@ impl ServeArgs {
         if self.pin_workers {
             cfg.server.pin_workers = true;
         }
-        Ok(())
+        self.apply_safety(cfg, map)
+    }
+
+    /// Trusted relays, declines and limits.
+    fn apply_safety(&self, cfg: &mut ServerConfig, map: &mut SourceMap) -> Result<(), FileError> {
+        if !self.trusted_relays.is_empty() {
+            cfg.engine.trusted_relays = self.trusted_relays.clone();
+        }
+        if let Some(d) = self.decline {
+            cfg.engine.decline = match d {
+                DeclineFlag::Probation => DeclinePolicy::Probation,
+                DeclineFlag::Ignore => DeclinePolicy::Ignore,
+            };
+        }
+        let any = self.max_leases_per_key.is_some() || self.discover_rate_per_key.is_some();
+        match (self.limit_key, any) {
+            (Some(key), true) => {
+                cfg.engine.limits = Some(Limits {
+                    key: key.into(),
+                    max_leases: self.max_leases_per_key,
+                    discover_rate: self.discover_rate_per_key,
+                    discover_burst: self.discover_burst_per_key,
+                });
+                map.set("limits", Loc::Flag("--limit-key".into()));
+                Ok(())
+            }
+            (None, true) => Err(flag_error("--max-leases-per-key and --discover-rate-per-key need --limit-key")),
+            (Some(_), false) => Err(flag_error("--limit-key needs --max-leases-per-key or --discover-rate-per-key")),
+            (None, false) => Ok(()),
+        }
     }
 
     /// Without `--subnet`, the flags that describe a subnet have nothing to describe.
@@ -281,7 +361,7 @@ mod tests {
     fn serve(args: &[&str]) -> ServeArgs {
         let argv = ["xdhcpd", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv) {
-            Ok(Cli { command: Command::Serve(a), .. }) => a,
+            Ok(Cli { command: Command::Serve(a), .. }) => *a,
             other => panic!("{other:?}"),
         }
     }

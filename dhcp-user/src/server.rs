@@ -21,9 +21,9 @@ use std::thread::JoinHandle;
 /// Runs the server. Returns after a stop signal, once the journal is flushed.
 pub fn run(cfg: ServerConfig) -> Result<()> {
     let workers = cfg.server.workers.clamp(1, 1024) as u32;
-    let key = steering_key(&cfg.server)?;
+    let (key, new_key) = steering_key(&cfg.server)?;
     let shared = Arc::new(Shared::new(&cfg.engine, workers).context("configuration")?.with_steering_key(key));
-    let (engines, journal) = recover(&cfg.server, &shared, workers)?;
+    let (engines, journal) = recover(&cfg.server, &shared, workers, new_key)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -48,17 +48,23 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
 }
 
 /// The steering hash's key: kept beside the lease file (recovered leases must go to the
-/// workers that will see their clients), else new for this run.
-fn steering_key(s: &ServerSettings) -> Result<u32> {
+/// workers that will see their clients), else new for this run. `true`: a new key.
+fn steering_key(s: &ServerSettings) -> Result<(u32, bool)> {
     match &s.lease_file {
         Some(path) => crate::journal::steering_key(path).with_context(|| format!("steering key of {}", path.display())),
-        None => Ok(crate::journal::random_u32()),
+        None => Ok((crate::journal::random_u32(), true)),
     }
 }
 
 /// One engine per worker, with the leases of the lease file restored into the engine of the
-/// worker that owns each client, and the journal that goes on recording them.
-pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result<(Vec<Engine>, Option<Journal>)> {
+/// worker that owns each client, and the journal that goes on recording them. With a new
+/// steering key, the hashes recorded with the leases are of no use: they are computed again.
+pub fn recover(
+    s: &ServerSettings,
+    shared: &Arc<Shared>,
+    workers: u32,
+    new_key: bool,
+) -> Result<(Vec<Engine>, Option<Journal>)> {
     let now = crate::clock::unix_now();
     let capacity = shared.space().capacity() / workers as usize + 1024;
     let mut engines: Vec<Engine> = (0..workers).map(|_| Engine::new(shared.clone(), now, capacity)).collect();
@@ -71,7 +77,8 @@ pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result
         .with_context(|| format!("opening lease file {}", path.display()))?;
     let (mut restored, mut refused) = (0, 0);
     for r in &recovery.leases {
-        let w = dhcp_common::owner(lease_hash(r, shared.steering_key()), workers) as usize;
+        let hash = if r.steer != 0 && !new_key { r.steer } else { lease_hash(r, shared.steering_key()) };
+        let w = dhcp_common::owner(hash, workers) as usize;
         match engines[w].restore(now, r.client, r.mac, r.ip, r.expires, r.state) {
             Ok(()) => restored += 1,
             Err(e) => {
@@ -84,8 +91,10 @@ pub fn recover(s: &ServerSettings, shared: &Arc<Shared>, workers: u32) -> Result
     Ok((engines, Some(journal)))
 }
 
-/// The steering hash of a recovered lease's client: its client identifier when the record
-/// holds it whole, else its hardware address.
+/// The steering hash of a recovered lease's client when the record has none (or one made with
+/// another key): from its client identifier when the record holds it whole, else from its
+/// hardware address (a long identifier's client may land on another worker than its messages:
+/// it is then asked to start over).
 fn lease_hash(r: &crate::journal::Recovered, key: u32) -> u32 {
     match r.client.inline_bytes() {
         Some(id) if r.client.is_client_id() => {

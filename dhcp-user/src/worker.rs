@@ -232,11 +232,12 @@ impl<I: PacketIo> Worker<I> {
         };
         // The kernel hands a broadcast to every socket of a reuseport group, not only to the
         // one the BPF program would pick: each worker keeps its own clients.
-        if dhcp_common::owner_of_message(d.request, self.workers, self.key) != self.id {
+        let steer = dhcp_common::message_hash(d.request, self.key);
+        if dhcp_common::owner(steer, self.workers) != self.id {
             self.report.not_mine += 1;
             return None;
         }
-        let ingress = Ingress { interface: d.meta.interface, vlan: d.meta.vlan, src: d.meta.src };
+        let ingress = Ingress { interface: d.meta.interface, vlan: d.meta.vlan, src: d.meta.src, steer };
         let Outcome::Reply(r) = self.engine.handle(now, &ingress, d.request, d.reply, &mut self.events) else {
             return None;
         };

@@ -6,19 +6,23 @@
 //! No sockets, threads or clocks inside, and no allocation per message: one engine per worker,
 //! all engines sharing the [`Shared`] part (configuration and the lock-free address space).
 
+mod limits;
 mod reply;
 mod shared;
 mod stats;
 
+pub use limits::Limited;
 pub use shared::{InterfaceId, Shared};
 pub use stats::Stats;
 
+use crate::config::DeclinePolicy;
 use crate::lease::{Claim, ClientKey, ClientTable, LeaseState, RecordId};
 use crate::wire::options::{code, MessageType, Options};
 use crate::wire::{self, dhcp};
 use core::net::{Ipv4Addr, SocketAddrV4};
+use limits::{Cell, SubnetLimits};
 use reply::ReplySpec;
-use shared::Link;
+use shared::{Link, Unserved};
 use std::sync::Arc;
 
 /// Wall-clock time in seconds since the UNIX epoch (leases outlive the process, so the journal
@@ -34,12 +38,15 @@ pub struct Ingress {
     pub vlan: Option<u16>,
     /// Source address and port (a relay's address for relayed messages).
     pub src: SocketAddrV4,
+    /// The message's steering hash (`dhcp_common::message_hash`), recorded with its leases so
+    /// that a restart puts them back with the worker that will see the client.
+    pub steer: u32,
 }
 
 impl Ingress {
     /// A broadcast from a directly attached client on `interface`.
     pub fn broadcast(interface: Option<InterfaceId>) -> Ingress {
-        Ingress { interface, vlan: None, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68) }
+        Ingress { interface, vlan: None, src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), steer: 0 }
     }
 }
 
@@ -103,8 +110,13 @@ pub enum Silence {
     UnknownClient,
     /// RELEASE or DECLINE handled (they have no reply).
     Done,
-    /// Nothing to do (for example a RELEASE of an address the client does not hold).
+    /// Nothing to do (for example a RELEASE of an address the client does not hold, or a
+    /// DECLINE of an address the client was only offered).
     Ignored,
+    /// Relayed by an agent that is not among the trusted relays.
+    UntrustedRelay,
+    /// Refused by a limit of the client's subscriber key.
+    Limited(Limited),
 }
 
 /// Why a message was dropped as invalid.
@@ -166,9 +178,12 @@ pub struct LeaseEvent {
     pub kind: EventKind,
     pub ip: Ipv4Addr,
     pub client: ClientKey,
-    /// The client's hardware address when known (it decides the owning worker on recovery).
+    /// The client's hardware address when known.
     pub mac: [u8; 6],
     pub expires: Seconds,
+    /// The steering hash of the message that made the change ([`Ingress::steer`]; 0 for ends
+    /// found by the timer): it decides the owning worker on recovery.
+    pub steer: u32,
 }
 
 /// Why [`Engine::restore`] refused a lease.
@@ -239,24 +254,30 @@ impl Engine {
     /// [`Engine::handle`] also calls it.
     pub fn handle_timeout(&mut self, now: Seconds, events: &mut Vec<LeaseEvent>) {
         let Engine { shared, table, stats } = self;
-        table.expire(now, |lease, state| {
+        table.expire(now, |lease, state, limit| {
             let ip = Ipv4Addr::from(lease.ip);
-            shared.space().release(ip);
+            shared.unhold(limit);
             let kind = match state {
                 LeaseState::Offered => {
                     stats.offers_expired += 1;
+                    shared.free(ip);
                     EventKind::OfferExpired
                 }
                 LeaseState::Bound => {
                     stats.leases_expired += 1;
+                    shared.free(ip);
                     EventKind::Expired
                 }
                 _ => {
+                    // A probation taken back early has nothing left to end.
+                    if !shared.space().end_probation(ip, lease.key.quarantine_generation()) {
+                        return;
+                    }
                     stats.probations_ended += 1;
                     EventKind::ProbationEnded
                 }
             };
-            events.push(LeaseEvent { kind, ip, client: lease.key, mac: [0; 6], expires: lease.expires });
+            events.push(LeaseEvent { kind, ip, client: lease.key, mac: [0; 6], expires: lease.expires, steer: 0 });
         });
     }
 
@@ -284,20 +305,19 @@ impl Engine {
         if state != LeaseState::Quarantined && self.table.find(&client).is_some() {
             return Err(RestoreError::Duplicate);
         }
-        match self.shared.reserved_ip_owned_by(ip, &client, &mac) {
-            Some(false) => return Err(RestoreError::Conflict),
-            Some(true) => {}
-            None => match self.shared.space().claim(ip) {
-                Claim::Taken => {}
-                Claim::Busy => return Err(RestoreError::Conflict),
-                Claim::NotInPool => {}
-            },
+        if self.shared.reserved_ip_owned_by(ip, &client, &mac).is_some() {
+            if !self.shared.take_specific(ip, client, &mac) {
+                return Err(RestoreError::Conflict);
+            }
+        } else if self.shared.space().claim(ip) == Claim::Busy {
+            return Err(RestoreError::Conflict);
         }
-        let key = if state == LeaseState::Quarantined {
-            self.shared.space().quarantine(ip);
-            ClientKey::quarantine(ip.into())
-        } else {
-            client
+        let key = match state {
+            LeaseState::Quarantined => match self.shared.space().quarantine(ip) {
+                Some(d) => ClientKey::quarantine(ip.into(), d.generation),
+                None => return Err(RestoreError::NotInSubnet),
+            },
+            _ => client,
         };
         self.table.insert(key, ip.into(), state, expires);
         Ok(())
@@ -363,7 +383,12 @@ impl<'a> Request<'a> {
         let Joined { client_id, prl, relay_info } = joined;
         let client_id = client_id.value(&opts, opts.client_id, code::CLIENT_ID)?;
         let prl = prl.value(&opts, opts.parameter_request_list, code::PARAMETER_REQUEST_LIST)?;
-        let relay_info = relay_info.value(&opts, opts.relay_agent_info, code::RELAY_AGENT_INFO)?;
+        // Option 82 is a relay agent's (RFC 3046): from a client without a relay it is
+        // neither believed nor echoed.
+        let relay_info = match pkt.giaddr().is_unspecified() {
+            true => None,
+            false => relay_info.value(&opts, opts.relay_agent_info, code::RELAY_AGENT_INFO)?,
+        };
         let hlen = pkt.hlen() as usize;
         let key = match client_id {
             Some(id) if !id.is_empty() => ClientKey::from_client_id(id),
@@ -387,49 +412,122 @@ struct Context<'a> {
     events: &'a mut Vec<LeaseEvent>,
 }
 
+/// A client's record that matters on the message's link.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    record: RecordId,
+    state: LeaseState,
+    ip: Ipv4Addr,
+    sid: u16,
+}
+
 impl<'a> Context<'a> {
     fn push(&mut self, kind: EventKind, ip: Ipv4Addr, expires: Seconds) {
-        self.events.push(LeaseEvent { kind, ip, client: self.req.key, mac: self.req.mac, expires });
+        let (client, mac, steer) = (self.req.key, self.req.mac, self.ingress.steer);
+        self.events.push(LeaseEvent { kind, ip, client, mac, expires, steer });
     }
 
-    /// Ends a client's record and frees its address (unless reserved).
+    /// `now + t`, saturating: a time past the clock's range is "never" rather than the past.
+    fn after(&self, t: Seconds) -> Seconds {
+        self.now.saturating_add(t)
+    }
+
+    /// Ends a record and frees its address.
     fn drop_record(&mut self, record: RecordId, kind: EventKind) {
+        let limit = self.table.limit(record);
         let (lease, _) = self.table.remove(record);
         let ip = Ipv4Addr::from(lease.ip);
-        self.sh.space().release(ip);
+        self.sh.unhold(limit);
+        self.sh.free(ip);
         self.push(kind, ip, lease.expires);
     }
 
+    /// Adds a record for this client, counting it against its key's limit if it has one.
+    fn insert(
+        &mut self,
+        key: ClientKey,
+        ip: Ipv4Addr,
+        state: LeaseState,
+        expires: Seconds,
+        limit: Option<Cell>,
+    ) -> RecordId {
+        let record = self.table.insert(key, ip.into(), state, expires);
+        if let Some(cell) = limit {
+            self.sh.limits.hold(cell);
+            self.table.set_limit(record, cell.0);
+        }
+        record
+    }
+
     /// The subnets of the client's link (RFC 2131 §4.3.1 and the options that refine it).
-    fn link(&self) -> Option<Link<'a>> {
+    fn link(&self) -> Result<Link<'a>, Outcome> {
         let (sh, req) = (self.sh, self.req);
-        sh.select_link(self.ingress, &req.pkt, &req.opts, req.relay_info)
+        sh.select_link(self.ingress, &req.pkt, &req.opts, req.relay_info).map_err(|u| match u {
+            Unserved::NoSubnet => Outcome::Silent(Silence::NoSubnet),
+            Unserved::UntrustedRelay => Outcome::Silent(Silence::UntrustedRelay),
+        })
+    }
+
+    /// The limits and key cell of this client on `sid`.
+    fn limits(&self, sid: u16) -> Option<(SubnetLimits, Cell)> {
+        self.sh.limit_cell(sid, self.ingress, self.req.relay_info, &self.req.mac)
+    }
+
+    /// Whether the client's key may hold one more record; counts the refusal.
+    fn may_hold(&mut self, limits: Option<(SubnetLimits, Cell)>) -> Result<Option<Cell>, Outcome> {
+        let Some((l, cell)) = limits else { return Ok(None) };
+        match l.max_leases {
+            Some(max) if !self.sh.limits.may_hold(cell, max) => {
+                self.stats.limit_holdings += 1;
+                Err(Outcome::Silent(Silence::Limited(Limited::Holdings)))
+            }
+            _ => Ok(Some(cell)),
+        }
     }
 
     /// DISCOVER → OFFER (RFC 2131 §4.3.1).
     fn discover(&mut self) -> Outcome {
-        let Some(link) = self.link() else { return Outcome::Silent(Silence::NoSubnet) };
+        let link = match self.link() {
+            Ok(l) => l,
+            Err(o) => return o,
+        };
         let (sh, req) = (self.sh, self.req);
+        let limits = self.limits(link.ids()[0]);
+        if let Some((SubnetLimits { rate: Some((rate, burst)), .. }, cell)) = limits {
+            if !sh.limits.take_token(cell, rate, burst, self.now) {
+                self.stats.limit_discover_rate += 1;
+                return Outcome::Silent(Silence::Limited(Limited::DiscoverRate));
+            }
+        }
         // A client that already has an offer or a lease on this link gets the same address.
-        let (held, ip, sid) = match self.held_on(&link) {
-            Some((record, state, ip, sid)) => (Some((record, state)), ip, sid),
-            None => match sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip) {
-                Some((ip, sid)) => (None, ip, sid),
-                None => return Outcome::Silent(Silence::NoAddress),
-            },
+        let held = self.held_on(&link);
+        let (ip, sid, cell) = match held {
+            Some(h) => (h.ip, h.sid, None),
+            None => {
+                let cell = match self.may_hold(limits) {
+                    Ok(c) => c,
+                    Err(o) => return o,
+                };
+                match sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip) {
+                    Some((ip, sid)) => (ip, sid, cell),
+                    None => return Outcome::Silent(Silence::NoAddress),
+                }
+            }
         };
         if sh.rapid_commit && req.opts.rapid_commit {
             // RFC 4039: commit at once and answer with an ACK carrying option 80.
-            return self.bind(held.map(|(record, _)| record), ip, sid, true);
+            return self.bind(held, ip, sid, true, cell);
         }
-        let expires = self.now + sh.offer_timeout;
+        let expires = self.after(sh.offer_timeout);
         match held {
             None => {
-                self.table.insert(req.key, ip.into(), LeaseState::Offered, expires);
+                // A client with a lease on another link keeps it until it is ACKed here.
+                let key = if self.table.find(&req.key).is_some() { req.key.moving() } else { req.key };
+                self.insert(key, ip, LeaseState::Offered, expires, cell);
                 self.push(EventKind::Offered, ip, expires);
             }
-            Some((record, LeaseState::Offered)) => {
-                self.table.update(record, LeaseState::Offered, expires);
+            Some(h) if h.state == LeaseState::Offered => {
+                self.table.update(h.record, LeaseState::Offered, expires);
                 self.push(EventKind::Offered, ip, expires);
             }
             // A bound client is offered its address again; its lease stands until it REQUESTs.
@@ -440,29 +538,45 @@ impl<'a> Context<'a> {
         self.send(&spec, sid, false)
     }
 
-    /// The client's record if its address is on `link`: (record, state, address, subnet). A
-    /// record on another link is ended: the client moved and what it held there is of no use.
-    fn held_on(&mut self, link: &Link<'_>) -> Option<(RecordId, LeaseState, Ipv4Addr, u16)> {
-        let record = self.table.find(&self.req.key)?;
-        let (lease, state) = self.table.get(record);
-        let ip = Ipv4Addr::from(lease.ip);
-        if let Some(sid) = self.sh.subnet_in_link(link, ip) {
-            return Some((record, state, ip, sid));
+    /// The client's record whose address is on `link`: its own, or the offer it was made here
+    /// while it holds a lease elsewhere. An offer on another link is ended (the client moved);
+    /// a lease on another link stands until it expires or the client is ACKed here.
+    fn held_on(&mut self, link: &Link<'_>) -> Option<Held> {
+        for key in [self.req.key, self.req.key.moving()] {
+            let Some(record) = self.table.find(&key) else { continue };
+            let (lease, state) = self.table.get(record);
+            let ip = Ipv4Addr::from(lease.ip);
+            if let Some(sid) = self.sh.subnet_in_link(link, ip) {
+                return Some(Held { record, state, ip, sid });
+            }
+            if state == LeaseState::Offered {
+                self.drop_record(record, EventKind::OfferReleased);
+            }
         }
-        let kind = if state == LeaseState::Bound { EventKind::Released } else { EventKind::OfferReleased };
-        self.drop_record(record, kind);
         None
     }
 
-    /// Grants or renews the lease on `ip` and writes the ACK. `record` is the client's record,
-    /// if it has one; `rapid` answers a rapid-commit DISCOVER.
-    fn bind(&mut self, record: Option<RecordId>, ip: Ipv4Addr, sid: u16, rapid: bool) -> Outcome {
+    /// Grants or renews the lease on `ip` and writes the ACK. `held` is the client's record on
+    /// this link, if it has one; `rapid` answers a rapid-commit DISCOVER; `cell`: a new record
+    /// counts against this limit cell.
+    fn bind(&mut self, held: Option<Held>, ip: Ipv4Addr, sid: u16, rapid: bool, cell: Option<Cell>) -> Outcome {
         let times = self.sh.subnet(sid).times();
-        let expires = self.now + times.0;
-        match record {
-            Some(record) => self.table.update(record, LeaseState::Bound, expires),
+        let expires = self.after(times.0);
+        match held {
+            Some(h) if !self.table.get(h.record).0.key.is_moving() => {
+                self.table.update(h.record, LeaseState::Bound, expires);
+            }
+            Some(h) => {
+                // ACKed on its new link: the lease on the old one ends now.
+                let limit = self.table.limit(h.record);
+                self.table.remove(h.record);
+                self.end_other_records();
+                let record = self.insert(self.req.key, ip, LeaseState::Bound, expires, None);
+                self.table.set_limit(record, limit);
+            }
             None => {
-                self.table.insert(self.req.key, ip.into(), LeaseState::Bound, expires);
+                self.end_other_records();
+                self.insert(self.req.key, ip, LeaseState::Bound, expires, cell);
             }
         }
         self.push(EventKind::Bound, ip, expires);
@@ -470,25 +584,49 @@ impl<'a> Context<'a> {
         self.send(&spec, sid, true)
     }
 
-    /// REQUEST (RFC 2131 §4.3.2): in SELECTING state when it names a server, else in
-    /// INIT-REBOOT, RENEWING or REBINDING state.
-    fn request(&mut self) -> Outcome {
-        let record = self.table.find(&self.req.key);
-        match self.req.opts.server_id {
-            Some(server_id) => self.selecting(server_id, record),
-            None => self.confirm(record),
+    /// Ends what the client held before a new lease elsewhere: its own record and any offer
+    /// made to it on another link.
+    fn end_other_records(&mut self) {
+        for key in [self.req.key, self.req.key.moving()] {
+            if let Some(record) = self.table.find(&key) {
+                let kind = match self.table.get(record).1 {
+                    LeaseState::Bound => EventKind::Released,
+                    _ => EventKind::OfferReleased,
+                };
+                self.drop_record(record, kind);
+            }
         }
     }
 
+    /// REQUEST (RFC 2131 §4.3.2): in SELECTING state when it names a server, else in
+    /// INIT-REBOOT, RENEWING or REBINDING state.
+    fn request(&mut self) -> Outcome {
+        match self.req.opts.server_id {
+            Some(server_id) => self.selecting(server_id),
+            None => self.confirm(),
+        }
+    }
+
+    /// The client's record (its own, or its moving offer) whose address is `ip`.
+    fn record_for(&self, ip: Ipv4Addr) -> Option<(RecordId, LeaseState)> {
+        [self.req.key, self.req.key.moving()].iter().find_map(|k| {
+            let record = self.table.find(k)?;
+            let (lease, state) = self.table.get(record);
+            (lease.ip == u32::from(ip)).then_some((record, state))
+        })
+    }
+
     /// REQUEST in SELECTING state: the client took the offer of the server it names.
-    fn selecting(&mut self, server_id: Ipv4Addr, record: Option<RecordId>) -> Outcome {
+    fn selecting(&mut self, server_id: Ipv4Addr) -> Outcome {
         let (sh, req) = (self.sh, self.req);
         if !sh.is_our_server_id(server_id) {
             // The client chose another server: that is a decline of our offer
             // (RFC 2131 §3.1 step 4, §4.3.2). Release it now, in O(1).
-            if let Some(record) = record.filter(|&r| self.table.get(r).1 == LeaseState::Offered) {
-                self.drop_record(record, EventKind::OfferReleased);
-                self.stats.offers_released_foreign += 1;
+            for key in [req.key, req.key.moving()] {
+                if let Some(record) = self.table.find(&key).filter(|&r| self.table.get(r).1 == LeaseState::Offered) {
+                    self.drop_record(record, EventKind::OfferReleased);
+                    self.stats.offers_released_foreign += 1;
+                }
             }
             return Outcome::Silent(Silence::ForeignServer);
         }
@@ -496,27 +634,38 @@ impl<'a> Context<'a> {
         let Some(requested) = req.opts.requested_ip.or((!ciaddr.is_unspecified()).then_some(ciaddr)) else {
             return Outcome::Dropped(DropReason::MissingOption(code::REQUESTED_IP));
         };
-        let Some(link) = self.link() else { return Outcome::Silent(Silence::NoSubnet) };
+        let link = match self.link() {
+            Ok(l) => l,
+            Err(o) => return o,
+        };
         let Some(sid) = sh.subnet_in_link(&link, requested) else { return self.nak(&link) };
-        if let Some(record) = record {
-            let (lease, state) = self.table.get(record);
-            if lease.ip == u32::from(requested) && state != LeaseState::Quarantined {
-                return self.bind(Some(record), requested, sid, false);
+        if let Some((record, state)) = self.record_for(requested) {
+            if state != LeaseState::Quarantined {
+                return self.bind(Some(Held { record, state, ip: requested, sid }), requested, sid, false, None);
             }
+        }
+        if self.table.find(&req.key).is_some() {
             // It asks for something else than we offered: refuse, keep our record.
             return self.nak(&link);
         }
         // Our offer timed out meanwhile; if the address is still free it is the client's.
+        let cell = match self.may_hold(self.limits(sid)) {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
         if sh.take_specific(requested, req.key, &req.mac) {
-            return self.bind(None, requested, sid, false);
+            return self.bind(None, requested, sid, false, cell);
         }
         self.nak(&link)
     }
 
     /// REQUEST in INIT-REBOOT (requested address, no `ciaddr`), RENEWING (unicast, `ciaddr`)
     /// or REBINDING (broadcast, `ciaddr`) state: the client confirms an address it holds.
-    fn confirm(&mut self, record: Option<RecordId>) -> Outcome {
-        let Some(link) = self.link() else { return Outcome::Silent(Silence::NoSubnet) };
+    fn confirm(&mut self) -> Outcome {
+        let link = match self.link() {
+            Ok(l) => l,
+            Err(o) => return o,
+        };
         let (sh, req) = (self.sh, self.req);
         let ciaddr = req.pkt.ciaddr();
         let (wanted, reboot) = match (req.opts.requested_ip, ciaddr.is_unspecified()) {
@@ -528,20 +677,24 @@ impl<'a> Context<'a> {
             // Wrong network for this client: it must restart (RFC 2131 §4.3.2).
             return if reboot || sh.authoritative { self.nak(&link) } else { Outcome::Silent(Silence::UnknownClient) };
         };
-        let Some(record) = record else {
-            return if sh.authoritative { self.nak(&link) } else { Outcome::Silent(Silence::UnknownClient) };
+        let Some((record, state)) = self.record_for(wanted) else {
+            return if self.table.find(&req.key).is_some() || sh.authoritative {
+                self.nak(&link)
+            } else {
+                Outcome::Silent(Silence::UnknownClient)
+            };
         };
-        let (lease, state) = self.table.get(record);
         // A client that skipped SELECTING may still ask for exactly what we offered.
-        let ours = matches!((state, reboot), (LeaseState::Bound, _) | (LeaseState::Offered, true));
-        if lease.ip == u32::from(wanted) && ours {
-            return self.bind(Some(record), wanted, sid, false);
+        if matches!((state, reboot), (LeaseState::Bound, _) | (LeaseState::Offered, true)) {
+            return self.bind(Some(Held { record, state, ip: wanted, sid }), wanted, sid, false, None);
         }
         self.nak(&link)
     }
 
     /// DECLINE: the client found the address in use; keep it out of the pool for the probation
-    /// time (RFC 2131 §4.3.3).
+    /// time (RFC 2131 §4.3.3). Only the client the address is bound to may decline it: an
+    /// offer cannot be declined (two packets per address would empty a pool), and the pool's
+    /// share in probation is capped (see `AddressSpace::quarantine`).
     fn decline(&mut self) -> Outcome {
         let (sh, req) = (self.sh, self.req);
         if req.opts.server_id.is_some_and(|id| !sh.is_our_server_id(id)) {
@@ -551,18 +704,34 @@ impl<'a> Context<'a> {
             return Outcome::Dropped(DropReason::MissingOption(code::REQUESTED_IP));
         };
         let Some(record) = self.table.find(&req.key) else { return Outcome::Silent(Silence::Ignored) };
-        if self.table.get(record).0.ip != u32::from(ip) {
+        let (lease, state) = self.table.get(record);
+        if lease.ip != u32::from(ip) || state != LeaseState::Bound || sh.decline == DeclinePolicy::Ignore {
+            self.stats.decline_ignored += 1;
             return Outcome::Silent(Silence::Ignored);
         }
+        let limit = self.table.limit(record);
         self.table.remove(record);
-        let expires = self.now + sh.decline_probation;
-        if sh.space().quarantine(ip) {
-            self.table.insert(ClientKey::quarantine(ip.into()), ip.into(), LeaseState::Quarantined, expires);
-            self.push(EventKind::Declined, ip, expires);
-        } else {
-            // A reserved (or out-of-pool) address has no probation: the client just gives it
-            // back, and the journal must not restore a probation that never was.
-            self.push(EventKind::Released, ip, self.now);
+        sh.unhold(limit);
+        let expires = self.after(sh.decline_probation);
+        match sh.space().quarantine(ip) {
+            Some(d) => {
+                self.table.insert(
+                    ClientKey::quarantine(ip.into(), d.generation),
+                    ip.into(),
+                    LeaseState::Quarantined,
+                    expires,
+                );
+                self.push(EventKind::Declined, ip, expires);
+                if d.ended_early.is_some() {
+                    self.stats.probations_ended_early += 1;
+                }
+            }
+            None => {
+                // A reserved (or out-of-pool) address has no probation: the client just gives
+                // it back, and the journal must not restore a probation that never was.
+                sh.free(ip);
+                self.push(EventKind::Released, ip, self.now);
+            }
         }
         Outcome::Silent(Silence::Done)
     }
@@ -582,12 +751,15 @@ impl<'a> Context<'a> {
         Outcome::Silent(Silence::Done)
     }
 
-    /// INFORM: configuration only, no address, no lease time (RFC 2131 §4.3.5).
+    /// INFORM: configuration only, no address, no lease time (RFC 2131 §4.3.5). Answered only
+    /// for a `ciaddr` in a served subnet: the reply goes there, and must not go anywhere a
+    /// sender names.
     fn inform(&mut self) -> Outcome {
         let (sh, ciaddr) = (self.sh, self.req.pkt.ciaddr());
         let sid = match self.link() {
-            Some(link) => sh.subnet_in_link(&link, ciaddr).or(link.ids().first().copied()),
-            None => sh.subnet_of(ciaddr),
+            Ok(link) => sh.subnet_in_link(&link, ciaddr).or(sh.subnet_of(ciaddr)),
+            Err(o) if ciaddr.is_unspecified() => return o,
+            Err(_) => sh.subnet_of(ciaddr),
         };
         let Some(sid) = sid else { return Outcome::Silent(Silence::NoSubnet) };
         let spec = ReplySpec { kind: MessageType::Ack, yiaddr: Ipv4Addr::UNSPECIFIED, lease: None, rapid: false };

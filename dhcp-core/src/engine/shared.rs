@@ -1,15 +1,17 @@
-//! What all workers share: the compiled configuration (subnets, options, reservations) and the
-//! lock-free address space. Read-only after start-up except the address states, which are
-//! atomic.
+//! What all workers share: the compiled configuration (subnets, options, reservations, trusted
+//! relays, limits), the lock-free address space, who holds each reserved address, and the
+//! limit counts. Read-only after start-up except what is atomic.
 
+use super::limits::{Cell, LimitTable, SubnetLimits};
 use super::{Ingress, Seconds};
-use crate::config::{ClientMatch, Config, ConfigError};
+use crate::config::{Cidr, ClientMatch, Config, ConfigError, DeclinePolicy, LimitKey, Subnet};
 use crate::lease::space::PoolId;
 use crate::lease::{AddressSpace, Claim, ClientKey};
 use crate::wire::{dhcp, options};
 use core::net::Ipv4Addr;
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Maps looked up per message: foldhash, randomly seeded (SipHash costs more than the rest of
 /// subnet selection).
@@ -52,6 +54,9 @@ pub(super) struct SubnetRt {
     t2: u32,
     pools: Vec<PoolId>,
     pub(super) options: OptionTable,
+    /// Relays trusted for this subnet besides the global ones.
+    trusted: Vec<Cidr>,
+    pub(super) limits: Option<SubnetLimits>,
 }
 
 impl SubnetRt {
@@ -63,6 +68,91 @@ impl SubnetRt {
     pub(super) fn times(&self) -> (u32, u32, u32) {
         (self.lease_time, self.t1, self.t2)
     }
+}
+
+impl SubnetRt {
+    fn new(cfg: &Config, s: &Subnet, pools: Vec<PoolId>) -> SubnetRt {
+        let lease_time = s.lease_time.unwrap_or(cfg.lease_time);
+        SubnetRt {
+            network: s.network.into(),
+            mask: s.mask(),
+            server_id: s.server_id.unwrap_or(cfg.server_id),
+            lease_time,
+            t1: s.renewal_time.unwrap_or(lease_time / 2),
+            t2: s.rebinding_time.unwrap_or(lease_time / 8 * 7),
+            pools,
+            options: OptionTable::new(s),
+            trusted: s.trusted_relays.clone(),
+            limits: s.limits.as_ref().or(cfg.limits.as_ref()).map(SubnetLimits::from),
+        }
+    }
+}
+
+impl OptionTable {
+    /// A subnet's options, encoded: the mask and broadcast address always, then what is set.
+    fn new(s: &Subnet) -> OptionTable {
+        let o = &s.options;
+        let mut entries: Vec<(u8, Box<[u8]>)> = vec![
+            (options::code::SUBNET_MASK, s.mask().to_be_bytes().into()),
+            (options::code::BROADCAST_ADDRESS, s.broadcast().octets().into()),
+        ];
+        let ips = [
+            (options::code::ROUTER, &o.routers),
+            (options::code::DNS_SERVERS, &o.dns_servers),
+            (options::code::NTP_SERVERS, &o.ntp_servers),
+        ];
+        for (code, list) in ips {
+            if !list.is_empty() {
+                entries.push((code, encode_ips(list)));
+            }
+        }
+        if let Some(d) = &o.domain_name {
+            entries.push((options::code::DOMAIN_NAME, d.as_bytes().into()));
+        }
+        if let Some(mtu) = o.mtu {
+            entries.push((options::code::INTERFACE_MTU, mtu.to_be_bytes().into()));
+        }
+        for (code, v) in &o.raw {
+            entries.retain(|(c, _)| c != code);
+            entries.push((*code, v.clone().into()));
+        }
+        entries.sort_by_key(|(c, _)| *c);
+        let mut index = [0u16; 256];
+        for (i, (c, _)) in entries.iter().enumerate() {
+            index[*c as usize] = i as u16 + 1;
+        }
+        OptionTable { entries, index }
+    }
+}
+
+/// Reservations as they are compiled.
+#[derive(Default)]
+struct Reservations {
+    by_id: FastMap<ClientKey, (Ipv4Addr, u16)>,
+    by_mac: FastMap<[u8; 6], (Ipv4Addr, u16)>,
+    by_ip: FastMap<Ipv4Addr, (ClientMatch, usize)>,
+}
+
+impl Reservations {
+    fn add(&mut self, s: &Subnet, sid: u16) {
+        for r in &s.reservations {
+            match &r.client {
+                ClientMatch::Mac(m) => self.by_mac.insert(*m, (r.ip, sid)),
+                ClientMatch::ClientId(id) => self.by_id.insert(ClientKey::from_client_id(id), (r.ip, sid)),
+            };
+            let slot = self.by_ip.len();
+            self.by_ip.insert(r.ip, (r.client.clone(), slot));
+        }
+    }
+}
+
+/// Why no link was found for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unserved {
+    /// No configured subnet matches.
+    NoSubnet,
+    /// Relayed by an agent not among the trusted relays.
+    UntrustedRelay,
 }
 
 /// Candidate subnets of the link a message came from (several on a shared network).
@@ -97,7 +187,17 @@ pub struct Shared {
     links: FastMap<(Option<InterfaceId>, Option<u16>), Vec<u16>>,
     res_by_id: FastMap<ClientKey, (Ipv4Addr, u16)>,
     res_by_mac: FastMap<[u8; 6], (Ipv4Addr, u16)>,
-    res_by_ip: FastMap<Ipv4Addr, ClientMatch>,
+    /// Reserved address → its client, and its slot in `res_held`.
+    res_by_ip: FastMap<Ipv4Addr, (ClientMatch, usize)>,
+    /// Whether each reserved address is held (by the one client that took it): a reservation
+    /// by MAC must not go to every client identifier that comes with that MAC.
+    res_held: Box<[AtomicBool]>,
+    /// Relays trusted for every subnet.
+    trusted: Vec<Cidr>,
+    /// Whether any trusted relay is configured (if none, every relay is trusted).
+    trust_configured: bool,
+    pub(super) limits: LimitTable,
+    pub(super) decline: DeclinePolicy,
     pub(super) offer_timeout: Seconds,
     pub(super) decline_probation: Seconds,
     pub(super) authoritative: bool,
@@ -120,9 +220,7 @@ impl Shared {
         let mut links: FastMap<(Option<InterfaceId>, Option<u16>), Vec<u16>> = FastMap::default();
         let mut subnets = Vec::with_capacity(cfg.subnets.len());
         let mut server_ids = vec![cfg.server_id];
-        let mut res_by_id = FastMap::default();
-        let mut res_by_mac = FastMap::default();
-        let mut res_by_ip = FastMap::default();
+        let mut res = Reservations::default();
         for (sid, s) in cfg.subnets.iter().enumerate() {
             let sid = sid as u16;
             let pools: Vec<PoolId> = s
@@ -141,74 +239,36 @@ impl Shared {
                 }
             });
             links.entry((iface, s.vlan)).or_default().push(sid);
-            let server_id = s.server_id.unwrap_or(cfg.server_id);
-            if !server_ids.contains(&server_id) {
-                server_ids.push(server_id);
+            let rt = SubnetRt::new(cfg, s, pools);
+            if !server_ids.contains(&rt.server_id) {
+                server_ids.push(rt.server_id);
             }
-            let lease_time = s.lease_time.unwrap_or(cfg.lease_time);
-            let o = &s.options;
-            let mut entries: Vec<(u8, Box<[u8]>)> = vec![
-                (options::code::SUBNET_MASK, s.mask().to_be_bytes().into()),
-                (options::code::BROADCAST_ADDRESS, s.broadcast().octets().into()),
-            ];
-            if !o.routers.is_empty() {
-                entries.push((options::code::ROUTER, encode_ips(&o.routers)));
-            }
-            if !o.dns_servers.is_empty() {
-                entries.push((options::code::DNS_SERVERS, encode_ips(&o.dns_servers)));
-            }
-            if let Some(d) = &o.domain_name {
-                entries.push((options::code::DOMAIN_NAME, d.as_bytes().into()));
-            }
-            if let Some(mtu) = o.mtu {
-                entries.push((options::code::INTERFACE_MTU, mtu.to_be_bytes().into()));
-            }
-            if !o.ntp_servers.is_empty() {
-                entries.push((options::code::NTP_SERVERS, encode_ips(&o.ntp_servers)));
-            }
-            for (code, v) in &o.raw {
-                entries.retain(|(c, _)| c != code);
-                entries.push((*code, v.clone().into()));
-            }
-            entries.sort_by_key(|(c, _)| *c);
-            let mut index = [0u16; 256];
-            for (i, (c, _)) in entries.iter().enumerate() {
-                index[*c as usize] = i as u16 + 1;
-            }
-            for r in &s.reservations {
-                match &r.client {
-                    ClientMatch::Mac(m) => res_by_mac.insert(*m, (r.ip, sid)),
-                    ClientMatch::ClientId(id) => res_by_id.insert(ClientKey::from_client_id(id), (r.ip, sid)),
-                };
-                res_by_ip.insert(r.ip, r.client.clone());
-            }
-            subnets.push(SubnetRt {
-                network: s.network.into(),
-                mask: s.mask(),
-                server_id,
-                lease_time,
-                t1: s.renewal_time.unwrap_or(lease_time / 2),
-                t2: s.rebinding_time.unwrap_or(lease_time / 8 * 7),
-                pools,
-                options: OptionTable { entries, index },
-            });
+            res.add(s, sid);
+            subnets.push(rt);
         }
         if cfg.server_id.is_unspecified() {
             server_ids.retain(|ip| !ip.is_unspecified());
         }
-        let space = AddressSpace::new(&all_pools);
-        for ip in res_by_ip.keys() {
+        let space = AddressSpace::with_decline_cap(&all_pools, cfg.decline_max_percent);
+        for ip in res.by_ip.keys() {
             space.reserve(*ip);
         }
+        let trust_configured =
+            !cfg.trusted_relays.is_empty() || cfg.subnets.iter().any(|s| !s.trusted_relays.is_empty());
         Ok(Shared {
             subnets,
             space,
             server_ids,
             interfaces,
             links,
-            res_by_id,
-            res_by_mac,
-            res_by_ip,
+            res_held: (0..res.by_ip.len()).map(|_| AtomicBool::new(false)).collect(),
+            res_by_id: res.by_id,
+            res_by_mac: res.by_mac,
+            res_by_ip: res.by_ip,
+            trusted: cfg.trusted_relays.clone(),
+            trust_configured,
+            limits: LimitTable::new(crate::lease::random_seed()),
+            decline: cfg.decline,
             offer_timeout: cfg.offer_timeout,
             decline_probation: cfg.decline_probation,
             authoritative: cfg.authoritative,
@@ -276,27 +336,65 @@ impl Shared {
         self.server_ids.contains(&ip)
     }
 
-    /// Subnet choice: option 118 (RFC 3011), then link selection 82.5 (RFC 3527), then giaddr,
-    /// then the receiving interface and VLAN, then the default link.
+    /// Subnet choice. Relayed messages (`giaddr` set): option 118 (RFC 3011), then link
+    /// selection 82.5 (RFC 3527), then `giaddr`, and only from a trusted relay. Directly
+    /// attached clients: the receiving interface and VLAN, then the default link; what they
+    /// say of their own link (118, 82) is not believed (a client on one VLAN must not draw on
+    /// another's pool).
     pub(super) fn select_link(
         &self,
         ingress: &Ingress,
         pkt: &dhcp::DhcpPacket<&[u8]>,
         opts: &options::Options<'_>,
         relay_info: Option<&[u8]>,
-    ) -> Option<Link<'_>> {
-        if let Some(a) = opts.subnet_selection {
-            return self.subnet_of(a).map(Link::one);
-        }
-        if let Some(a) = relay_info.and_then(options::link_selection) {
-            return self.subnet_of(a).map(Link::one);
-        }
+    ) -> Result<Link<'_>, Unserved> {
         let gi = pkt.giaddr();
-        if !gi.is_unspecified() {
-            return self.subnet_of(gi).map(Link::one);
+        if gi.is_unspecified() {
+            let keys =
+                [(ingress.interface, ingress.vlan), (ingress.interface, None), (None, ingress.vlan), (None, None)];
+            return keys.iter().find_map(|k| self.links.get(k)).map(|ids| Link::many(ids)).ok_or(Unserved::NoSubnet);
         }
-        let keys = [(ingress.interface, ingress.vlan), (ingress.interface, None), (None, ingress.vlan), (None, None)];
-        keys.iter().find_map(|k| self.links.get(k)).map(|ids| Link::many(ids))
+        let chosen = opts.subnet_selection.or_else(|| relay_info.and_then(options::link_selection)).unwrap_or(gi);
+        let sid = self.subnet_of(chosen).ok_or(Unserved::NoSubnet)?;
+        if !self.relay_trusted(*ingress.src.ip(), sid) {
+            return Err(Unserved::UntrustedRelay);
+        }
+        Ok(Link::one(sid))
+    }
+
+    /// Whether a relay (the datagram's source) is trusted for subnet `sid`.
+    fn relay_trusted(&self, relay: Ipv4Addr, sid: u16) -> bool {
+        !self.trust_configured
+            || self.trusted.iter().chain(&self.subnets[sid as usize].trusted).any(|c| c.contains(relay))
+    }
+
+    /// The limits of a message's client on `sid`, and its key's cell: `None` when the subnet
+    /// has no limits. The key is read from what the ISP controls (see `LimitKey`); a message
+    /// without it is known by its `chaddr`.
+    pub(super) fn limit_cell(
+        &self,
+        sid: u16,
+        ingress: &Ingress,
+        relay_info: Option<&[u8]>,
+        chaddr: &[u8; 6],
+    ) -> Option<(SubnetLimits, Cell)> {
+        let l = self.subnets[sid as usize].limits?;
+        let sub = |code| relay_info.and_then(|ri| options::relay_sub_option(ri, code));
+        let (vlan, iface) = (ingress.vlan.map(u16::to_be_bytes), ingress.interface.map(u16::to_be_bytes));
+        let relay = ingress.src.ip().octets();
+        let key: Option<&[u8]> = match l.key {
+            LimitKey::CircuitId => sub(options::relay::CIRCUIT_ID),
+            LimitKey::RemoteId => sub(options::relay::REMOTE_ID),
+            LimitKey::Relay => (!ingress.src.ip().is_unspecified()).then_some(&relay[..]),
+            LimitKey::Vlan => vlan.as_ref().map(|v| &v[..]),
+            LimitKey::Interface => iface.as_ref().map(|v| &v[..]),
+            LimitKey::Chaddr => None,
+        };
+        let cell = match key {
+            Some(k) => self.limits.cell(l.key, k),
+            None => self.limits.cell(LimitKey::Chaddr, chaddr),
+        };
+        Some((l, cell))
     }
 
     /// The reservation of a client, by client identifier then by MAC: (address, subnet).
@@ -314,15 +412,46 @@ impl Shared {
 
     /// For a reserved address: whether it is reserved for this client. `None` if not reserved.
     pub(super) fn reserved_ip_owned_by(&self, ip: Ipv4Addr, key: &ClientKey, mac: &[u8; 6]) -> Option<bool> {
-        let owner = self.res_by_ip.get(&ip)?;
+        let (owner, _) = self.res_by_ip.get(&ip)?;
         Some(match owner {
             ClientMatch::Mac(m) => m == mac,
             ClientMatch::ClientId(id) => ClientKey::from_client_id(id) == *key,
         })
     }
 
-    /// Picks an address for a new client on `link`: its reservation, else the address it asked
-    /// for if free, else any free address of the link's pools. The address is held on return.
+    /// Takes a reserved address for its client, if nobody (another client identifier with the
+    /// reserved MAC, say) holds it already.
+    fn take_reserved(&self, ip: Ipv4Addr) -> bool {
+        self.res_by_ip.get(&ip).is_some_and(|&(_, slot)| {
+            self.res_held[slot].compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        })
+    }
+
+    /// Uncounts a record that ended from its limit cell (0: it counted nowhere).
+    pub(super) fn unhold(&self, cell: u32) {
+        if cell != 0 {
+            self.limits.release(Cell(cell));
+        }
+    }
+
+    /// Gives an address back: a pool address to its pool, a reserved one to its reservation.
+    pub(super) fn free(&self, ip: Ipv4Addr) {
+        match self.res_by_ip.get(&ip) {
+            Some(&(_, slot)) => self.res_held[slot].store(false, Ordering::Release),
+            None => {
+                self.space.release(ip);
+            }
+        }
+    }
+
+    /// Whether `ip` is a reserved address.
+    fn is_reserved(&self, ip: Ipv4Addr) -> bool {
+        !self.res_by_ip.is_empty() && self.res_by_ip.contains_key(&ip)
+    }
+
+    /// Picks an address for a new client on `link`: its reservation (if no other client holds
+    /// it), else the address it asked for if free, else any free address of the link's pools,
+    /// else the oldest probation of one of them. The address is held on return.
     pub(super) fn allocate(
         &self,
         link: &Link<'_>,
@@ -331,32 +460,28 @@ impl Shared {
         requested: Option<Ipv4Addr>,
     ) -> Option<(Ipv4Addr, u16)> {
         if let Some((ip, sid)) = self.reservation(&key, mac) {
-            if link.ids().contains(&sid) {
+            if link.ids().contains(&sid) && self.take_reserved(ip) {
                 return Some((ip, sid));
             }
         }
         if let Some(ip) = requested {
             if let Some(sid) = self.subnet_in_link(link, ip) {
-                let reserved = !self.res_by_ip.is_empty() && self.res_by_ip.contains_key(&ip);
-                if !reserved && self.space.claim(ip) == Claim::Taken {
+                if !self.is_reserved(ip) && self.space.claim(ip) == Claim::Taken {
                     return Some((ip, sid));
                 }
             }
         }
-        for &sid in link.ids() {
-            for &pool in &self.subnets[sid as usize].pools {
-                if let Some(ip) = self.space.take_free(pool) {
-                    return Some((ip, sid));
-                }
-            }
-        }
-        None
+        let pools =
+            || link.ids().iter().flat_map(|&sid| self.subnets[sid as usize].pools.iter().map(move |&p| (p, sid)));
+        pools()
+            .find_map(|(pool, sid)| self.space.take_free(pool).map(|ip| (ip, sid)))
+            .or_else(|| pools().find_map(|(pool, sid)| self.space.reclaim_declined(pool).map(|ip| (ip, sid))))
     }
 
     /// Takes one specific address for a client (its reservation, or a free pool address).
     pub(super) fn take_specific(&self, ip: Ipv4Addr, key: ClientKey, mac: &[u8; 6]) -> bool {
         match self.reserved_ip_owned_by(ip, &key, mac) {
-            Some(mine) => mine,
+            Some(mine) => mine && self.take_reserved(ip),
             None => self.space.claim(ip) == Claim::Taken,
         }
     }

@@ -60,6 +60,16 @@ counters! {
     allocation_fail => "v4-allocation-fail",
     no_subnet => "no-subnet",
     unknown_client => "unknown-client",
+    /// Relayed messages from agents that are not trusted.
+    relay_untrusted => "pkt4-relay-untrusted",
+    /// DISCOVERs refused: the subscriber key's DISCOVER bucket was empty.
+    limit_discover_rate => "limit-discover-rate",
+    /// Offers and leases refused: the subscriber key holds its maximum.
+    limit_holdings => "limit-leases-per-key",
+    /// DECLINEs not taken: not from the client the address is bound to, or declines ignored.
+    decline_ignored => "pkt4-decline-ignored",
+    /// Probations ended before their time to keep a pool's share in probation capped.
+    probations_ended_early => "declined-addresses-ended-early",
 }
 
 impl Stats {
@@ -85,6 +95,7 @@ impl Stats {
             Outcome::Silent(Silence::NoAddress) => self.allocation_fail += 1,
             Outcome::Silent(Silence::NoSubnet) => self.no_subnet += 1,
             Outcome::Silent(Silence::UnknownClient) => self.unknown_client += 1,
+            Outcome::Silent(Silence::UntrustedRelay) => self.relay_untrusted += 1,
             Outcome::Silent(_) => {}
             Outcome::Dropped(DropReason::Malformed(_)) => self.parse_failed += 1,
             Outcome::Dropped(_) => self.receive_drop += 1,
@@ -102,7 +113,7 @@ mod tests {
         let mut sum = a;
         sum.add(&Stats { received: 4, leases_expired: 5, ..Stats::default() });
         let named = sum.named();
-        assert_eq!(named.len(), 19);
+        assert_eq!(named.len(), 24);
         assert_eq!(named[0], ("pkt4-received", 7));
         assert_eq!(named[6], ("pkt4-offer-sent", 2));
         assert_eq!(named[14], ("reclaimed-leases", 5));

@@ -357,21 +357,40 @@ fn rediscover_gets_the_same_address() {
 
 #[test]
 fn decline_quarantines_for_probation() {
-    let mut s = Server::new(config("100.64.0.10", "100.64.0.10"));
-    let (a, b) = (Client::new(1), Client::new(2));
+    let mut s = Server::new(config("100.64.0.10", "100.64.0.11"));
+    let (a, b, c) = (Client::new(1), Client::new(2), Client::new(3));
     let x = dora(&mut s, &a);
     s.take_events();
     assert_eq!(s.send(&a.decline(x)), Outcome::Silent(Silence::Done));
     assert_eq!(s.take_events(), [(EventKind::Declined, x)]);
     assert_eq!(s.engine.lookup(&a.key()), None);
-    assert_eq!(s.send(&b.discover()), Outcome::Silent(Silence::NoAddress));
-    assert_eq!(s.send(&a.discover()), Outcome::Silent(Silence::NoAddress), "not even to the decliner");
+    // The pool's other address goes first; the declined one waits its probation out...
+    let (_, o) = s.ask(&b.discover());
+    assert_ne!(o.yiaddr(), x);
     s.advance(599);
-    assert_eq!(s.send(&b.discover()), Outcome::Silent(Silence::NoAddress));
+    s.take_events();
     s.advance(1);
     assert_eq!(s.take_events(), [(EventKind::ProbationEnded, x)]);
+    let (_, o) = s.ask(&c.discover());
+    assert_eq!(o.yiaddr(), x, "back in the pool after probation");
+}
+
+#[test]
+fn an_empty_pool_takes_back_its_oldest_probation() {
+    let mut s = Server::new(config("100.64.0.10", "100.64.0.10"));
+    let (a, b) = (Client::new(1), Client::new(2));
+    let x = dora(&mut s, &a);
+    s.send(&a.decline(x));
+    s.take_events();
+    // Nothing else left: the probation ends early, as ISC dhcpd reclaims abandoned leases.
     let (_, o) = s.ask(&b.discover());
     assert_eq!(o.yiaddr(), x);
+    assert_eq!(dora(&mut s, &b), x);
+    s.take_events();
+    // Its timer finds nothing to end: the address is b's now.
+    s.advance(600);
+    assert!(!s.take_events().iter().any(|e| e.0 == EventKind::ProbationEnded));
+    assert_eq!(s.engine.lookup(&b.key()).unwrap().0, x);
 }
 
 #[test]
@@ -395,7 +414,7 @@ fn renewing_and_rebinding_extend_the_lease() {
     let x = dora(&mut s, &a);
     s.advance(1800);
     // RENEWING: unicast to us with ciaddr.
-    let unicast = Ingress { interface: None, vlan: None, src: SocketAddrV4::new(x, 68) };
+    let unicast = Ingress { interface: None, vlan: None, src: SocketAddrV4::new(x, 68), steer: 0 };
     let (r, ack) = s.ask_via(&unicast, &a.renew(x));
     assert_eq!(r.kind, MessageType::Ack);
     assert_eq!(r.to, Destination::Client(x));

@@ -13,6 +13,8 @@ pub struct ClientKey(pub [u8; 12]);
 const TAG_CLIENT_ID: u8 = 0x80;
 const TAG_HASHED: u8 = 0x40;
 const TAG_QUARANTINE: u8 = 0x20;
+/// An offer held for a client on another link than its lease (see [`ClientKey::moving`]).
+const TAG_MOVING: u8 = 0x10;
 const INLINE: usize = 11;
 
 impl ClientKey {
@@ -55,12 +57,39 @@ impl ClientKey {
         ClientKey::from_hardware(1, mac)
     }
 
-    /// The placeholder owner of a declined address during its probation.
-    pub fn quarantine(ip: u32) -> ClientKey {
+    /// The placeholder owner of a declined address during its probation `generation` (see
+    /// `AddressSpace::quarantine`).
+    pub fn quarantine(ip: u32, generation: u16) -> ClientKey {
         let mut k = [0u8; 12];
         k[0] = TAG_QUARANTINE;
         k[1..5].copy_from_slice(&ip.to_be_bytes());
+        k[5..7].copy_from_slice(&generation.to_be_bytes());
         ClientKey(k)
+    }
+
+    /// The probation generation of a quarantine key.
+    pub fn quarantine_generation(&self) -> u16 {
+        u16::from_be_bytes([self.0[5], self.0[6]])
+    }
+
+    /// The key of this client's offer on a link other than its lease's: a client that moves
+    /// keeps its lease until it is ACKed on the new link (or the lease ends), so that nobody
+    /// who knows its MAC can free its address by a DISCOVER from elsewhere.
+    pub fn moving(&self) -> ClientKey {
+        let mut k = *self;
+        k.0[0] |= TAG_MOVING;
+        k
+    }
+
+    pub fn is_moving(&self) -> bool {
+        self.0[0] & TAG_MOVING != 0 && !self.is_quarantine()
+    }
+
+    /// The client's own key, from its moving offer's.
+    pub fn settled(&self) -> ClientKey {
+        let mut k = *self;
+        k.0[0] &= !TAG_MOVING;
+        k
     }
 
     pub fn is_client_id(&self) -> bool {
@@ -90,6 +119,7 @@ impl ClientKey {
 impl core::fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.inline_bytes() {
+            Some(_) if self.is_moving() => write!(f, "moving:{:?}", self.settled()),
             Some(b) => {
                 f.write_str(if self.is_client_id() { "id:" } else { "hw:" })?;
                 for (i, x) in b.iter().enumerate() {
@@ -98,6 +128,7 @@ impl core::fmt::Debug for ClientKey {
                 Ok(())
             }
             None if self.is_quarantine() => write!(f, "quarantine:{:?}", &self.0[1..5]),
+            _ if self.is_moving() => write!(f, "moving:{:?}", self.settled()),
             None => write!(f, "hash:{:02x?}", &self.0[1..]),
         }
     }

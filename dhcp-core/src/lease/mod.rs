@@ -14,5 +14,12 @@ pub mod space;
 pub mod table;
 
 pub use key::ClientKey;
+
+/// A random seed for hash tables a neighbour must not be able to fill with collisions (the
+/// process's randomness, through std's hasher keys).
+pub(crate) fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0x5eed_u64)
+}
 pub use space::{AddressSpace, Claim};
 pub use table::{ClientTable, Lease, LeaseState, RecordId};

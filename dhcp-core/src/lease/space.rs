@@ -9,9 +9,17 @@
 //! while it is still on the stack: the stale stack entry is skipped when popped ("lazy
 //! deletion"). A `LISTED` bit in the state word keeps each address on the stack at most once,
 //! so the stack never outgrows the pool. Memory: 8 bytes per pool address.
+//!
+//! Declined addresses (probation) are also queued per pool, oldest first, in a bounded
+//! lock-free queue (crossbeam's `ArrayQueue`): when the queue is full a new decline ends the
+//! oldest probation early, and when a pool has no free address left its oldest probation is
+//! taken back (as ISC dhcpd does with abandoned leases). A generation number in the state word
+//! tells a queued probation from a later one of the same address, so a stale entry or a
+//! probation's timer never frees an address that moved on.
 
 use crate::config::Pool;
 use core::net::Ipv4Addr;
+use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const FREE: u32 = 0;
@@ -21,7 +29,11 @@ const RESERVED: u32 = 3;
 const STATE_MASK: u32 = 0x3;
 /// The address is on its pool's free stack (possibly as a stale entry).
 const LISTED: u32 = 0x100;
+/// The number of the address's latest decline, in the top 16 bits.
+const GEN_SHIFT: u32 = 16;
 const NIL: u32 = u32::MAX;
+/// Most probations queued per pool, whatever the share allowed.
+const MAX_QUEUED_DECLINES: usize = 1 << 16;
 
 /// Result of claiming one specific address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +82,16 @@ pub struct AddressSpace {
     next: Box<[AtomicU32]>,
     /// Per pool: generation tag (high 32 bits) and index of the top entry (low 32 bits).
     heads: Box<[Head]>,
+    /// Per pool: its probations, oldest first, as (decline generation << 32 | index).
+    declined: Box<[ArrayQueue<u64>]>,
+}
+
+/// A decline that went into probation: its generation, and the probation it ended early to
+/// stay within the pool's share, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Declined {
+    pub generation: u16,
+    pub ended_early: Option<Ipv4Addr>,
 }
 
 #[inline]
@@ -78,8 +100,14 @@ fn pack(tag: u32, index: u32) -> u64 {
 }
 
 impl AddressSpace {
-    /// All addresses free; each pool hands out its addresses in ascending order at first.
+    /// All addresses free; each pool hands out its addresses in ascending order at first. No
+    /// cap on probations beyond the queue's size.
     pub fn new(pools: &[Pool]) -> AddressSpace {
+        AddressSpace::with_decline_cap(pools, 100)
+    }
+
+    /// [`AddressSpace::new`], with at most `percent` of each pool in probation.
+    pub fn with_decline_cap(pools: &[Pool], percent: u8) -> AddressSpace {
         let mut ranges: Vec<PoolRange> = Vec::with_capacity(pools.len());
         let mut base = 0u64;
         for p in pools {
@@ -103,7 +131,14 @@ impl AddressSpace {
             .collect();
         let mut by_addr: Vec<PoolId> = (0..ranges.len() as u32).collect();
         by_addr.sort_by_key(|&id| ranges[id as usize].first);
-        AddressSpace { ranges, by_addr, state, next, heads }
+        let declined = pools
+            .iter()
+            .map(|p| {
+                let cap = (p.len() * percent.clamp(1, 100) as u64 / 100) as usize;
+                ArrayQueue::new(cap.clamp(1, MAX_QUEUED_DECLINES))
+            })
+            .collect();
+        AddressSpace { ranges, by_addr, state, next, heads, declined }
     }
 
     /// Number of addresses in all pools.
@@ -151,7 +186,7 @@ impl AddressSpace {
             let mut cur = word.load(Ordering::Acquire);
             loop {
                 let free = cur & STATE_MASK == FREE;
-                let new = if free { HELD } else { cur & !LISTED };
+                let new = if free { (cur & !STATE_MASK & !LISTED) | HELD } else { cur & !LISTED };
                 match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) if free => return Some(Ipv4Addr::from(r.first + (index - r.base))),
                     Ok(_) => break, // stale entry: someone claimed it directly
@@ -202,26 +237,26 @@ impl AddressSpace {
                 return Claim::Busy;
             }
             // Keep LISTED: the stack entry stays and is skipped when popped.
-            match word.compare_exchange_weak(cur, (cur & LISTED) | HELD, Ordering::AcqRel, Ordering::Acquire) {
+            match word.compare_exchange_weak(cur, (cur & !STATE_MASK) | HELD, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Claim::Taken,
                 Err(seen) => cur = seen,
             }
         }
     }
 
-    /// Returns a held or declined address to its pool. Addresses outside the pools and
-    /// reserved ones are left as they are. Returns whether the address became free.
+    /// Returns a held address to its pool. Addresses outside the pools, reserved ones and
+    /// those in probation are left as they are. Returns whether the address became free.
     pub fn release(&self, ip: Ipv4Addr) -> bool {
         let Some((pool, index)) = self.locate(ip.into()) else { return false };
         let word = &self.state[index as usize];
         let mut cur = word.load(Ordering::Acquire);
         loop {
-            let s = cur & STATE_MASK;
-            if s != HELD && s != DECLINED {
+            if cur & STATE_MASK != HELD {
                 return false;
             }
             let listed = cur & LISTED != 0;
-            match word.compare_exchange_weak(cur, FREE | LISTED, Ordering::AcqRel, Ordering::Acquire) {
+            let new = (cur & !STATE_MASK & !LISTED) | FREE | LISTED;
+            match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     if !listed {
                         self.push(pool, index);
@@ -234,9 +269,81 @@ impl AddressSpace {
     }
 
     /// Moves a held address into decline probation; it stays out of the pool until
-    /// [`AddressSpace::release`]. Returns false if the address was not held.
-    pub fn quarantine(&self, ip: Ipv4Addr) -> bool {
-        self.transition(ip, HELD, DECLINED)
+    /// [`AddressSpace::end_probation`] with the generation returned, or until it is taken back
+    /// early. `None` if the address was not held (a reserved or out-of-pool one).
+    pub fn quarantine(&self, ip: Ipv4Addr) -> Option<Declined> {
+        let (pool, index) = self.locate(ip.into())?;
+        let word = &self.state[index as usize];
+        let mut cur = word.load(Ordering::Acquire);
+        let generation = loop {
+            if cur & STATE_MASK != HELD {
+                return None;
+            }
+            let gen = ((cur >> GEN_SHIFT) as u16).wrapping_add(1);
+            let new = (gen as u32) << GEN_SHIFT | (cur & LISTED) | DECLINED;
+            match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break gen,
+                Err(seen) => cur = seen,
+            }
+        };
+        let entry = (generation as u64) << 32 | index as u64;
+        // Full: the oldest probation ends now, so the pool never holds more than its share.
+        let ended_early = self.declined[pool as usize].force_push(entry).and_then(|old| self.end_queued(pool, old));
+        Some(Declined { generation, ended_early })
+    }
+
+    /// Ends probation `generation` of `ip` (its time is up): the address returns to the pool.
+    /// False if that probation already ended (taken back early, or declined again since).
+    pub fn end_probation(&self, ip: Ipv4Addr, generation: u16) -> bool {
+        let Some((pool, index)) = self.locate(ip.into()) else { return false };
+        self.free_declined(pool, index, generation)
+    }
+
+    /// A queued probation leaving the queue: ends it if it is still current.
+    fn end_queued(&self, pool: PoolId, entry: u64) -> Option<Ipv4Addr> {
+        let index = entry as u32;
+        let r = self.ranges[pool as usize];
+        self.free_declined(pool, index, (entry >> 32) as u16).then(|| Ipv4Addr::from(r.first + (index - r.base)))
+    }
+
+    fn free_declined(&self, pool: PoolId, index: u32, generation: u16) -> bool {
+        let word = &self.state[index as usize];
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            if cur & STATE_MASK != DECLINED || (cur >> GEN_SHIFT) as u16 != generation {
+                return false;
+            }
+            let listed = cur & LISTED != 0;
+            let new = (cur & !STATE_MASK & !LISTED) | FREE | LISTED;
+            match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if !listed {
+                        self.push(pool, index);
+                    }
+                    return true;
+                }
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// Takes back the oldest probation of `pool` for a new client (the pool has nothing else
+    /// left): the address is held by the caller on return.
+    pub fn reclaim_declined(&self, pool: PoolId) -> Option<Ipv4Addr> {
+        let r = self.ranges[pool as usize];
+        while let Some(entry) = self.declined[pool as usize].pop() {
+            let (index, generation) = (entry as u32, (entry >> 32) as u16);
+            let word = &self.state[index as usize];
+            let cur = word.load(Ordering::Acquire);
+            if cur & STATE_MASK != DECLINED || (cur >> GEN_SHIFT) as u16 != generation {
+                continue; // stale: that probation ended already
+            }
+            let new = (cur & !STATE_MASK) | HELD;
+            if word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                return Some(Ipv4Addr::from(r.first + (index - r.base)));
+            }
+        }
+        None
     }
 
     /// Marks a free pool address as reserved for a fixed client (at start-up).
@@ -252,7 +359,7 @@ impl AddressSpace {
             if cur & STATE_MASK != from {
                 return false;
             }
-            match word.compare_exchange_weak(cur, (cur & LISTED) | to, Ordering::AcqRel, Ordering::Acquire) {
+            match word.compare_exchange_weak(cur, (cur & !STATE_MASK) | to, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return true,
                 Err(seen) => cur = seen,
             }
@@ -325,12 +432,45 @@ mod tests {
         let b: Ipv4Addr = "100.64.0.11".parse().unwrap();
         assert!(s.reserve(b));
         assert_eq!(s.take_free(0), Some(a));
-        assert!(s.quarantine(a));
+        let d = s.quarantine(a).unwrap();
         assert_eq!(s.take_free(0), None, "declined and reserved addresses are not handed out");
         assert!(!s.release(b), "reserved addresses never enter the pool");
+        assert!(!s.release(a), "a probation ends only as a probation");
         assert_eq!(s.census(0), [0, 0, 1, 1]);
-        assert!(s.release(a));
+        assert!(s.end_probation(a, d.generation));
+        assert!(!s.end_probation(a, d.generation), "ended once");
         assert_eq!(s.take_free(0), Some(a));
+    }
+
+    #[test]
+    fn probations_beyond_the_share_end_the_oldest_early() {
+        // 10 addresses, at most 20% in probation: the third decline ends the first.
+        let s = AddressSpace::with_decline_cap(&[pool("100.64.0.1", "100.64.0.10")], 20);
+        let ips: Vec<Ipv4Addr> = (0..3).map(|_| s.take_free(0).unwrap()).collect();
+        let d0 = s.quarantine(ips[0]).unwrap();
+        assert_eq!(s.quarantine(ips[1]).unwrap().ended_early, None);
+        assert_eq!(s.quarantine(ips[2]).unwrap().ended_early, Some(ips[0]));
+        assert_eq!(s.status(ips[0]), Some(Status::Free));
+        assert_eq!(s.census(0)[2], 2);
+        // Back on the free stack, taken by another client; the first one's timer fires later:
+        // that probation is over already, and the address is not freed under its new holder.
+        assert_eq!(s.take_free(0), Some(ips[0]));
+        assert!(!s.end_probation(ips[0], d0.generation), "a stale timer frees nothing");
+        assert_eq!(s.status(ips[0]), Some(Status::Held));
+    }
+
+    #[test]
+    fn an_empty_pool_takes_back_its_oldest_probation() {
+        let s = AddressSpace::new(&[pool("100.64.0.1", "100.64.0.3")]);
+        let ips: Vec<Ipv4Addr> = (0..3).map(|_| s.take_free(0).unwrap()).collect();
+        let d0 = s.quarantine(ips[0]).unwrap();
+        s.quarantine(ips[1]).unwrap();
+        assert_eq!(s.take_free(0), None);
+        assert_eq!(s.reclaim_declined(0), Some(ips[0]), "oldest first");
+        assert_eq!(s.status(ips[0]), Some(Status::Held));
+        assert!(!s.end_probation(ips[0], d0.generation), "its timer no longer frees it");
+        assert_eq!(s.reclaim_declined(0), Some(ips[1]));
+        assert_eq!(s.reclaim_declined(0), None);
     }
 
     #[test]

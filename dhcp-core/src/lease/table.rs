@@ -38,12 +38,14 @@ pub struct Lease {
 
 const _: () = assert!(core::mem::size_of::<Lease>() == 28);
 
-/// The record plus its state in the slab.
+/// The record plus its state in the slab, and the limit cell its subscriber key counts in
+/// (24 bits, 0: counted nowhere), in what would be padding.
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 struct Slot {
     lease: Lease,
     state: LeaseState,
+    limit: [u8; 3],
 }
 
 const _: () = assert!(core::mem::size_of::<Slot>() == 32);
@@ -63,6 +65,7 @@ const WHEEL: usize = 1 << 16;
 const VACANT: Slot = Slot {
     lease: Lease { key: ClientKey([0; 12]), ip: 0, expires: 0, prev: NIL, next: NIL },
     state: LeaseState::Vacant,
+    limit: [0; 3],
 };
 
 /// The clients of one worker.
@@ -90,7 +93,7 @@ impl ClientTable {
             used: 0,
             vacant: NIL,
             index: HashTable::with_capacity(capacity),
-            hasher: foldhash::fast::FixedState::with_seed(seed()),
+            hasher: foldhash::fast::FixedState::with_seed(super::random_seed()),
             wheel: vec![NIL; WHEEL].into_boxed_slice(),
             handled_until: now,
             live: 0,
@@ -142,7 +145,7 @@ impl ClientTable {
             self.used += 1;
             self.used - 1
         };
-        *self.slot_mut(i) = Slot { lease: Lease { key, ip, expires, prev: NIL, next: NIL }, state };
+        *self.slot_mut(i) = Slot { lease: Lease { key, ip, expires, prev: NIL, next: NIL }, state, limit: [0; 3] };
         if state != LeaseState::Quarantined {
             let h = key.table_hash(&self.hasher);
             let (chunks, hasher) = (&self.chunks, &self.hasher);
@@ -153,6 +156,18 @@ impl ClientTable {
         self.link(i);
         self.live += 1;
         RecordId(i)
+    }
+
+    /// Notes the limit cell (24 bits) the record counts in.
+    pub fn set_limit(&mut self, RecordId(i): RecordId, cell: u32) {
+        let b = cell.to_be_bytes();
+        self.slot_mut(i).limit = [b[1], b[2], b[3]];
+    }
+
+    /// The limit cell the record counts in (0: none).
+    pub fn limit(&self, RecordId(i): RecordId) -> u32 {
+        let l = self.slot(i).limit;
+        u32::from_be_bytes([0, l[0], l[1], l[2]])
     }
 
     /// Changes a record's state and deadline (offer accepted, lease renewed).
@@ -212,7 +227,8 @@ impl ClientTable {
 
     /// Removes every record whose deadline is at or before `now` and hands each to `ended`.
     /// Costs O(seconds elapsed + records ended), at most one turn of the wheel.
-    pub fn expire(&mut self, now: u32, mut ended: impl FnMut(Lease, LeaseState)) {
+    /// `ended` gets each record, its state and its limit cell.
+    pub fn expire(&mut self, now: u32, mut ended: impl FnMut(Lease, LeaseState, u32)) {
         if now <= self.handled_until {
             return;
         }
@@ -224,8 +240,9 @@ impl ClientTable {
             while i != NIL {
                 let Lease { next, expires, .. } = self.slot(i).lease;
                 if expires <= now {
+                    let limit = self.limit(RecordId(i));
                     let (lease, state) = self.remove(RecordId(i));
-                    ended(lease, state);
+                    ended(lease, state, limit);
                 }
                 i = next;
             }
@@ -245,12 +262,6 @@ impl ClientTable {
             + self.index.capacity()
             + WHEEL * 4
     }
-}
-
-fn seed() -> u64 {
-    // Per-table random seed for the index hash: a neighbour cannot pick MACs that collide.
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(0x5eed_u64)
 }
 
 #[cfg(test)]
@@ -288,14 +299,14 @@ mod tests {
         t.insert(key(3), 12, LeaseState::Quarantined, 1005);
         t.update(a, LeaseState::Bound, 1000 + 3600);
         let mut ended = Vec::new();
-        t.expire(1004, |l, _| ended.push(l.ip));
+        t.expire(1004, |l, _, _| ended.push(l.ip));
         assert!(ended.is_empty());
-        t.expire(1010, |l, _| ended.push(l.ip));
+        t.expire(1010, |l, _, _| ended.push(l.ip));
         ended.sort();
         assert_eq!(ended, [11, 12]);
-        t.expire(4599, |l, _| ended.push(l.ip));
+        t.expire(4599, |l, _, _| ended.push(l.ip));
         assert_eq!(ended.len(), 2);
-        t.expire(4600, |l, _| ended.push(l.ip));
+        t.expire(4600, |l, _, _| ended.push(l.ip));
         assert_eq!(ended, [11, 12, 10]);
         assert!(t.is_empty());
     }
@@ -306,11 +317,11 @@ mod tests {
         t.insert(key(1), 1, LeaseState::Bound, WHEEL as u32 * 3 + 7);
         t.insert(key(2), 2, LeaseState::Bound, 20);
         let mut ended = Vec::new();
-        t.expire(WHEEL as u32 * 2, |l, _| ended.push(l.ip));
+        t.expire(WHEEL as u32 * 2, |l, _, _| ended.push(l.ip));
         assert_eq!(ended, [2]);
-        t.expire(WHEEL as u32 * 3 + 6, |l, _| ended.push(l.ip));
+        t.expire(WHEEL as u32 * 3 + 6, |l, _, _| ended.push(l.ip));
         assert_eq!(ended, [2]);
-        t.expire(WHEEL as u32 * 3 + 7, |l, _| ended.push(l.ip));
+        t.expire(WHEEL as u32 * 3 + 7, |l, _, _| ended.push(l.ip));
         assert_eq!(ended, [2, 1]);
     }
 
@@ -325,7 +336,7 @@ mod tests {
             assert_eq!(t.get(i).0.ip, n);
         }
         let mut count = 0;
-        t.expire(200, |_, _| count += 1);
+        t.expire(200, |_, _, _| count += 1);
         assert_eq!(count, 10_000);
         assert!(t.is_empty());
     }

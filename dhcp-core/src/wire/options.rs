@@ -306,6 +306,14 @@ pub fn relay_sub_options(value: &[u8]) -> OptionIter<'_> {
     OptionIter::new(value)
 }
 
+/// Sub-option `code` of an option 82 value (RFC 3046: 1 circuit id, 2 remote id), if present.
+pub fn relay_sub_option(relay_info: &[u8], code: u8) -> Option<&[u8]> {
+    relay_sub_options(relay_info).find_map(|item| match item {
+        Ok((c, v)) if c == code => Some(v),
+        _ => None,
+    })
+}
+
 /// The link selection sub-option (RFC 3527) of an option 82 value, if present and valid.
 pub fn link_selection(relay_info: &[u8]) -> Option<Ipv4Addr> {
     relay_sub_options(relay_info).find_map(|item| match item {

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::schema::{RawFile, RawOption, RawReservation, RawServer, RawSubnet};
+use super::schema::{RawFile, RawLimits, RawOption, RawReservation, RawServer, RawSubnet};
 use super::settings::{self, ServerConfig, ServerSettings};
 use super::source::{FileError, Loc, SourceMap};
-use super::value::{fmt_client, parse_hex, parse_ifname, parse_ip, parse_mac, parse_pool, parse_server_id, Cidr};
-use super::{ClientMatch, Config, Reservation, Subnet};
+use super::value::{
+    fmt_client, parse_hex, parse_ifname, parse_ip, parse_mac, parse_pool, parse_relay, parse_server_id,
+};
+use super::{Cidr, ClientMatch, Config, Limits, Reservation, Subnet};
 
 /// Parses and checks a configuration file's text; `file` names it in errors. Does not look at
 /// the host (see [`check_host`](super::check_host)).
@@ -49,6 +51,22 @@ fn ips(map: &SourceMap, list: &[Spanned<String>]) -> Result<Vec<core::net::Ipv4A
     list.iter().map(|s| value(map, s, parse_ip)).collect()
 }
 
+fn relays(map: &SourceMap, list: &[Spanned<String>]) -> Result<Vec<Cidr>, FileError> {
+    list.iter().map(|s| value(map, s, parse_relay)).collect()
+}
+
+/// A limits table, its place recorded at `path`.
+fn limits(map: &mut SourceMap, path: &str, l: &Spanned<RawLimits>) -> Limits {
+    map.set(path, Loc::of(l));
+    let r = l.get_ref();
+    Limits {
+        key: r.key.into(),
+        max_leases: r.max_leases,
+        discover_rate: r.discover_rate,
+        discover_burst: r.discover_burst,
+    }
+}
+
 /// A plain value, its place recorded at `path`.
 fn take<T: Copy>(map: &mut SourceMap, path: &str, v: &Spanned<T>) -> T {
     map.set(path, Loc::of(v));
@@ -80,6 +98,14 @@ pub(crate) fn decode(text: &str, file: &str) -> Result<(ServerConfig, SourceMap)
     if let Some(v) = &raw.lease_time {
         engine.lease_time = take(&mut map, "lease_time", v);
     }
+    if let Some(d) = raw.decline {
+        engine.decline = d.into();
+    }
+    if let Some(v) = &raw.decline_max_percent {
+        engine.decline_max_percent = take(&mut map, "decline_max_percent", v);
+    }
+    engine.trusted_relays = relays(&map, &raw.trusted_relays)?;
+    engine.limits = raw.limits.as_ref().map(|l| limits(&mut map, "limits", l));
 
     let mut server = ServerSettings::default();
     if let Some(rs) = &raw.server {
@@ -148,6 +174,8 @@ fn decode_subnet(map: &mut SourceMap, i: usize, rs: &Spanned<RawSubnet>) -> Resu
         s.pools.push(value(map, p, parse_pool)?);
         map.set(format!("{at}.pools[{j}]"), Loc::of(p));
     }
+    s.trusted_relays = relays(map, &rs.trusted_relays)?;
+    s.limits = rs.limits.as_ref().map(|l| limits(map, &format!("{at}.limits"), l));
     decode_named_options(map, rs, &mut s)?;
     decode_raw_options(map, &at, rs, &mut s)?;
     for (k, r) in rs.reservation.iter().enumerate() {
@@ -345,6 +373,7 @@ mod tests {
             decline_probation: 86_400,
             lease_time: 3600,
             subnets: vec![s0, s1, s2],
+            ..Config::default()
         };
         let server = ServerSettings {
             interfaces: vec!["eth0".into(), "eth1".into()],

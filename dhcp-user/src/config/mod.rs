@@ -24,7 +24,7 @@ pub use settings::{Backend, ServerConfig, ServerSettings};
 pub(crate) use source::Loc;
 pub use source::{FileError, SourceMap, COMMAND_LINE};
 pub(crate) use value::{check_server_id, parse_ifname};
-pub use value::{parse_hex, parse_mac, parse_pool, Cidr};
+pub use value::{parse_hex, parse_mac, parse_pool, parse_relay};
 
 /// Helpers of the tests of the configuration modules.
 #[cfg(test)]

@@ -11,6 +11,15 @@
 //! offer_timeout = 10              # seconds
 //! decline_probation = 86400       # seconds
 //! lease_time = 3600               # seconds
+//! decline = "probation"           # "probation" | "ignore"
+//! decline_max_percent = 10        # most of a pool in probation
+//! trusted_relays = ["198.18.2.1", "10.0.0.0/8"]   # default: any relay
+//!
+//! [limits]                        # per subscriber key, for subnets without their own
+//! key = "circuit-id"              # circuit-id | remote-id | relay | vlan | interface | chaddr
+//! max_leases = 4                  # leases plus offers one key may hold
+//! discover_rate = 10              # DISCOVERs per second per key
+//! discover_burst = 20             # default: twice the rate
 //!
 //! [server]
 //! interfaces = ["eth0"]           # default: the interfaces named by subnets
@@ -36,6 +45,11 @@
 //! domain_name = "example.net"
 //! mtu = 1500
 //! ntp_servers = ["100.64.0.3"]
+//! trusted_relays = ["100.64.9.1"] # besides the global ones
+//!
+//! [subnet.limits]                 # as [limits]
+//! key = "vlan"
+//! max_leases = 2
 //!
 //! [[subnet.option]]               # any other option: `code` and exactly one value key
 //! code = 66
@@ -51,6 +65,7 @@ use toml::Spanned;
 
 use super::Backend;
 use crate::journal::Durability;
+use dhcp_core::config::{DeclinePolicy, LimitKey};
 
 /// The top level of the file.
 #[derive(Deserialize)]
@@ -62,6 +77,11 @@ pub(super) struct RawFile {
     pub(super) offer_timeout: Option<Spanned<u32>>,
     pub(super) decline_probation: Option<Spanned<u32>>,
     pub(super) lease_time: Option<Spanned<u32>>,
+    pub(super) decline: Option<RawDecline>,
+    pub(super) decline_max_percent: Option<Spanned<u8>>,
+    #[serde(default)]
+    pub(super) trusted_relays: Vec<Spanned<String>>,
+    pub(super) limits: Option<Spanned<RawLimits>>,
     pub(super) server: Option<RawServer>,
     #[serde(default)]
     pub(super) subnet: Vec<Spanned<RawSubnet>>,
@@ -103,6 +123,9 @@ pub(super) struct RawSubnet {
     #[serde(default)]
     pub(super) ntp_servers: Vec<Spanned<String>>,
     #[serde(default)]
+    pub(super) trusted_relays: Vec<Spanned<String>>,
+    pub(super) limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
     pub(super) option: Vec<Spanned<RawOption>>,
     #[serde(default)]
     pub(super) reservation: Vec<Spanned<RawReservation>>,
@@ -132,4 +155,56 @@ pub(super) struct RawReservation {
     pub(super) mac: Option<Spanned<String>>,
     pub(super) client_id: Option<Spanned<String>>,
     pub(super) ip: Spanned<String>,
+}
+
+/// `decline`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawDecline {
+    Probation,
+    Ignore,
+}
+
+impl From<RawDecline> for DeclinePolicy {
+    fn from(d: RawDecline) -> DeclinePolicy {
+        match d {
+            RawDecline::Probation => DeclinePolicy::Probation,
+            RawDecline::Ignore => DeclinePolicy::Ignore,
+        }
+    }
+}
+
+/// `[limits]` and `[subnet.limits]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) key: RawLimitKey,
+    pub(super) max_leases: Option<u32>,
+    pub(super) discover_rate: Option<u32>,
+    pub(super) discover_burst: Option<u32>,
+}
+
+/// `key` of a limits table.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum RawLimitKey {
+    CircuitId,
+    RemoteId,
+    Relay,
+    Vlan,
+    Interface,
+    Chaddr,
+}
+
+impl From<RawLimitKey> for LimitKey {
+    fn from(k: RawLimitKey) -> LimitKey {
+        match k {
+            RawLimitKey::CircuitId => LimitKey::CircuitId,
+            RawLimitKey::RemoteId => LimitKey::RemoteId,
+            RawLimitKey::Relay => LimitKey::Relay,
+            RawLimitKey::Vlan => LimitKey::Vlan,
+            RawLimitKey::Interface => LimitKey::Interface,
+            RawLimitKey::Chaddr => LimitKey::Chaddr,
+        }
+    }
 }

@@ -3,37 +3,18 @@
 //! expected. They parse one value; they must never look at the rest of the configuration (that
 //! is [`Config::validate`](super::Config::validate)) or at the host.
 
-use core::fmt;
 use core::net::Ipv4Addr;
-use core::str::FromStr;
 
-use super::{ClientMatch, Pool};
+use super::{Cidr, ClientMatch, Pool};
 
-/// A subnet written `ADDRESS/PREFIX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub network: Ipv4Addr,
-    pub prefix_len: u8,
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    /// Host bits and the usable prefix range are left to [`Config::validate`](super::Config::validate),
-    /// which says why.
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let bad = || format!("not a subnet: {s:?} (expected ADDRESS/PREFIX, like 100.64.0.0/24)");
-        let (addr, len) = s.trim().split_once('/').ok_or_else(bad)?;
-        let network = addr.parse().map_err(|_| bad())?;
-        let prefix_len = len.parse::<u8>().ok().filter(|l| *l <= 32).ok_or_else(bad)?;
-        Ok(Cidr { network, prefix_len })
+/// A trusted relay: an address, or a range of them written `ADDRESS/PREFIX`.
+pub fn parse_relay(s: &str) -> Result<Cidr, String> {
+    if s.contains('/') {
+        return s.parse();
     }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix_len)
-    }
+    let network =
+        s.trim().parse().map_err(|_| format!("not a relay address: {s:?} (expected 198.18.2.1 or 198.18.2.0/24)"))?;
+    Ok(Cidr { network, prefix_len: 32 })
 }
 
 /// An IPv4 address.

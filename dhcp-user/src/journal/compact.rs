@@ -5,7 +5,7 @@
 //! `PATH.old` left by a crash after the rename has a generation the snapshot already covers,
 //! so recovery skips it instead of replaying it twice.
 
-use super::format::{FileKind, Header, HEADER_LEN, RECORD_LEN};
+use super::format::{FileKind, Header, HEADER_LEN, RECORD_LEN, VERSION};
 use super::replay::{self, Replay};
 use super::{sync_dir, Core};
 use std::fs::{self, File};
@@ -99,7 +99,10 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
     let file = File::create(&p.tmp).map_err(ctx("creating", &p.tmp))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let write = |w: &mut BufWriter<File>, b: &[u8]| w.write_all(b).map_err(ctx("writing", &p.tmp));
-    write(&mut w, &Header { kind: FileKind::Snapshot, generation: old.generation, created: now }.encode())?;
+    write(
+        &mut w,
+        &Header { kind: FileKind::Snapshot, generation: old.generation, created: now, version: VERSION }.encode(),
+    )?;
     let mut count = 0usize;
     let (mut live_leases, mut live_probations) = (0, 0);
     for rec in state.live(now) {

@@ -51,7 +51,7 @@ use crate::lease::{ClientKey, LeaseState};
 use anyhow::{bail, Context, Result};
 use core::net::Ipv4Addr;
 use dhcp_io::sys::Doorbell;
-use format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN};
+use format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN, VERSION};
 use replay::Replay;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -108,6 +108,8 @@ pub struct Recovered {
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
     pub expires: u32,
+    /// The client's steering hash when it was recorded (0: unknown, a version 1 record).
+    pub steer: u32,
     /// [`LeaseState::Bound`] or [`LeaseState::Quarantined`].
     pub state: LeaseState,
 }
@@ -740,6 +742,9 @@ fn open_current(
         let file = create_journal(paths, gen, now).with_context(|| format!("creating {}", paths.journal.display()))?;
         return Ok((file, gen, HEADER_LEN as u64));
     };
+    if h.version != VERSION && h.kind == FileKind::Journal {
+        return upgrade(paths, h.generation, now, state, stats);
+    }
     if h.kind != FileKind::Journal {
         bail!("{}: expected a journal, found a {:?} file", paths.journal.display(), h.kind);
     }
@@ -766,6 +771,39 @@ fn open_current(
     Ok((file, h.generation, l.scan.good_end))
 }
 
+/// A journal of an older format is never appended to: it is replayed, then set aside as
+/// `PATH.old` for the background compaction to fold into a snapshot of the current format,
+/// and a new journal starts (as a rotation does).
+fn upgrade(
+    paths: &Paths,
+    generation: u64,
+    now: u32,
+    state: &mut Replay,
+    stats: &mut RecoveryStats,
+) -> Result<(File, u64, u64)> {
+    if paths.old.exists() {
+        bail!(
+            "{}: a journal of an older format and an unfinished compaction ({}): start the previous \
+             version once to finish it",
+            paths.journal.display(),
+            paths.old.display()
+        );
+    }
+    let l = replay::load(&paths.journal, FileKind::Journal, state)
+        .with_context(|| reading(&paths.journal))?
+        .context("journal vanished while reading")?;
+    note(stats, &paths.journal, &l);
+    fs::rename(&paths.journal, &paths.old).with_context(|| format!("renaming {}", paths.journal.display()))?;
+    let gen = generation + 1;
+    let file = create_journal(paths, gen, now).with_context(|| format!("creating {}", paths.journal.display()))?;
+    stats.resumed_compaction = true;
+    log::info!(
+        "lease file {}: format upgraded; the old journal is compacted in the background",
+        paths.journal.display()
+    );
+    Ok((file, gen, HEADER_LEN as u64))
+}
+
 /// A random 32-bit number (from the operating system's randomness, through std's hasher keys).
 pub fn random_u32() -> u32 {
     use std::hash::{BuildHasher, RandomState};
@@ -774,11 +812,13 @@ pub fn random_u32() -> u32 {
 
 /// The key of the steering hash kept in `PATH.key` beside lease file `path` (eight hex digits),
 /// made on first use: the workers that own recovered leases must be found again after a
-/// restart. Readable by the server's user only.
-pub fn steering_key(path: &Path) -> io::Result<u32> {
+/// restart. Readable by the server's user only. Also says whether the key is new (then the
+/// steering hashes recorded with older leases, if any, were made with another key).
+pub fn steering_key(path: &Path) -> io::Result<(u32, bool)> {
     let file = Paths::new(path).key;
     match fs::read_to_string(&file) {
         Ok(text) => u32::from_str_radix(text.trim(), 16)
+            .map(|k| (k, false))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             use std::os::unix::fs::OpenOptionsExt;
@@ -787,7 +827,7 @@ pub fn steering_key(path: &Path) -> io::Result<u32> {
             f.write_all(format!("{key:08x}\n").as_bytes())?;
             f.sync_all()?;
             sync_dir(&Paths::new(path).dir)?;
-            Ok(key)
+            Ok((key, true))
         }
         Err(e) => Err(e),
     }
@@ -865,7 +905,10 @@ fn drop_tail(paths: &Paths, file: &File, good_end: u64, len: u64) -> Result<()> 
 /// Creates the journal of `generation` at `paths.journal` atomically: written and synced as
 /// `PATH.next` first, so `PATH` is never a file without a complete header.
 fn create_journal(paths: &Paths, generation: u64, now: u32) -> io::Result<File> {
-    let f = create_with_header(&paths.next, Header { kind: FileKind::Journal, generation, created: now })?;
+    let f = create_with_header(
+        &paths.next,
+        Header { kind: FileKind::Journal, generation, created: now, version: VERSION },
+    )?;
     fs::rename(&paths.next, &paths.journal)?;
     sync_dir(&paths.dir)?;
     Ok(f)

@@ -29,6 +29,7 @@ struct Held {
     ip: u32,
     mac: [u8; 6],
     expires: u32,
+    steer: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,7 @@ struct Probation {
     client: ClientKey,
     mac: [u8; 6],
     expires: u32,
+    steer: u32,
 }
 
 /// Live leases and probations built from records.
@@ -53,7 +55,9 @@ impl Replay {
     pub(super) fn apply(&mut self, r: &Record) {
         match r.kind {
             RecordKind::Bound => {
-                if let Some(prev) = self.leases.insert(r.client, Held { ip: r.ip, mac: r.mac, expires: r.expires }) {
+                if let Some(prev) =
+                    self.leases.insert(r.client, Held { ip: r.ip, mac: r.mac, expires: r.expires, steer: r.steer })
+                {
                     if prev.ip != r.ip {
                         self.holder.remove(&prev.ip);
                     }
@@ -71,7 +75,8 @@ impl Replay {
                 if let Some(other) = self.holder.remove(&r.ip) {
                     self.leases.remove(&other);
                 }
-                self.probation.insert(r.ip, Probation { client: r.client, mac: r.mac, expires: r.expires });
+                self.probation
+                    .insert(r.ip, Probation { client: r.client, mac: r.mac, expires: r.expires, steer: r.steer });
             }
             RecordKind::ProbationEnded => {
                 if self.probation.get(&r.ip).is_some_and(|p| p.expires <= r.expires) {
@@ -97,6 +102,7 @@ impl Replay {
             mac: l.mac,
             ip: l.ip,
             expires: l.expires,
+            steer: l.steer,
         });
         let probations = self.probation.iter().filter(move |(_, p)| p.expires > now).map(|(ip, p)| Record {
             kind: RecordKind::Declined,
@@ -104,6 +110,7 @@ impl Replay {
             mac: p.mac,
             ip: *ip,
             expires: p.expires,
+            steer: p.steer,
         });
         leases.chain(probations)
     }
@@ -117,6 +124,7 @@ impl Replay {
                 mac: r.mac,
                 ip: Ipv4Addr::from(r.ip),
                 expires: r.expires,
+                steer: r.steer,
                 state: if r.kind == RecordKind::Bound { LeaseState::Bound } else { LeaseState::Quarantined },
             })
             .collect();
@@ -170,7 +178,7 @@ pub(super) fn load(path: &Path, kind: FileKind, state: &mut Replay) -> io::Resul
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut skip = [0u8; HEADER_LEN];
     format::fill(&mut r, &mut skip)?;
-    let scan = format::scan(r, HEADER_LEN as u64, len, |rec| state.apply(&rec))?;
+    let scan = format::scan(r, HEADER_LEN as u64, len, header.version, |rec| state.apply(&rec))?;
     Ok(Some(Loaded { header, len, scan }))
 }
 

@@ -2,7 +2,7 @@
 //! commit, write failures. Files go to a fresh directory under the system temp directory.
 
 use super::compact::CrashPoint;
-use super::format::{Record, RecordKind, HEADER_LEN, RECORD_LEN};
+use super::format::{Record, RecordKind, HEADER_LEN, RECORD_LEN, VERSION};
 use super::replay::Replay;
 use super::*;
 use crate::engine::EventKind;
@@ -119,7 +119,14 @@ fn ip(n: u32) -> Ipv4Addr {
 }
 
 fn ev(kind: EventKind, client: u32, addr: u32, expires: u32) -> LeaseEvent {
-    LeaseEvent { kind, ip: ip(addr), client: ClientKey::from_mac(&mac(client)), mac: mac(client), expires }
+    LeaseEvent {
+        kind,
+        ip: ip(addr),
+        client: ClientKey::from_mac(&mac(client)),
+        mac: mac(client),
+        expires,
+        steer: client,
+    }
 }
 
 fn append_wait(j: &Journal, events: &[LeaseEvent]) {
@@ -143,6 +150,7 @@ fn bound(client: u32, addr: u32, expires: u32) -> Recovered {
         mac: mac(client),
         ip: ip(addr),
         expires,
+        steer: client,
         state: LeaseState::Bound,
     }
 }
@@ -174,11 +182,11 @@ fn record_kinds_are_exactly_the_durable_events() {
 fn every_single_bit_flip_in_a_record_is_detected() {
     let r = Record::from_event(&ev(EventKind::Declined, 7, 9, NOW + 5)).unwrap();
     let b = r.encode();
-    assert_eq!(Record::decode(&b), Ok(r));
+    assert_eq!(Record::decode(&b, VERSION), Ok(r));
     for bit in 0..RECORD_LEN * 8 {
         let mut c = b;
         c[bit / 8] ^= 1 << (bit % 8);
-        assert!(Record::decode(&c).is_err(), "bit {bit} flipped unnoticed");
+        assert!(Record::decode(&c, VERSION).is_err(), "bit {bit} flipped unnoticed");
     }
 }
 
@@ -343,7 +351,7 @@ fn garbage_is_damage_or_an_error_never_a_panic() {
         x ^= x << 17;
         x
     };
-    let header = Header { kind: FileKind::Journal, generation: 1, created: NOW }.encode();
+    let header = Header { kind: FileKind::Journal, generation: 1, created: NOW, version: VERSION }.encode();
     for round in 0..200 {
         let dir = TempDir::new("garbage");
         let len = (rnd() % 400) as usize;

@@ -4,7 +4,7 @@
 //! last good record and (with fsync) one `fdatasync`, then publishes the new durable sequence
 //! number. Records queued meanwhile form the next batch, so one sync covers all workers.
 
-use super::format::{FileKind, Header, HEADER_LEN, RECORD_LEN};
+use super::format::{FileKind, Header, HEADER_LEN, RECORD_LEN, VERSION};
 use super::{compact, create_with_header, lock, sync_dir, Core, Durability, Hooks, JournalError};
 use std::fs::{self, File};
 use std::io;
@@ -352,7 +352,10 @@ impl WriterThread {
         self.store.truncate(self.good_len)?;
         let generation = self.generation + 1;
         let now = (self.core.clock)();
-        let file = create_with_header(&p.next, Header { kind: FileKind::Journal, generation, created: now })?;
+        let file = create_with_header(
+            &p.next,
+            Header { kind: FileKind::Journal, generation, created: now, version: VERSION },
+        )?;
         if let Err(e) = fs::rename(&p.journal, &p.old) {
             let _ = fs::remove_file(&p.next);
             return Err(e);
