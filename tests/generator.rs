@@ -41,6 +41,7 @@ xdhcpd_tests::on_both_paths! {
     renew_release_decline_inform => scenarios_case;
     foreign_offers_are_released_and_exhaustion_starves_the_rest => foreign_case;
     relay_mode_serves_each_relay_s_subnet => relay_case;
+    starvation_counts_the_flood_apart_from_legitimate_clients => starvation_case;
 }
 
 /// xdhcpd on `s0` serving 198.18.0.0/24 from `pool` on `backend`, offers held `offer_timeout`
@@ -287,6 +288,77 @@ fn relay_case(backend: &str) {
     assert!(u(&r, &["outcome", "unique_addresses"]) > 11, "{text}");
     assert_eq!(u(&r, &["checks", "relay_info_mismatch"]), 0, "option 82 echoed: {text}");
     assert_eq!(u(&r, &["checks", "unexpected"]), 0, "{text}");
+}
+
+/// xdhcpd behind relay agent 198.18.2.1 (in the client namespace), serving 198.18.2.0/24 from
+/// `relay_pool`, offers held `offer_timeout` seconds.
+fn xdhcpd_behind_relay(pair: &Pair, dir: &Scratch, backend: &str, relay_pool: &str, offer_timeout: &str) -> Process {
+    pair.client.ip(&["addr", "add", "198.18.2.1/24", "dev", "c0"]);
+    pair.server.ip(&["route", "add", "198.18.2.0/24", "via", "198.18.0.2"]);
+    let cfg = dir.path("xdhcpd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server_id = \"198.18.0.1\"\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"{backend}\"\n\n\
+             [[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"198.18.0.100-198.18.0.110\"]\n\n\
+             [[subnet]]\nsubnet = \"198.18.2.0/24\"\npools = [\"{relay_pool}\"]\n"
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    start_server(pair, &["--config", &cfg, "--offer-timeout", offer_timeout], &dir.path("xdhcpd.log"))
+}
+
+/// The `starvation` report's counts: every client served, starved or not reached; the flood
+/// got no more offers than it sent DISCOVERs, never an address a client holds, and its replies
+/// echo its option 82; the clients' counts hold none of the flood's messages.
+fn check_starvation(r: &Value, text: &str, clients: u64) -> (u64, u64) {
+    check_consistent(r, text);
+    assert_eq!(r["scenario"], "starvation");
+    assert_eq!(r["mode"], "relay");
+    let st = &r["starvation"];
+    let served = u(st, &["served"]);
+    assert_eq!(u(st, &["clients"]), clients, "{text}");
+    assert_eq!(served + u(st, &["starved"]) + u(st, &["unreached"]), clients, "{text}");
+    assert_eq!(served, u(r, &["outcome", "served"]), "{text}");
+    let (discovers, offers) = (u(st, &["flood_discovers"]), u(st, &["flood_offers"]));
+    assert!(offers <= discovers, "flood offers {offers} > DISCOVERs {discovers}: {text}");
+    assert_eq!(u(st, &["flood_offers_of_leased"]), 0, "a client's address offered to the flood: {text}");
+    assert_eq!(u(st, &["flood_unexpected"]), 0, "{text}");
+    let sent: u64 = r["exchanges"].as_array().unwrap().iter().map(|e| u(e, &["sent"])).sum();
+    assert_eq!(u(r, &["counters", "sent"]), sent, "the clients' counts hold no flood DISCOVER: {text}");
+    assert_eq!(u(r, &["checks", "relay_info_mismatch"]), 0, "{text}");
+    assert_eq!(u(r, &["checks", "unexpected"]), 0, "{text}");
+    (served, discovers)
+}
+
+fn starvation_case(backend: &str) {
+    if !root_or_skip(&format!("starvation_counts_the_flood_apart_from_legitimate_clients ({backend})")) {
+        return;
+    }
+    let pair = Pair::new("genstarve");
+    let dir = Scratch::new("genstarve");
+    // 100 addresses behind the relay, offers held 2 s: a flood of 2,000/s empties it in 50 ms.
+    let _server = xdhcpd_behind_relay(&pair, &dir, backend, "198.18.2.10-198.18.2.109", "2");
+    let relay = ["--relay", "198.18.2.1", "--server", "198.18.0.1", "--scenario", "starvation"];
+    let clients = ["-R", "30", "-r", "100", "-p", "3", "--timeout", "300"];
+    // No flood first: every client is served (30 of the 100 addresses).
+    let mut args = [&relay[..], &clients[..], &["--flood-rate", "0", "--first-client", "1000"]].concat();
+    let (status, text, r) = bench(&pair.client, &dir, "baseline", &args);
+    assert_eq!(status, 0, "{text}");
+    let (served, discovers) = check_starvation(&r, &text, 30);
+    assert_eq!((served, discovers), (30, 0), "{text}");
+    // Then new clients beside a flood: whoever is served or starved, the counts add up.
+    args = [&relay[..], &clients[..], &["--flood-rate", "2000"]].concat();
+    let (status, text, r) = bench(&pair.client, &dir, "flood", &args);
+    assert_eq!(status, 0, "{text}");
+    let (_, discovers) = check_starvation(&r, &text, 30);
+    assert!(discovers > 0, "{text}");
+    assert!(u(&r, &["starvation", "flood_offers"]) > 0, "the server answered none of the flood: {text}");
+    assert!(
+        text.contains("starvation: legitimate clients served") && text.contains("flood (circuit 0xffffffff"),
+        "{text}"
+    );
 }
 
 /// A broken server for the duplicate check: answers every DISCOVER and REQUEST, from anyone,

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
+use xdhcp_bench::flood::FLOOD_CIRCUIT;
 use xdhcp_bench::gen::{self, RunConfig, RunCounters, Sample, Scenario};
 use xdhcp_bench::packet::{PacketSocket, Role, Rx};
 use xdhcp_bench::reflector::{self, ReflectorConfig, ReflectorStats};
@@ -93,6 +94,10 @@ pub(crate) struct RunArgs {
     /// foreign: fresh clients that DISCOVER afterwards (default: as many as went elsewhere).
     #[arg(long, value_name = "N")]
     pub(crate) probes: Option<u32>,
+    /// starvation: DISCOVERs per second from the flooding circuit (circuit id 0xffffffff, behind
+    /// the first --relay), each from a new hardware address; 0 for no flood (the baseline).
+    #[arg(long, value_name = "N", default_value_t = gen::DEFAULT_FLOOD_RATE)]
+    pub(crate) flood_rate: f64,
     /// Write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub(crate) json: Option<PathBuf>,
@@ -179,6 +184,7 @@ impl RunArgs {
                 bail!("--rate must be positive");
             }
         }
+        self.check_starvation()?;
         let window = self.window.unwrap_or(match (self.rate, self.scenario) {
             (_, Scenario::Avalanche) => u32::MAX,
             (Some(_), _) => u32::MAX,
@@ -206,8 +212,29 @@ impl RunArgs {
             foreign_share: self.foreign_share,
             foreign_server_id: self.foreign_server_id,
             probes: self.probes,
+            flood_rate: self.flood_rate,
             busy_poll: self.busy_poll,
         })
+    }
+
+    /// `starvation` needs relay mode (circuit ids come from the relay) and circuit ids of its
+    /// own: the clients' numbers must stay below the flooding circuit's.
+    fn check_starvation(&self) -> Result<()> {
+        if self.scenario != Scenario::Starvation {
+            return Ok(());
+        }
+        if self.relays.is_empty() {
+            bail!(
+                "--scenario starvation runs in relay mode (circuit ids come from the relay): give --relay and --server"
+            );
+        }
+        if !(self.flood_rate >= 0.0 && self.flood_rate.is_finite()) {
+            bail!("--flood-rate must be 0 (no flood) or positive");
+        }
+        if self.first_client as u64 + self.clients as u64 > FLOOD_CIRCUIT as u64 {
+            bail!("--first-client + --clients must stay below the flooding circuit's id {FLOOD_CIRCUIT:#x}");
+        }
+        Ok(())
     }
 }
 

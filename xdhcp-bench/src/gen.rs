@@ -14,7 +14,13 @@
 //! to a client while another live client holds it (an error), an address offered to two
 //! clients at once or offered while leased to another (reported), and declined addresses
 //! offered again.
+//!
+//! `starvation` adds a flooding circuit ([`super::flood`]) beside the clients: its DISCOVERs go
+//! out when no client message is owed, and its replies are recognised by `chaddr` before any
+//! client lookup and counted apart (`flood_*` counters), so the clients' counts, checks and
+//! latencies are those of legitimate traffic alone.
 
+use super::flood::{self, Flood, Owner};
 use super::hist::LatencyHistogram;
 use super::transport::{Framing, Transport, Tx};
 use dhcp_core::client::{mac_for, ClientMsg, TYPICAL_PRL};
@@ -55,6 +61,10 @@ pub enum Scenario {
     /// All clients DISCOVER at once, retransmitting with exponential back-off (timeout 1x,
     /// 2x, 4x ... 64x).
     Avalanche,
+    /// Relay mode: the clients run `dora`, each on its own circuit, while one more circuit
+    /// floods DISCOVERs from a new hardware address each time (`--flood-rate`) and never
+    /// REQUESTs: are the legitimate clients still served, and how fast?
+    Starvation,
 }
 
 impl Scenario {
@@ -74,6 +84,7 @@ impl Scenario {
             Scenario::Foreign => "foreign",
             Scenario::Exhaustion => "exhaustion",
             Scenario::Avalanche => "avalanche",
+            Scenario::Starvation => "starvation",
         }
     }
 }
@@ -113,6 +124,9 @@ pub struct RunConfig {
     /// `foreign`: fresh clients that DISCOVER afterwards (default: as many as took the other
     /// offer).
     pub probes: Option<u32>,
+    /// `starvation`: DISCOVERs per second from the flooding circuit; 0 for none (the
+    /// unloaded baseline, with the same report).
+    pub flood_rate: f64,
     /// Spin instead of sleeping in `poll` when idle.
     pub busy_poll: bool,
 }
@@ -135,10 +149,15 @@ impl Default for RunConfig {
             foreign_share: 0.5,
             foreign_server_id: None,
             probes: None,
+            flood_rate: DEFAULT_FLOOD_RATE,
             busy_poll: false,
         }
     }
 }
+
+/// `starvation`: the flooding circuit's DISCOVERs per second unless told otherwise: far more
+/// than a pool of thousands of addresses lasts against.
+pub const DEFAULT_FLOOD_RATE: f64 = 20_000.0;
 
 /// A timed request/reply exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +252,15 @@ pub struct RunCounters {
     pub relay_info_mismatch: u64,
     pub probes_offered: u64,
     pub probes_starved: u64,
+    /// `starvation`: DISCOVERs the flooding circuit sent (in none of the counts above).
+    pub flood_discovers: u64,
+    /// `starvation`: OFFERs to the flood's DISCOVERs (matching `xid`, option 82 echoed).
+    pub flood_offers: u64,
+    /// `starvation`: of those, OFFERs of an address ACKed to a live legitimate client: an error.
+    pub flood_offers_of_leased: u64,
+    /// `starvation`: replies to flood identities that are no such OFFER (wrong type or `xid`,
+    /// option 82 missing or changed).
+    pub flood_unexpected: u64,
 }
 
 impl RunCounters {
@@ -292,6 +320,10 @@ pub struct RunOutcome {
     /// Clients that ended without a lease: no offer, or refused every time (once-through
     /// scenarios).
     pub starved: u64,
+    /// Clients that started at least one exchange and never got an ACK.
+    pub unserved: u64,
+    /// Clients that never started an exchange: the run ended before their turn.
+    pub unreached: u64,
     /// `foreign`: clients that took another server's offer; probe clients.
     pub foreign_clients: u64,
     pub probes: u64,
@@ -321,6 +353,8 @@ const STARVED: u8 = 10;
 const LEASED: u8 = 1;
 const SERVED: u8 = 2;
 const QUEUED: u8 = 4;
+/// Started at least one exchange.
+const TRIED: u8 = 8;
 const SERVER_SHIFT: u8 = 4;
 
 // Address map values: the client number, and what has happened to the address.
@@ -455,11 +489,21 @@ struct Gen<'c> {
     timeout_us: u64,
     /// When the last request expecting a reply was sent.
     last_tx: u64,
+    /// `starvation`: the flooding circuit.
+    flood: Option<Flood>,
 }
 
 /// Microseconds since `start`.
 fn micros(start: Instant) -> u64 {
     start.elapsed().as_micros() as u64
+}
+
+/// `starvation` in relay mode at a rate above 0: the flooding circuit, behind the first relay
+/// agent.
+fn flood_of(cfg: &RunConfig, framing: Framing, salt: u32) -> Option<Flood> {
+    let wanted = cfg.scenario == Scenario::Starvation && cfg.flood_rate > 0.0 && framing == Framing::Udp;
+    let relay = cfg.relays.first().copied().filter(|_| wanted)?;
+    Some(Flood::new(cfg.flood_rate, relay, cfg.server?, salt))
 }
 
 impl<'c> Gen<'c> {
@@ -505,6 +549,7 @@ impl<'c> Gen<'c> {
             last_refill: 0,
             timeout_us: cfg.timeout.as_micros().max(1) as u64,
             last_tx: 0,
+            flood: flood_of(cfg, framing, salt),
         }
     }
 
@@ -550,6 +595,11 @@ impl<'c> Gen<'c> {
         self.outstanding == 0 && self.pending.is_empty() && self.arp.is_empty()
     }
 
+    /// Whether a message is owed now: an ARP reply, a queued client, or a flood DISCOVER.
+    fn has_output(&self) -> bool {
+        !self.pending.is_empty() || !self.arp.is_empty() || self.flood.as_ref().is_some_and(Flood::owed)
+    }
+
     // ---- starting exchanges -------------------------------------------------------------
 
     /// Starts up to `budget` exchanges on clients that are free, round-robin.
@@ -587,6 +637,7 @@ impl<'c> Gen<'c> {
             let cl = &mut self.clients[n as usize];
             cl.phase = next;
             cl.tries = 0;
+            cl.flags |= TRIED;
             self.queue(n);
             self.c.initiated += 1;
             started += 1;
@@ -668,7 +719,15 @@ impl<'c> Gen<'c> {
             self.after_one_way(n, phase);
             return Some(tx);
         }
-        None
+        self.fill_flood(buf)
+    }
+
+    /// The flood's next DISCOVER, when one is due and no client message is owed: our own
+    /// queue never holds a legitimate client behind the flood (only the server's may).
+    fn fill_flood(&mut self, buf: &mut [u8]) -> Option<Tx> {
+        let tx = self.flood.as_mut().filter(|f| f.owed())?.write(buf)?;
+        self.c.flood_discovers += 1;
+        Some(tx)
     }
 
     /// Messages that need no reply end their exchange when sent.
@@ -879,6 +938,10 @@ impl<'c> Gen<'c> {
             return;
         }
         let ch = p.chaddr();
+        match self.flood.as_ref().map_or(Owner::Clients, |f| f.owner(ch, p.xid())) {
+            Owner::Clients => {}
+            owner => return self.on_flood_reply(&p, owner == Owner::Flood),
+        }
         let n = u32::from_be_bytes([ch[2], ch[3], ch[4], ch[5]]).wrapping_sub(self.cfg.first_client);
         if ch[0..2] != [0x02, 0x00] || n as usize >= self.clients.len() {
             self.c.unknown_client += 1;
@@ -985,6 +1048,29 @@ impl<'c> Gen<'c> {
                 self.clients[n as usize].phase = IDLE;
             }
         }
+    }
+
+    /// A reply to a flood identity: an OFFER answering its DISCOVER is counted and checked
+    /// against the clients' leases; anything else is unexpected. No client's state changes.
+    fn on_flood_reply(&mut self, p: &dhcp::DhcpPacket<&[u8]>, xid_ok: bool) {
+        let mut scratch = [0u8; 256];
+        let opts = p.parse_options().ok();
+        let offer = opts.as_ref().and_then(|o| o.message_type()) == Some(MessageType::Offer);
+        let echoed = opts.as_ref().and_then(|o| o.value(code::RELAY_AGENT_INFO, &mut scratch).ok().flatten());
+        if !(xid_ok && offer && echoed == Some(&flood::relay_info()[..])) {
+            self.c.flood_unexpected += 1;
+            return;
+        }
+        self.c.flood_offers += 1;
+        if self.leased_to_client(u32::from(p.yiaddr())) {
+            self.c.flood_offers_of_leased += 1;
+        }
+    }
+
+    /// Whether `addr` was ACKed to a live client that still holds it.
+    fn leased_to_client(&self, addr: u32) -> bool {
+        let Some(&v) = self.map.get(&addr) else { return false };
+        self.clients.get((v & HOLDER) as usize).is_some_and(|c| c.leased() && c.addr == addr)
     }
 
     fn begin(&mut self, n: u32, phase: u8) {
@@ -1229,11 +1315,16 @@ pub fn run<T: Transport>(
             let b = g.budget(now);
             let started = g.initiate(b);
             g.spend(started);
+            if let Some(f) = g.flood.as_mut() {
+                f.refill(now);
+            }
+        } else if let Some(f) = g.flood.as_mut() {
+            f.halt();
         }
 
         // Send, the time read once per batch, right before.
         for _ in 0..TURN_BATCHES {
-            if g.pending.is_empty() && g.arp.is_empty() {
+            if !g.has_output() {
                 break;
             }
             let now = micros(start);
@@ -1265,6 +1356,9 @@ pub fn run<T: Transport>(
                     wake = wake.min(now + ((1.0 - g.tokens) / rate * 1e6) as u64 + 1);
                 }
             }
+            if let Some(w) = g.flood.as_ref().and_then(|f| f.wake(now)) {
+                wake = wake.min(w);
+            }
             if g.stage == Stage::Drain {
                 wake = wake.min(drain_deadline);
             }
@@ -1276,8 +1370,12 @@ pub fn run<T: Transport>(
     let end = micros(start);
     progress(&sample(&mut g, &last, last_at, end), &g.c);
     let (run_us, at_run_end) = run_end.unwrap_or((end, g.c));
-    let served = g.clients[..g.main as usize].iter().filter(|c| c.flags & SERVED != 0).count() as u64;
-    let starved = g.clients[..g.main as usize].iter().filter(|c| c.phase == STARVED).count() as u64;
+    let main = &g.clients[..g.main as usize];
+    let count = |f: fn(&Client) -> bool| main.iter().filter(|c| f(c)).count() as u64;
+    let served = count(|c| c.flags & SERVED != 0);
+    let starved = count(|c| c.phase == STARVED);
+    let unserved = count(|c| c.flags & (TRIED | SERVED) == TRIED);
+    let unreached = count(|c| c.flags & TRIED == 0);
     let foreign_clients = (0..g.main).filter(|&n| g.is_foreign(n)).count() as u64;
     let exchanges = EXCHANGE_KINDS.iter().map(|&k| (k, std::mem::take(&mut g.stats[k as usize]))).collect();
     Ok(RunOutcome {
@@ -1290,6 +1388,8 @@ pub fn run<T: Transport>(
         duplicates: g.duplicates,
         served,
         starved,
+        unserved,
+        unreached,
         foreign_clients,
         probes: g.clients.len() as u64 - g.main as u64,
         last_ack_secs: g.last_ack.map(|t| t as f64 / 1e6),

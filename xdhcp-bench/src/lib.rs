@@ -2,6 +2,8 @@
 //!
 //! - [`gen`]: emulated clients (12 bytes each in a flat table), scenarios, reply checks
 //!   (matching, duplicate addresses), the run loop.
+//! - [`flood`]: the `starvation` scenario's flooding circuit (new identities, no state per
+//!   DISCOVER).
 //! - [`transport`]: the [`transport::Transport`] trait the generator and reflector run over;
 //!   [`packet`] implements it with an `AF_PACKET` socket and `recvmmsg`/`sendmmsg` (raw
 //!   frames, direct mode), [`ring`] with the same socket and memory-mapped rings, [`relay`]
@@ -14,6 +16,7 @@
 //! Nothing on the per-packet path allocates: buffers, the client table, the send queue and the
 //! address map are sized when a run starts.
 
+pub mod flood;
 pub mod gen;
 pub mod hist;
 pub mod packet;

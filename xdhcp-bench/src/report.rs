@@ -2,7 +2,8 @@
 //! field described on its type), the table printed at the end, made from it, and the progress
 //! line of each second. Only text is made here: the command line prints it.
 
-use super::gen::{Duplicate, RunConfig, RunCounters, RunOutcome, Sample, Scenario};
+use super::flood::FLOOD_CIRCUIT;
+use super::gen::{Duplicate, ExchangeKind, RunConfig, RunCounters, RunOutcome, Sample, Scenario};
 use super::hist::LatencyHistogram;
 use super::transport::TransportStats;
 use serde::Serialize;
@@ -45,6 +46,8 @@ pub struct Report {
     pub outcome: ClientOutcome,
     /// `foreign` only.
     pub foreign: Option<Foreign>,
+    /// `starvation` only.
+    pub starvation: Option<Starvation>,
     pub transport: TransportStats,
     /// One entry per second of the run.
     pub series: Vec<Sample>,
@@ -156,6 +159,99 @@ pub struct Foreign {
     pub offers_still_held: u64,
 }
 
+/// `starvation`: were the legitimate clients served while one circuit flooded DISCOVERs? Every
+/// figure but the `flood_*` ones is of legitimate traffic alone.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Starvation {
+    /// Legitimate clients (`-R`), each on its own circuit.
+    pub clients: u64,
+    /// Those that completed at least one DORA (got an ACK).
+    pub served: u64,
+    /// Those that started at least one DORA and never got an ACK.
+    pub starved: u64,
+    /// Those whose turn never came before the run ended (`served + starved + unreached` is
+    /// `clients`).
+    pub unreached: u64,
+    /// `served / clients`.
+    pub share_served: f64,
+    /// The legitimate clients' request-to-reply times, microseconds (their histograms hold
+    /// nothing of the flood's).
+    pub discover_offer_p50_us: Option<u32>,
+    pub discover_offer_p99_us: Option<u32>,
+    pub request_ack_p50_us: Option<u32>,
+    pub request_ack_p99_us: Option<u32>,
+    /// The legitimate clients' requests unanswered within the loss timeout.
+    pub drops: u64,
+    /// The flooding circuit's id (option 82.1), relayed through the first relay agent.
+    pub flood_circuit: u32,
+    /// DISCOVERs per second asked of the flood (0: no flood).
+    pub flood_rate_asked: f64,
+    pub flood_discovers: u64,
+    pub flood_offers: u64,
+    /// Flood OFFERs of an address ACKed to a live legitimate client: an error.
+    pub flood_offers_of_leased: u64,
+    /// Replies to flood identities that were no OFFER to their DISCOVER.
+    pub flood_unexpected: u64,
+}
+
+impl Starvation {
+    fn of(cfg: &RunConfig, o: &RunOutcome) -> Starvation {
+        let c = &o.counters;
+        let quantile = |k: ExchangeKind, q: f64| {
+            o.exchanges.iter().find(|(e, _)| *e == k).and_then(|(_, s)| s.latency.quantile(q))
+        };
+        let clients = cfg.clients as u64;
+        Starvation {
+            clients,
+            served: o.served,
+            starved: o.unserved,
+            unreached: o.unreached,
+            share_served: if clients > 0 { o.served as f64 / clients as f64 } else { 0.0 },
+            discover_offer_p50_us: quantile(ExchangeKind::DiscoverOffer, 0.5),
+            discover_offer_p99_us: quantile(ExchangeKind::DiscoverOffer, 0.99),
+            request_ack_p50_us: quantile(ExchangeKind::RequestAck, 0.5),
+            request_ack_p99_us: quantile(ExchangeKind::RequestAck, 0.99),
+            drops: c.drops,
+            flood_circuit: FLOOD_CIRCUIT,
+            flood_rate_asked: cfg.flood_rate,
+            flood_discovers: c.flood_discovers,
+            flood_offers: c.flood_offers,
+            flood_offers_of_leased: c.flood_offers_of_leased,
+            flood_unexpected: c.flood_unexpected,
+        }
+    }
+
+    /// The table's lines.
+    fn lines(&self, s: &mut String) {
+        let us = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            s,
+            "starvation: legitimate clients served {} of {} ({:.1}%), starved {}, not reached {}; DISCOVER-OFFER p50/p99 {}/{} µs, REQUEST-ACK p50/p99 {}/{} µs; drops {}",
+            self.served,
+            self.clients,
+            100.0 * self.share_served,
+            self.starved,
+            self.unreached,
+            us(self.discover_offer_p50_us),
+            us(self.discover_offer_p99_us),
+            us(self.request_ack_p50_us),
+            us(self.request_ack_p99_us),
+            self.drops
+        );
+        let _ = writeln!(
+            s,
+            "flood (circuit {:#x}, asked {:.0}/s): DISCOVERs sent {}, OFFERs received {}; OFFERs of addresses leased to a client {}{}, other replies {}",
+            self.flood_circuit,
+            self.flood_rate_asked,
+            self.flood_discovers,
+            self.flood_offers,
+            self.flood_offers_of_leased,
+            if self.flood_offers_of_leased > 0 { " (ERROR)" } else { "" },
+            self.flood_unexpected
+        );
+    }
+}
+
 impl Report {
     pub fn new(cfg: &RunConfig, interface: Option<&str>, o: &RunOutcome, transport: TransportStats) -> Report {
         let per_s = |v: u64| if o.run_secs > 0.0 { v as f64 / o.run_secs } else { 0.0 };
@@ -224,6 +320,7 @@ impl Report {
                 probes_starved: c.probes_starved,
                 offers_still_held: c.foreign_requests.saturating_sub(c.probes_offered),
             }),
+            starvation: (cfg.scenario == Scenario::Starvation).then(|| Starvation::of(cfg, o)),
             transport,
             series: o.series.clone(),
         }
@@ -343,6 +440,9 @@ impl Report {
                 f.offers_still_held
             );
         }
+        if let Some(st) = &self.starvation {
+            st.lines(&mut s);
+        }
         let t = &self.transport;
         let _ = writeln!(
             s,
@@ -376,5 +476,13 @@ pub fn progress_line(s: &Sample, c: &RunCounters) -> String {
         c.no_offer,
         c.duplicate_acks,
         c.unexpected()
-    )
+    ) + &flood_progress(c)
+}
+
+/// The flood's part of the progress line: its counts so far, when there is a flood.
+fn flood_progress(c: &RunCounters) -> String {
+    if c.flood_discovers == 0 {
+        return String::new();
+    }
+    format!(" | flood sent {} offered {}", c.flood_discovers, c.flood_offers)
 }

@@ -4,8 +4,11 @@
 use super::gen::{run, RunConfig, RunOutcome, Scenario};
 use super::reflector::{answer, ReflectorConfig};
 use super::transport::{Framing, Transport, TransportStats, Tx};
+use dhcp_core::wire::dhcp::{DhcpPacket, DhcpWriter, Op};
+use dhcp_core::wire::options::{code, MessageType};
 use std::collections::VecDeque;
 use std::io;
+use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -192,4 +195,146 @@ fn renew_inform_release_decline_follow_their_leases() {
     assert_eq!(o.counters.declines, 30);
     // The reflector offers each client its one address again: declined, offered again.
     assert!(o.counters.declined_reoffered > 0);
+}
+
+/// A relay-mode server in memory for `starvation`: each DISCOVER is offered an address from a
+/// pool of `pool` addresses, held for its hardware address for good (offers never time out);
+/// each REQUEST of a held address is ACKed; option 82 is echoed. Any flood empties it.
+struct HoldingServer {
+    replies: VecDeque<Vec<u8>>,
+    pool: u32,
+    held: std::collections::HashMap<[u8; 16], u32>,
+}
+
+impl HoldingServer {
+    fn new(pool: u32) -> HoldingServer {
+        HoldingServer { replies: VecDeque::new(), pool, held: std::collections::HashMap::new() }
+    }
+
+    fn answer(&mut self, msg: &[u8]) -> Option<Vec<u8>> {
+        let p = DhcpPacket::new_checked(msg).ok()?;
+        let opts = p.parse_options().ok()?;
+        let mut scratch = [0u8; 256];
+        let relay_info = opts.value(code::RELAY_AGENT_INFO, &mut scratch).ok()??.to_vec();
+        let next = self.held.len() as u32;
+        let reply = match (opts.message_type()?, self.held.get(p.chaddr()).copied()) {
+            (MessageType::Discover, Some(a)) => (MessageType::Offer, a),
+            (MessageType::Discover, None) if next < self.pool => {
+                self.held.insert(*p.chaddr(), next);
+                (MessageType::Offer, next)
+            }
+            (MessageType::Request, Some(a)) => (MessageType::Ack, a),
+            _ => return None,
+        };
+        let mut out = vec![0u8; 600];
+        let mut w = DhcpWriter::new(&mut out, 600).ok()?;
+        {
+            let mut h = w.header();
+            h.set_op(Op::Reply);
+            h.set_htype(1);
+            h.set_hlen(6);
+            h.set_xid(p.xid());
+            h.set_giaddr(p.giaddr());
+            h.set_yiaddr(Ipv4Addr::from(0x6440_0000 + reply.1));
+            h.set_chaddr(p.chaddr());
+        }
+        w.option_u8(code::MESSAGE_TYPE, reply.0 as u8).ok()?;
+        w.option_ip(code::SERVER_ID, Ipv4Addr::new(198, 18, 0, 1)).ok()?;
+        w.option_u32(code::LEASE_TIME, 3600).ok()?;
+        w.option(code::RELAY_AGENT_INFO, &relay_info).ok()?;
+        let len = w.finish();
+        out.truncate(len);
+        Some(out)
+    }
+}
+
+impl Transport for HoldingServer {
+    fn framing(&self) -> Framing {
+        Framing::Udp
+    }
+
+    fn mac(&self) -> Option<[u8; 6]> {
+        None
+    }
+
+    fn send<F: FnMut(&mut [u8]) -> Option<Tx>>(&mut self, max: usize, mut fill: F) -> io::Result<usize> {
+        let mut buf = [0u8; 1536];
+        let mut n = 0;
+        while n < max {
+            let Some(tx) = fill(&mut buf) else { break };
+            n += 1;
+            if let Some(r) = self.answer(&buf[..tx.len]) {
+                self.replies.push_back(r);
+            }
+        }
+        Ok(n)
+    }
+
+    fn recv<F: FnMut(&[u8])>(&mut self, mut each: F) -> io::Result<usize> {
+        let n = self.replies.len().min(64);
+        for r in self.replies.drain(..n) {
+            each(&r);
+        }
+        Ok(n)
+    }
+
+    fn reflect<F: FnMut(&mut [u8], usize) -> Option<usize>>(&mut self, _: F) -> io::Result<(usize, usize)> {
+        Ok((0, 0))
+    }
+
+    fn wait(&mut self, timeout: Duration) -> io::Result<()> {
+        std::thread::sleep(timeout.min(Duration::from_millis(1)));
+        Ok(())
+    }
+
+    fn pending(&self) -> bool {
+        false
+    }
+
+    fn stats(&mut self) -> TransportStats {
+        TransportStats::default()
+    }
+}
+
+/// `starvation` over a pool of 30 for 20 clients: the flood's replies are counted apart (the
+/// clients' counts hold only their own messages), what the flood got fits the pool, every
+/// client is served, starved or not reached; without a flood every client is served.
+#[test]
+fn starvation_counts_the_flood_apart_from_the_clients() {
+    let relay = RunConfig {
+        scenario: Scenario::Starvation,
+        clients: 20,
+        rate: Some(200.0),
+        window: u32::MAX,
+        duration: Some(Duration::from_millis(300)),
+        timeout: Duration::from_millis(50),
+        relays: vec![Ipv4Addr::new(198, 18, 2, 1)],
+        server: Some(Ipv4Addr::new(198, 18, 0, 1)),
+        flood_rate: 20_000.0,
+        ..RunConfig::default()
+    };
+    for flood_rate in [20_000.0, 0.0] {
+        let cfg = RunConfig { flood_rate, ..relay.clone() };
+        let mut t = HoldingServer::new(30);
+        let o = run(&cfg, &mut t, &AtomicBool::new(false), |_, _| {}).unwrap();
+        consistent(&o);
+        let c = &o.counters;
+        assert_eq!(o.served + o.unserved + o.unreached, 20, "{o:?}");
+        assert_eq!(
+            c.sent,
+            o.exchanges.iter().map(|(_, e)| e.sent).sum::<u64>(),
+            "no flood DISCOVER among the clients'"
+        );
+        assert_eq!((c.unexpected(), c.relay_info_mismatch, c.duplicate_acks), (0, 0, 0), "{c:?}");
+        assert_eq!((c.flood_unexpected, c.flood_offers_of_leased), (0, 0), "{c:?}");
+        // Paced: never more than the rate allows over the run (and its first burst).
+        assert!(c.flood_discovers as f64 <= flood_rate * o.run_secs + 64.0, "{c:?} in {} s", o.run_secs);
+        assert!(c.flood_offers <= c.flood_discovers.min(30), "{c:?}");
+        assert_eq!(o.served as usize + c.flood_offers as usize, t.held.len(), "{c:?}");
+        if flood_rate > 0.0 {
+            assert!(c.flood_discovers > 0 && c.flood_offers > 0, "{c:?}");
+        } else {
+            assert_eq!((o.served, c.flood_discovers), (20, 0), "{o:?}");
+        }
+    }
 }

@@ -254,7 +254,81 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
         )?;
     }
     writeln!(md)?;
+    starvation_markdown(&mut md, &sys.starvation)?;
     Ok(md)
+}
+
+/// The starvation table: each run's legitimate clients served and their p99s beside run (a)'s,
+/// the unloaded figures; then whether the goal holds with limits on.
+fn starvation_markdown(md: &mut String, runs: &[crate::system::StarvationRun]) -> Result<()> {
+    use crate::system::{LIMIT_FLAGS, STARVE_CLIENTS, STARVE_FLOOD, STARVE_OFFER_TIMEOUT, STARVE_RATE};
+    writeln!(md, "## Starvation: one circuit floods DISCOVERs (`starvation` scenario)\n")?;
+    writeln!(
+        md,
+        "xdhcpd (UDP path, one worker on CPU 1) behind a relay agent, a /21 pool (2,033 \
+         addresses), offers held {STARVE_OFFER_TIMEOUT} s. {STARVE_CLIENTS} legitimate clients, each on \
+         a circuit of its own (option 82), DORA at {STARVE_RATE}/s; one more circuit sends \
+         {STARVE_FLOOD} DISCOVERs/s, each from a new hardware address, and never REQUESTs: it \
+         empties the pool in a tenth of a second. Limits in (c): `{}`. Latencies and drops are \
+         the legitimate clients' alone.\n",
+        LIMIT_FLAGS.join(" ")
+    )?;
+    writeln!(
+        md,
+        "| run | legitimate clients served | share | DISCOVER→OFFER p99 (µs) | vs unloaded | REQUEST→ACK p99 (µs) | vs unloaded | legitimate drops | flood DISCOVERs | flood OFFERs |"
+    )?;
+    writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+    let p99 = |v: &serde_json::Value, k: &str| v["starvation"][k].as_f64();
+    let unloaded = runs.first().and_then(|r| r.report.as_ref().ok());
+    let base = |k: &str| unloaded.and_then(|v| p99(v, k));
+    let ratio = |x: Option<f64>, b: Option<f64>| match (x, b) {
+        (Some(x), Some(b)) if b > 0.0 => format!("{:.2}x", x / b),
+        _ => "–".into(),
+    };
+    let us = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.0}"));
+    for run in runs {
+        let v = match &run.report {
+            Ok(v) => v,
+            Err(note) => {
+                writeln!(md, "| {} | {note} | | | | | | | | |", run.label)?;
+                continue;
+            }
+        };
+        let st = &v["starvation"];
+        let (offer, ack) = (p99(v, "discover_offer_p99_us"), p99(v, "request_ack_p99_us"));
+        writeln!(
+            md,
+            "| {} | {} of {} | {:.1}% | {} | {} | {} | {} | {} | {} | {} |",
+            run.label,
+            st["served"],
+            st["clients"],
+            100.0 * st["share_served"].as_f64().unwrap_or(0.0),
+            us(offer),
+            ratio(offer, base("discover_offer_p99_us")),
+            us(ack),
+            ratio(ack, base("request_ack_p99_us")),
+            st["drops"],
+            st["flood_discovers"],
+            st["flood_offers"]
+        )?;
+    }
+    let goal = match runs.get(2).map(|r| &r.report) {
+        Some(Ok(v)) => {
+            let st = &v["starvation"];
+            let all = st["served"] == st["clients"];
+            let within = |k: &str| matches!((p99(v, k), base(k)), (Some(x), Some(b)) if x <= 2.0 * b);
+            let met = all && within("discover_offer_p99_us") && within("request_ack_p99_us");
+            if met { "**met**" } else { "**not met**" }.to_string()
+        }
+        Some(Err(note)) => format!("not measured ({note})"),
+        None => "not measured".into(),
+    };
+    writeln!(
+        md,
+        "\nGoal with limits on: every legitimate client served, p99s within 2x of the unloaded \
+         ones: {goal}.\n"
+    )?;
+    Ok(())
 }
 
 const CLIENTS_DOC: &str = "60,000";

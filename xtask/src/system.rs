@@ -1,18 +1,39 @@
 //! Whole-system benchmarks for `cargo xtask bench`: in one run, interleaved, the reflector (the
 //! I/O ceiling), xdhcpd on its XDP and UDP paths with 1 and 2 workers, and Kea 2.x, each driven
 //! by xdhcp-bench over a veth pair between namespaces; perfdhcp against each server as an
-//! independent check; and the `foreign` scenario on a small pool for xdhcpd and Kea.
+//! independent check; the `foreign` scenario on a small pool for xdhcpd and Kea; and the
+//! `starvation` scenario in relay mode (one circuit floods DISCOVERs) against xdhcpd without and
+//! with per-circuit limits.
 
 use crate::demo::{perfdhcp, start_xdhcpd_with};
 use crate::{cargo, kea, step};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use xdhcpd_tests::{Pair, Process, Scratch};
 
 const BIG_POOL: &str = "198.18.1.0-198.18.255.254";
 const CLIENTS: &str = "60000";
+
+/// `starvation`: the relay agent (in the client namespace) and the subnet behind it, a /21 whose
+/// pool (2,033 addresses) just fits the legitimate clients and the few a limited flood may hold,
+/// and which a flood of 20,000/s empties in a tenth of a second.
+const STARVE_RELAY: &str = "198.19.0.1";
+const STARVE_RELAY_CIDR: &str = "198.19.0.1/21";
+const STARVE_SUBNET: &str = "198.19.0.0/21";
+const STARVE_POOL: &str = "198.19.0.10-198.19.7.250";
+/// Legitimate clients, their DORA rate, and seconds: every client gets its turn (2,000 at 200/s
+/// take 10 s) and some a second one.
+pub(crate) const STARVE_CLIENTS: &str = "2000";
+pub(crate) const STARVE_RATE: &str = "200";
+const STARVE_SECS: &str = "12";
+pub(crate) const STARVE_FLOOD: &str = "20000";
+/// Offers held 10 s: without limits the flood holds the whole pool all the time.
+pub(crate) const STARVE_OFFER_TIMEOUT: &str = "10";
+/// The per-circuit limits of run (c), keyed on option 82's circuit id.
+pub(crate) const LIMIT_FLAGS: [&str; 6] =
+    ["--limit-key", "circuit-id", "--max-leases-per-key", "4", "--discover-rate-per-key", "20"];
 
 /// One responder setting measured with the generator.
 #[derive(Debug, Clone, Copy)]
@@ -43,12 +64,21 @@ pub(crate) struct GenRun {
     pub duplicate_acks: u64,
 }
 
+/// One run of the starvation benchmark: the generator's report, or why it did not run.
+#[derive(Debug, Clone)]
+pub(crate) struct StarvationRun {
+    pub label: &'static str,
+    pub report: std::result::Result<Value, String>,
+}
+
 pub(crate) struct System {
     pub rows: Vec<(Responder, Vec<GenRun>)>,
     pub half_rate: Vec<(String, f64, GenRun)>,
     pub perfdhcp: Vec<(String, f64, u64)>,
     pub foreign: Vec<(String, Value)>,
     pub exhaustion: Vec<(String, Value)>,
+    /// (a) no flood, (b) flood without limits, (c) flood with per-circuit limits.
+    pub starvation: Vec<StarvationRun>,
     /// Journal cost on the XDP path (2 workers): (setting, median DORA/s, drops).
     pub journal: Vec<(&'static str, f64, u64)>,
 }
@@ -82,13 +112,21 @@ fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offe
     }
 }
 
-/// Runs the generator in the client namespace on CPU 0; returns its JSON report.
+/// Runs the generator in the client namespace on CPU 0 in direct mode; returns its JSON report.
 fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, args: &[&str]) -> Result<Value> {
-    let json = dir.path("gen.json");
-    let _ = std::fs::remove_file(&json);
     // The generator on its AF_XDP transport: the fastest it has, so that the responder is what
     // is measured.
-    let mut all = vec![bins.bench.to_str().context("path")?, "-i", "c0", "--xdp", "--cpu", "0", "-q", "--json"];
+    generate_over(pair, dir, bins, &["-i", "c0", "--xdp"], args)
+}
+
+/// Runs the generator in the client namespace on CPU 0 over `transport` (its direct or relay
+/// mode flags); returns its JSON report.
+fn generate_over(pair: &Pair, dir: &Scratch, bins: &Bins, transport: &[&str], args: &[&str]) -> Result<Value> {
+    let json = dir.path("gen.json");
+    let _ = std::fs::remove_file(&json);
+    let mut all = vec![bins.bench.to_str().context("path")?];
+    all.extend_from_slice(transport);
+    all.extend(["--cpu", "0", "-q", "--json"]);
     let j = json.display().to_string();
     all.push(&j);
     all.extend_from_slice(args);
@@ -240,6 +278,7 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
         server.stop();
         exhaustion.push((r.name(), v));
     }
+    let starvation = starvation(&pair, &dir, &bins)?;
     // What the lease journal costs: the same load with no lease file, `durability = none` and
     // `fsync`, interleaved.
     let leases = dir.path("leases").display().to_string();
@@ -267,7 +306,108 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
             (*name, median(&runs.iter().map(|g| g.dora_per_s).collect::<Vec<_>>()), runs.iter().map(|g| g.drops).sum())
         })
         .collect();
-    Ok(System { rows, half_rate, perfdhcp: perf, foreign, exhaustion, journal })
+    Ok(System { rows, half_rate, perfdhcp: perf, foreign, exhaustion, starvation, journal })
+}
+
+/// The starvation scenario: xdhcpd (UDP path, one worker on CPU 1) behind a relay agent, the
+/// legitimate clients each on a circuit of their own at a modest rate; (a) alone: the unloaded
+/// figures; (b) beside one circuit flooding DISCOVERs, no limits; (c) the same with per-circuit
+/// limits. (c) is skipped, with the reason, when xdhcpd refuses the limit flags.
+fn starvation(pair: &Pair, dir: &Scratch, bins: &Bins) -> Result<Vec<StarvationRun>> {
+    pair.client.ip(&["addr", "add", STARVE_RELAY_CIDR, "dev", "c0"]);
+    pair.server.ip(&["route", "add", STARVE_SUBNET, "via", "198.18.0.2"]);
+    let runs: [(&'static str, &str, &[&str]); 3] = [
+        ("(a) no flood: the unloaded figure", "0", &[]),
+        ("(b) flood, limits off", STARVE_FLOOD, &[]),
+        ("(c) flood, limits on", STARVE_FLOOD, &LIMIT_FLAGS),
+    ];
+    let mut out = Vec::new();
+    for (label, flood, limits) in runs {
+        step(&format!("starvation scenario against xdhcpd udp, 1 worker: {label}"));
+        let mut server = match start_behind_relay(pair, dir, bins, limits)? {
+            Ok(server) => server,
+            Err(why) => {
+                let note = format!("not run: xdhcpd refused `{}` ({why})", limits.join(" "));
+                eprintln!("    {note}");
+                out.push(StarvationRun { label, report: Err(note) });
+                continue;
+            }
+        };
+        let args = [
+            "--scenario",
+            "starvation",
+            "-R",
+            STARVE_CLIENTS,
+            "-r",
+            STARVE_RATE,
+            "-p",
+            STARVE_SECS,
+            "--flood-rate",
+            flood,
+        ];
+        let relay = ["--relay", STARVE_RELAY, "--server", "198.18.0.1"];
+        let v = generate_over(pair, dir, bins, &relay, &args);
+        server.stop();
+        let v = v?;
+        let st = &v["starvation"];
+        eprintln!(
+            "    served {} of {}, p99 DISCOVER-OFFER {} us, REQUEST-ACK {} us; flood {} DISCOVERs, {} OFFERs",
+            st["served"],
+            st["clients"],
+            st["discover_offer_p99_us"],
+            st["request_ack_p99_us"],
+            st["flood_discovers"],
+            st["flood_offers"]
+        );
+        out.push(StarvationRun { label, report: Ok(v) });
+    }
+    Ok(out)
+}
+
+/// Starts xdhcpd (UDP path, one worker on CPU 1) serving the relay's subnet, offers held
+/// [`STARVE_OFFER_TIMEOUT`], with `extra` flags. `Ok(Err(its message))` when it refuses one of
+/// them (exits at once naming it): flags this build does not have yet.
+fn start_behind_relay(
+    pair: &Pair,
+    dir: &Scratch,
+    bins: &Bins,
+    extra: &[&str],
+) -> Result<std::result::Result<Process, String>> {
+    let cfg = dir.path("xdhcpd-relay.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server_id = \"198.18.0.1\"\n[server]\ninterfaces = [\"s0\"]\nworkers = 1\nbackend = \"udp\"\n\n\
+             [[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"198.18.0.100-198.18.0.110\"]\n\n\
+             [[subnet]]\nsubnet = \"{STARVE_SUBNET}\"\npools = [\"{STARVE_POOL}\"]\n"
+        ),
+    )?;
+    let cfg = cfg.display().to_string();
+    let xdhcpd = bins.xdhcpd.to_str().context("path")?;
+    let mut args = vec!["taskset", "-c", "1", xdhcpd, "serve", "--config", &cfg];
+    args.extend(["--offer-timeout", STARVE_OFFER_TIMEOUT, "--lease-time", "3600"]);
+    args.extend_from_slice(extra);
+    println!("    ip netns exec {} {}", pair.server.name, args.join(" "));
+    let log = dir.path("xdhcpd.log");
+    let mut server = Process::start(&pair.server, "xdhcpd", &args, &log);
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("xdhcpd: serving") {
+            return Ok(Ok(server));
+        }
+        if let Some(status) = server.child.try_wait()? {
+            if extra.iter().any(|f| f.starts_with("--") && text.contains(f)) {
+                let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+                return Ok(Err(first.trim().to_string()));
+            }
+            bail!("xdhcpd exited ({status}):\n{text}");
+        }
+        if Instant::now() > end {
+            bail!("xdhcpd did not start:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A folder name for a responder: lowercase words joined by dashes.
