@@ -35,6 +35,7 @@ xdhcpd_tests::on_both_paths! {
     dhcpcd_gets_renews_and_releases => dhcpcd_case;
     kill_9_under_load_loses_no_acked_lease => kill9_case;
     dhcrelay_option_82_is_echoed_and_relayed_clients_served => relay_case;
+    a_client_keeps_its_lease_by_its_client_id_whatever_its_mac => client_id_case;
 }
 
 fn quick(pool: &str, backend: &str) -> Vec<String> {
@@ -572,5 +573,54 @@ fn xdp_tagged_clients_get_tagged_replies() {
         let sent: Vec<(u16, u16)> = tags.iter().map(|t| (t.tpid, t.vid())).collect();
         assert_eq!(got, sent, "client {n}: reply carries the request's tags");
         assert_eq!(yiaddr, *want, "client {n}: address from the VLAN's subnet");
+    }
+}
+
+/// Scripted client `n` with client identifier `id` and hardware address `mac`.
+fn msg_with_id(n: u32, mac: [u8; 6], id: &[u8], mt: MessageType, options: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut buf = vec![0u8; 600];
+    let m = ClientMsg { flags: FLAG_BROADCAST, client_id: Some(id), options, ..ClientMsg::new(mac, 0x7000 + n) };
+    let len = m.write(mt, &mut buf).unwrap();
+    buf.truncate(len);
+    buf
+}
+
+/// RFC 2131 §4.2: the client identifier is the client. A CPE whose NIC was swapped keeps its
+/// identifier and must get its own lease back, whichever worker its new MAC would hash to
+/// (before, about half of them got nothing with two workers).
+fn client_id_case(backend: &str) {
+    if !root_or_skip(&format!("a_client_keeps_its_lease_by_its_client_id_whatever_its_mac ({backend})")) {
+        return;
+    }
+    let pair = Pair::new("cid");
+    let dir = Scratch::new("cid");
+    let _server = start_server(&pair, &strs(&quick("198.18.0.10-198.18.0.200", backend)), &dir.path("server.log"));
+    let outcomes = pair
+        .client
+        .spawn(|| {
+            let c = RawClient::new("c0");
+            let limit = Duration::from_secs(2);
+            (0..24u32)
+                .map(|n| {
+                    let id = [0xff, 0, 0, 0x42, n as u8, 1, 2, 3];
+                    let (old, new) = (mac_for(0x10_000 + n), mac_for(0x20_000 + n * 7919));
+                    let offer = c.exchange(&msg_with_id(n, old, &id, MessageType::Discover, &[]), limit)?;
+                    let ip = yiaddr(&offer);
+                    let sid = [198, 18, 0, 1];
+                    let opts = [(code::SERVER_ID, &sid[..]), (code::REQUESTED_IP, &ip.octets()[..])];
+                    let ack = c.exchange(&msg_with_id(n, old, &id, MessageType::Request, &opts), limit)?;
+                    assert_eq!(reply_type(&ack), Some(MessageType::Ack));
+                    // INIT-REBOOT from the new hardware address, same identifier.
+                    let opts = [(code::REQUESTED_IP, &ip.octets()[..])];
+                    let again = c.exchange(&msg_with_id(n, new, &id, MessageType::Request, &opts), limit);
+                    Some((ip, again.and_then(|r| reply_type(&r).map(|t| (t, yiaddr(&r))))))
+                })
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+    for (n, o) in outcomes.iter().enumerate() {
+        let (ip, again) = o.unwrap_or_else(|| panic!("client {n}: no lease at first"));
+        assert_eq!(again, Some((MessageType::Ack, ip)), "client {n}: its lease from its new MAC");
     }
 }

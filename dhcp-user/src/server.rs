@@ -28,6 +28,7 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    warn_untrusted_relays(&cfg.engine);
     let path = Path::open(&cfg.server, &shared, workers)?;
     log::info!(
         "serving {} with {workers} workers, {} subnets, {} pool addresses",
@@ -45,6 +46,15 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
     }
     report(&total);
     Ok(())
+}
+
+/// Relayed clients are served, and no relay is listed as trusted: anyone may relay.
+fn warn_untrusted_relays(cfg: &dhcp_core::config::Config) {
+    let relayed = cfg.subnets.iter().any(|s| s.interface.is_none());
+    let listed = !cfg.trusted_relays.is_empty() || cfg.subnets.iter().any(|s| !s.trusted_relays.is_empty());
+    if relayed && !listed {
+        log::warn!("no trusted_relays: any host may relay DHCP to this server (list the relay agents on an edge)");
+    }
 }
 
 /// The steering hash's key: kept beside the lease file (recovered leases must go to the
@@ -307,4 +317,65 @@ fn report(total: &WorkerReport) {
         total.send_failed,
         total.malformed_frames
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dhcp_core::config::{Config, Pool, Subnet};
+    use dhcp_io::sys::Doorbell;
+    use dhcp_io::{Datagram, Transmit, Unusable, MAX_MESSAGE};
+    use std::time::Duration;
+
+    /// A path that panics on its first receive when asked to, and otherwise idles.
+    #[derive(Debug)]
+    struct Faulty(bool);
+
+    impl PacketIo for Faulty {
+        type Frame = ();
+
+        fn receive(&mut self, _: &mut Vec<()>, _: usize) -> usize {
+            assert!(!self.0, "a bug in one worker");
+            0
+        }
+
+        fn datagram<'a>(&'a mut self, _: &'a mut (), _: &'a mut [u8; MAX_MESSAGE]) -> Result<Datagram<'a>, Unusable> {
+            Err(Unusable::OtherPort)
+        }
+
+        fn seal(&mut self, _: &mut (), _: &Transmit) -> bool {
+            false
+        }
+
+        fn send(&mut self, frames: &mut Vec<()>) -> usize {
+            frames.clear();
+            0
+        }
+
+        fn release(&mut self, frames: &mut Vec<()>) {
+            frames.clear();
+        }
+
+        fn wait(&mut self, timeout: Duration, _: Option<&Doorbell>) {
+            std::thread::sleep(timeout.min(Duration::from_millis(5)));
+        }
+    }
+
+    #[test]
+    fn a_panicking_worker_stops_the_whole_server_with_its_reason() {
+        // Before: the other workers went on serving, silently, without that worker's clients.
+        let mut s = Subnet::new("100.64.0.0".parse().unwrap(), 24);
+        s.pools.push(Pool { first: "100.64.0.10".parse().unwrap(), last: "100.64.0.20".parse().unwrap() });
+        let cfg = Config { server_id: "100.64.0.1".parse().unwrap(), subnets: vec![s], ..Config::default() };
+        let shared = Arc::new(Shared::new(&cfg, 3).unwrap());
+        let engines = (0..3).map(|_| Engine::new(shared.clone(), 0, 16)).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let settings = ServerSettings::default();
+        let ctx = SpawnCtx { journal: None, stop: stop.clone(), settings: &settings };
+        let handles = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx).unwrap();
+        let err = join(handles).unwrap_err().to_string();
+        assert!(err.contains("worker 1 panicked: a bug in one worker"), "{err}");
+        // Joining returned at all: the others stopped too.
+        assert!(stop.load(Ordering::Relaxed), "the others were told to stop");
+    }
 }

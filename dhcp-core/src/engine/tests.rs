@@ -8,21 +8,21 @@ use crate::wire::options::code;
 use dhcproto::v4::{self, DhcpOption, OptionCode};
 use dhcproto::Decodable;
 
-const T0: Seconds = 1_800_000_000;
-const SERVER: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
+pub(super) const T0: Seconds = 1_800_000_000;
+pub(super) const SERVER: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
 const OTHER_SERVER: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
 
-fn ip(s: &str) -> Ipv4Addr {
+pub(super) fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn subnet(net: &str, first: &str, last: &str) -> Subnet {
+pub(super) fn subnet(net: &str, first: &str, last: &str) -> Subnet {
     let mut s = Subnet::new(ip(net), 24);
     s.pools.push(Pool { first: ip(first), last: ip(last) });
     s
 }
 
-fn config(first: &str, last: &str) -> Config {
+pub(super) fn config(first: &str, last: &str) -> Config {
     let mut s = subnet("100.64.0.0", first, last);
     s.options = SubnetOptions {
         routers: vec![ip("100.64.0.1")],
@@ -43,38 +43,38 @@ fn config(first: &str, last: &str) -> Config {
 }
 
 /// A server with one engine and a virtual clock.
-struct Server {
-    engine: Engine,
-    now: Seconds,
-    events: Vec<LeaseEvent>,
-    out: [u8; 1500],
+pub(super) struct Server {
+    pub(super) engine: Engine,
+    pub(super) now: Seconds,
+    pub(super) events: Vec<LeaseEvent>,
+    pub(super) out: [u8; 1500],
 }
 
 impl Server {
-    fn new(cfg: Config) -> Server {
+    pub(super) fn new(cfg: Config) -> Server {
         let shared = Arc::new(Shared::new(&cfg, 1).unwrap());
         Server { engine: Engine::new(shared, T0, 16), now: T0, events: Vec::new(), out: [0; 1500] }
     }
 
-    fn advance(&mut self, secs: u32) {
+    pub(super) fn advance(&mut self, secs: u32) {
         self.now += secs;
         self.engine.handle_timeout(self.now, &mut self.events);
     }
 
-    fn send(&mut self, msg: &[u8]) -> Outcome {
+    pub(super) fn send(&mut self, msg: &[u8]) -> Outcome {
         self.send_via(&Ingress::broadcast(None), msg)
     }
 
-    fn send_via(&mut self, ingress: &Ingress, msg: &[u8]) -> Outcome {
+    pub(super) fn send_via(&mut self, ingress: &Ingress, msg: &[u8]) -> Outcome {
         self.engine.handle(self.now, ingress, msg, &mut self.out, &mut self.events)
     }
 
     /// Sends and decodes the reply with dhcproto.
-    fn ask(&mut self, msg: &[u8]) -> (Reply, v4::Message) {
+    pub(super) fn ask(&mut self, msg: &[u8]) -> (Reply, v4::Message) {
         self.ask_via(&Ingress::broadcast(None), msg)
     }
 
-    fn ask_via(&mut self, ingress: &Ingress, msg: &[u8]) -> (Reply, v4::Message) {
+    pub(super) fn ask_via(&mut self, ingress: &Ingress, msg: &[u8]) -> (Reply, v4::Message) {
         match self.send_via(ingress, msg) {
             Outcome::Reply(r) => {
                 let m = v4::Message::decode(&mut dhcproto::Decoder::new(&self.out[..r.len]))
@@ -85,26 +85,26 @@ impl Server {
         }
     }
 
-    fn take_events(&mut self) -> Vec<(EventKind, Ipv4Addr)> {
+    pub(super) fn take_events(&mut self) -> Vec<(EventKind, Ipv4Addr)> {
         self.events.drain(..).map(|e| (e.kind, e.ip)).collect()
     }
 }
 
 /// A client script: builds the messages a client sends.
 #[derive(Clone)]
-struct Client {
-    mac: [u8; 6],
-    xid: u32,
-    client_id: Option<Vec<u8>>,
-    prl: Vec<u8>,
-    flags: u16,
-    giaddr: Ipv4Addr,
-    relay_info: Option<Vec<u8>>,
-    extra: Vec<(u8, Vec<u8>)>,
+pub(super) struct Client {
+    pub(super) mac: [u8; 6],
+    pub(super) xid: u32,
+    pub(super) client_id: Option<Vec<u8>>,
+    pub(super) prl: Vec<u8>,
+    pub(super) flags: u16,
+    pub(super) giaddr: Ipv4Addr,
+    pub(super) relay_info: Option<Vec<u8>>,
+    pub(super) extra: Vec<(u8, Vec<u8>)>,
 }
 
 impl Client {
-    fn new(n: u8) -> Client {
+    pub(super) fn new(n: u8) -> Client {
         Client {
             mac: [0x02, 0, 0, 0, 0, n],
             xid: 0x1000 + n as u32,
@@ -117,14 +117,14 @@ impl Client {
         }
     }
 
-    fn key(&self) -> ClientKey {
+    pub(super) fn key(&self) -> ClientKey {
         match &self.client_id {
             Some(id) => ClientKey::from_client_id(id),
             None => ClientKey::from_mac(&self.mac),
         }
     }
 
-    fn msg(&self, mt: MessageType, ciaddr: Ipv4Addr, opts: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    pub(super) fn msg(&self, mt: MessageType, ciaddr: Ipv4Addr, opts: &[(u8, Vec<u8>)]) -> Vec<u8> {
         let all: Vec<(u8, &[u8])> = opts.iter().chain(&self.extra).map(|(c, v)| (*c, &v[..])).collect();
         let m = crate::client::ClientMsg {
             flags: self.flags,
@@ -142,16 +142,16 @@ impl Client {
         buf
     }
 
-    fn discover(&self) -> Vec<u8> {
+    pub(super) fn discover(&self) -> Vec<u8> {
         self.msg(MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[])
     }
 
-    fn discover_requesting(&self, want: Ipv4Addr) -> Vec<u8> {
+    pub(super) fn discover_requesting(&self, want: Ipv4Addr) -> Vec<u8> {
         self.msg(MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[(code::REQUESTED_IP, want.octets().to_vec())])
     }
 
     /// REQUEST in SELECTING state.
-    fn select(&self, server: Ipv4Addr, want: Ipv4Addr) -> Vec<u8> {
+    pub(super) fn select(&self, server: Ipv4Addr, want: Ipv4Addr) -> Vec<u8> {
         self.msg(
             MessageType::Request,
             Ipv4Addr::UNSPECIFIED,
@@ -160,16 +160,16 @@ impl Client {
     }
 
     /// REQUEST in INIT-REBOOT state.
-    fn reboot(&self, want: Ipv4Addr) -> Vec<u8> {
+    pub(super) fn reboot(&self, want: Ipv4Addr) -> Vec<u8> {
         self.msg(MessageType::Request, Ipv4Addr::UNSPECIFIED, &[(code::REQUESTED_IP, want.octets().to_vec())])
     }
 
     /// REQUEST in RENEWING or REBINDING state.
-    fn renew(&self, have: Ipv4Addr) -> Vec<u8> {
+    pub(super) fn renew(&self, have: Ipv4Addr) -> Vec<u8> {
         self.msg(MessageType::Request, have, &[])
     }
 
-    fn decline(&self, addr: Ipv4Addr) -> Vec<u8> {
+    pub(super) fn decline(&self, addr: Ipv4Addr) -> Vec<u8> {
         self.msg(
             MessageType::Decline,
             Ipv4Addr::UNSPECIFIED,
@@ -177,21 +177,21 @@ impl Client {
         )
     }
 
-    fn release(&self, addr: Ipv4Addr) -> Vec<u8> {
+    pub(super) fn release(&self, addr: Ipv4Addr) -> Vec<u8> {
         self.msg(MessageType::Release, addr, &[(code::SERVER_ID, SERVER.octets().to_vec())])
     }
 
-    fn inform(&self, addr: Ipv4Addr) -> Vec<u8> {
+    pub(super) fn inform(&self, addr: Ipv4Addr) -> Vec<u8> {
         self.msg(MessageType::Inform, addr, &[])
     }
 }
 
-fn msg_type(m: &v4::Message) -> v4::MessageType {
+pub(super) fn msg_type(m: &v4::Message) -> v4::MessageType {
     m.opts().msg_type().expect("message type")
 }
 
 /// Full DORA: returns the ACKed address.
-fn dora(s: &mut Server, c: &Client) -> Ipv4Addr {
+pub(super) fn dora(s: &mut Server, c: &Client) -> Ipv4Addr {
     let (_, offer) = s.ask(&c.discover());
     assert_eq!(msg_type(&offer), v4::MessageType::Offer);
     let (_, ack) = s.ask(&c.select(SERVER, offer.yiaddr()));
@@ -723,3 +723,5 @@ fn declining_a_reserved_address_is_a_release_not_a_probation() {
     assert_eq!(s.engine.records(), 0, "no probation record");
     assert_eq!(dora(&mut s, &a), x, "still reserved for its client");
 }
+
+mod safety;

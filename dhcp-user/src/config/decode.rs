@@ -322,7 +322,7 @@ fn check_reservation_clients(engine: &Config, map: &SourceMap) -> Result<(), Fil
 mod tests {
     use super::super::testing::{fails, ip, line_of, pool, MINIMAL};
     use super::*;
-    use crate::config::{Backend, SubnetOptions};
+    use crate::config::{Backend, LimitKey, SubnetOptions};
     use crate::journal::Durability;
 
     const EXAMPLE: &str = include_str!("../../../examples/xdhcpd.toml");
@@ -365,7 +365,17 @@ mod tests {
         let mut s2 = Subnet::new(ip("198.18.0.0"), 16);
         s2.pools = vec![pool("198.18.0.10", "198.18.255.250")];
         s2.options.routers = vec![ip("198.18.0.1")];
+        s2.trusted_relays = vec!["198.18.9.1/32".parse().unwrap()];
+        s2.limits =
+            Some(Limits { key: LimitKey::RemoteId, max_leases: Some(2), discover_rate: None, discover_burst: None });
         let engine = Config {
+            trusted_relays: vec!["198.18.2.1/32".parse().unwrap(), "198.18.3.0/24".parse().unwrap()],
+            limits: Some(Limits {
+                key: LimitKey::CircuitId,
+                max_leases: Some(4),
+                discover_rate: Some(10),
+                discover_burst: Some(20),
+            }),
             server_id: ip("100.64.0.1"),
             authoritative: false,
             rapid_commit: false,
@@ -535,6 +545,22 @@ mod tests {
         assert_eq!(e.line, 6, "{e}");
         let e = fails(&MINIMAL.replace("server_id = \"100.64.0.1\"", "server_id = \"255.255.255.255\""));
         assert_eq!(e.line, 1, "{e}");
+    }
+
+    #[test]
+    fn safety_settings_are_checked_where_they_are_written() {
+        let text = format!("decline = \"maybe\"\n{MINIMAL}");
+        assert_eq!(fails(&text).line, 1);
+        let text = format!("trusted_relays = [\"198.18.2.x\"]\n{MINIMAL}");
+        assert!(fails(&text).reason.contains("not a relay address"));
+        let text = format!("{MINIMAL}\n[subnet.limits]\nkey = \"vlan\"\nmax_leases = 0\n");
+        let e = fails(&text);
+        assert_eq!(e.line, line_of(&text, "[subnet.limits]"), "{e}");
+        assert!(e.reason.contains("at least 1"), "{e}");
+        let text = format!("lease_time = 4294967295\n{MINIMAL}");
+        let e = fails(&text);
+        assert_eq!(e.line, 1, "{e}");
+        assert!(e.reason.contains("infinite leases are not supported"), "{e}");
     }
 
     #[test]
