@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Pin worker N to CPU N.
     #[arg(long)]
     pub pin_workers: bool,
+    /// Start even if the lease file's synced data is damaged: the leases in the damaged bytes
+    /// are lost (the log says which bytes, and they are copied aside first).
+    #[arg(long)]
+    pub accept_damaged_journal: bool,
     /// A relay agent (or range) whose relayed messages are served; repeat for several. Without
     /// any, every relay is trusted.
     #[arg(long = "trusted-relay", value_name = "IP[/LEN]", value_parser = config::parse_relay)]
@@ -249,6 +253,7 @@ impl ServeArgs {
         if self.pin_workers {
             cfg.server.pin_workers = true;
         }
+        cfg.server.accept_damaged_journal = self.accept_damaged_journal;
         self.apply_safety(cfg, map)
     }
 
@@ -439,6 +444,8 @@ mod tests {
             lease_file: Some("/tmp/leases".into()),
             durability: Durability::Fsync,
             compact_interval: 3600,
+            compact_size: 64 << 20,
+            accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: false,
         };

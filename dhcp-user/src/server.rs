@@ -83,21 +83,31 @@ pub fn recover(
         return Ok((engines, None));
     };
     let interval = std::time::Duration::from_secs(s.compact_interval.max(1) as u64);
-    let (journal, recovery) = Journal::open_with(path, JournalOptions::new(s.durability, interval), now)
-        .with_context(|| format!("opening lease file {}", path.display()))?;
-    let (mut restored, mut refused) = (0, 0);
-    for r in &recovery.leases {
-        let hash = if r.steer != 0 && !new_key { r.steer } else { lease_hash(r, shared.steering_key()) };
+    let opts = JournalOptions {
+        accept_damage: s.accept_damaged_journal,
+        compact_size: s.compact_size,
+        ..JournalOptions::new(s.durability, interval)
+    };
+    let (mut restored, mut refused) = (0u64, 0u64);
+    let started = std::time::Instant::now();
+    let (journal, stats) = Journal::open_streaming(path, opts, now, &mut |r| {
+        let hash = if r.steer != 0 && !new_key { r.steer } else { lease_hash(&r, shared.steering_key()) };
         let w = dhcp_common::owner(hash, workers) as usize;
         match engines[w].restore(now, r.client, r.mac, r.ip, r.expires, r.state) {
             Ok(()) => restored += 1,
             Err(e) => {
                 refused += 1;
-                log::warn!("lease of {} not restored: {e:?}", r.ip);
+                dhcp_io::log_limited!(log::Level::Warn, "lease of {} not restored: {e:?}", r.ip);
             }
         }
-    }
-    log::info!("lease file {}: {restored} leases restored, {refused} refused, {}", path.display(), recovery.summary());
+    })
+    .with_context(|| format!("opening lease file {}", path.display()))?;
+    log::info!(
+        "lease file {}: {restored} leases restored, {refused} refused, in {} ms; {}",
+        path.display(),
+        started.elapsed().as_millis(),
+        stats.summary()
+    );
     Ok((engines, Some(journal)))
 }
 

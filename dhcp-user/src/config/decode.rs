@@ -138,6 +138,9 @@ fn decode_server(map: &mut SourceMap, rs: &RawServer, server: &mut ServerSetting
     if let Some(c) = &rs.compact_interval {
         server.compact_interval = take(map, "server.compact_interval", c);
     }
+    if let Some(c) = &rs.compact_size {
+        server.compact_size = take(map, "server.compact_size", c);
+    }
     server.busy_poll = rs.busy_poll.unwrap_or(false);
     server.pin_workers = rs.pin_workers.unwrap_or(false);
     Ok(())
@@ -392,6 +395,8 @@ mod tests {
             lease_file: Some("/var/lib/xdhcpd/leases".into()),
             durability: Durability::Fsync,
             compact_interval: 3600,
+            compact_size: 64 << 20,
+            accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: true,
         };
@@ -448,6 +453,8 @@ mod tests {
                 lease_file: Some("/tmp/l".into()),
                 durability: Durability::None,
                 compact_interval: 60,
+                compact_size: 64 << 20,
+                accept_damaged_journal: false,
                 busy_poll: false,
                 pin_workers: false,
             }

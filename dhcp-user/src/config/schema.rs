@@ -28,6 +28,7 @@
 //! lease_file = "/var/lib/xdhcpd/leases"   # default: none, leases in memory only
 //! durability = "fsync"            # "fsync" | "none"
 //! compact_interval = 3600         # seconds
+//! compact_size = 67108864         # bytes of journal that also start a compaction
 //! busy_poll = false
 //! pin_workers = false
 //!
@@ -97,6 +98,7 @@ pub(super) struct RawServer {
     pub(super) lease_file: Option<Spanned<String>>,
     pub(super) durability: Option<Durability>,
     pub(super) compact_interval: Option<Spanned<u32>>,
+    pub(super) compact_size: Option<Spanned<u64>>,
     pub(super) busy_poll: Option<bool>,
     pub(super) pin_workers: Option<bool>,
 }

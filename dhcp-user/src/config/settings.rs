@@ -30,6 +30,11 @@ pub struct ServerSettings {
     pub durability: Durability,
     /// Seconds between rewrites of the lease journal into a compact snapshot.
     pub compact_interval: u32,
+    /// Also compact when the journal grows beyond this many bytes.
+    pub compact_size: u64,
+    /// Start even if the lease file's synced data is damaged (those leases are lost; the log
+    /// says which bytes). Command line only: a decision for one start, not a setting.
+    pub accept_damaged_journal: bool,
     /// XDP path: workers spin on their rings instead of sleeping in poll() when idle (lowest
     /// latency, one busy core per worker).
     pub busy_poll: bool,
@@ -62,6 +67,8 @@ impl Default for ServerSettings {
             lease_file: None,
             durability: Durability::Fsync,
             compact_interval: 3_600,
+            compact_size: 64 << 20,
+            accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: false,
         }

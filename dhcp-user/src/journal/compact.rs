@@ -5,8 +5,8 @@
 //! `PATH.old` left by a crash after the rename has a generation the snapshot already covers,
 //! so recovery skips it instead of replaying it twice.
 
-use super::format::{FileKind, Header, HEADER_LEN, RECORD_LEN, VERSION};
-use super::replay::{self, Replay};
+use super::format::{FileKind, Header, RecordKind, HEADER_LEN, RECORD_LEN, VERSION};
+use super::replay::{self, Journals};
 use super::{sync_dir, Core};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -32,7 +32,7 @@ pub(super) enum Outcome {
 pub(super) enum CrashPoint {
     /// Rotated, nothing written yet.
     Rotated = 1,
-    /// Half of `PATH.snapshot.tmp` written.
+    /// Part of `PATH.snapshot.tmp` written.
     TmpPartial = 2,
     /// `PATH.snapshot.tmp` complete and synced, not renamed.
     TmpWritten = 3,
@@ -66,21 +66,7 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
         let path = path.display().to_string();
         move |e: io::Error| io::Error::new(e.kind(), format!("{what} {path}: {e}"))
     };
-    let mut state = Replay::default();
-    let covered =
-        match replay::load(&p.snapshot, FileKind::Snapshot, &mut state).map_err(ctx("reading", &p.snapshot))? {
-            Some(l) => {
-                if let Some((why, dropped)) = l.scan.damage {
-                    core.log(format_args!(
-                        "{}: {why} at offset {}: {dropped} bytes not carried into the new snapshot",
-                        p.snapshot.display(),
-                        l.scan.good_end
-                    ));
-                }
-                l.header.generation
-            }
-            None => 0,
-        };
+    let covered = replay::peek(&p.snapshot).map_err(ctx("reading", &p.snapshot))?.map_or(0, |h| h.0.generation);
     let Some((old, _)) = replay::peek(&p.old).map_err(ctx("reading", &p.old))? else {
         return Ok(Outcome::Stale);
     };
@@ -88,57 +74,122 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
         fs::remove_file(&p.old).map_err(ctx("removing", &p.old))?;
         return Ok(Outcome::Stale);
     }
-    replay::load(&p.old, FileKind::Journal, &mut state).map_err(ctx("reading", &p.old))?;
+    let mut journals = Journals::default();
+    replay::read(&p.old, FileKind::Journal, |r| journals.push(r)).map_err(ctx("reading", &p.old))?;
     if cancel.load(Ordering::Relaxed) || crash_here(core, CrashPoint::Rotated) {
         return Ok(Outcome::Cancelled);
     }
-
     let now = (core.clock)();
-    let (leases, probations) = state.len();
-    let half = (leases + probations) / 2;
-    let file = File::create(&p.tmp).map_err(ctx("creating", &p.tmp))?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    let write = |w: &mut BufWriter<File>, b: &[u8]| w.write_all(b).map_err(ctx("writing", &p.tmp));
-    write(
-        &mut w,
-        &Header { kind: FileKind::Snapshot, generation: old.generation, created: now, version: VERSION }.encode(),
-    )?;
-    let mut count = 0usize;
-    let (mut live_leases, mut live_probations) = (0, 0);
-    for rec in state.live(now) {
-        if count.is_multiple_of(65536) && cancel.load(Ordering::Relaxed) {
-            drop(w);
-            let _ = fs::remove_file(&p.tmp);
-            return Ok(Outcome::Cancelled);
-        }
-        if count == half && crash_here(core, CrashPoint::TmpPartial) {
-            w.flush().map_err(ctx("writing", &p.tmp))?;
-            return Ok(Outcome::Cancelled);
-        }
-        write(&mut w, &rec.encode())?;
-        count += 1;
-        if rec.kind == super::format::RecordKind::Bound {
-            live_leases += 1;
-        } else {
-            live_probations += 1;
-        }
+    let w = SnapshotWriter::create(core, old.generation, now)?;
+    let Some((w, counts, damage)) = w.fill(core, cancel, &journals, now)? else {
+        return Ok(Outcome::Cancelled);
+    };
+    for d in damage.iter().filter(|d| d.synced) {
+        // Recovery copied damage it found aside; this one appeared since: say so loudly.
+        core.log(format_args!(
+            "{}: {} at bytes {}..{}: the leases there are not in the new snapshot (the workers still hold them)",
+            d.file.display(),
+            d.reason,
+            d.offset,
+            d.offset + d.dropped_bytes
+        ));
     }
-    let file = w.into_inner().map_err(|e| ctx("writing", &p.tmp)(e.into_error()))?;
-    file.sync_all().map_err(ctx("syncing", &p.tmp))?;
-    drop(file);
-    if crash_here(core, CrashPoint::TmpWritten) {
+    if !w.commit(core)? {
         return Ok(Outcome::Cancelled);
     }
-    fs::rename(&p.tmp, &p.snapshot).map_err(ctx("renaming into", &p.snapshot))?;
-    sync_dir(&p.dir).map_err(ctx("syncing", &p.dir))?;
     if crash_here(core, CrashPoint::Renamed) {
         return Ok(Outcome::Cancelled);
     }
     fs::remove_file(&p.old).map_err(ctx("removing", &p.old))?;
     Ok(Outcome::Done {
-        leases: live_leases,
-        probations: live_probations,
-        bytes: (HEADER_LEN + count * RECORD_LEN) as u64,
+        leases: counts.0,
+        probations: counts.1,
+        bytes: (HEADER_LEN + (counts.0 + counts.1) * RECORD_LEN) as u64,
         millis: start.elapsed().as_millis() as u64,
     })
+}
+
+/// `PATH.snapshot.tmp` being written, then renamed into place.
+struct SnapshotWriter {
+    w: BufWriter<File>,
+}
+
+impl SnapshotWriter {
+    fn create(core: &Core, generation: u64, now: u32) -> io::Result<SnapshotWriter> {
+        let p = &core.paths;
+        let at = |e: io::Error| io::Error::new(e.kind(), format!("creating {}: {e}", p.tmp.display()));
+        let file = File::create(&p.tmp).map_err(at)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        w.write_all(&Header { kind: FileKind::Snapshot, generation, created: now, version: VERSION }.encode())
+            .map_err(at)?;
+        Ok(SnapshotWriter { w })
+    }
+
+    /// Streams the old snapshot's live records (and the journal's changes) into the new one;
+    /// `None` if cancelled (or a test's crash point). Returns (leases, probations) written, and
+    /// the damage the old snapshot showed.
+    #[allow(clippy::type_complexity)]
+    fn fill(
+        mut self,
+        core: &Core,
+        cancel: &AtomicBool,
+        journals: &Journals,
+        now: u32,
+    ) -> io::Result<Option<(SnapshotWriter, (usize, usize), Vec<replay::DamageReport>)>> {
+        let p = &core.paths;
+        let (mut counts, mut error, mut stopped) = ((0usize, 0usize), None, false);
+        let (report, _) = replay::merge(&p.snapshot, journals, now, |rec| {
+            if error.is_some() || stopped {
+                return;
+            }
+            let n = counts.0 + counts.1;
+            if n.is_multiple_of(65536) && cancel.load(Ordering::Relaxed) {
+                stopped = true;
+                return;
+            }
+            if n == 16 && crash_here(core, CrashPoint::TmpPartial) {
+                let _ = self.w.flush();
+                stopped = true;
+                return;
+            }
+            if let Err(e) = self.w.write_all(&rec.encode()) {
+                error = Some(e);
+            }
+            if rec.kind == RecordKind::Bound {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        })?;
+        if let Some(e) = error {
+            return Err(io::Error::new(e.kind(), format!("writing {}: {e}", p.tmp.display())));
+        }
+        if stopped {
+            if !crash_here(core, CrashPoint::TmpPartial) {
+                drop(self);
+                let _ = fs::remove_file(&p.tmp);
+            }
+            return Ok(None);
+        }
+        Ok(Some((self, counts, report.map(|r| r.damage).unwrap_or_default())))
+    }
+
+    /// Syncs the new snapshot and renames it over the old one, durably; false if a test's
+    /// crash point stopped it in between.
+    fn commit(self, core: &Core) -> io::Result<bool> {
+        let p = &core.paths;
+        let at = |what: &'static str, path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |e: io::Error| io::Error::new(e.kind(), format!("{what} {path}: {e}"))
+        };
+        let file = self.w.into_inner().map_err(|e| at("writing", &p.tmp)(e.into_error()))?;
+        file.sync_all().map_err(at("syncing", &p.tmp))?;
+        drop(file);
+        if crash_here(core, CrashPoint::TmpWritten) {
+            return Ok(false);
+        }
+        fs::rename(&p.tmp, &p.snapshot).map_err(at("renaming into", &p.snapshot))?;
+        sync_dir(&p.dir).map_err(at("syncing", &p.dir))?;
+        Ok(true)
+    }
 }

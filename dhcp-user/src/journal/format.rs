@@ -12,6 +12,15 @@
 //! Version 1 files (35-byte records, no steering hash) are read too; new records are always
 //! version 2, and a version 1 journal is never appended to (see `Journal::open`).
 //!
+//! Every write of a batch to a journal ends with a commit record (kind 6, the batch's last
+//! sequence number in the client key's bytes). Recovery tells by them what was synced: damage
+//! after the last commit record is the torn tail of a write a power cut interrupted (its records
+//! were never acknowledged); damage before one is damage to synced data.
+//!
+//! Reading resynchronises after damage: [`Scanner`] searches forward for the next offset where
+//! a whole record checks out (its length field and checksum), so one flipped bit costs one
+//! record, not the rest of the file.
+//!
 //! Decoding never panics: a record that is short, has another length, a bad checksum or an
 //! unknown kind is reported as damage, and the reader stops there.
 
@@ -99,6 +108,9 @@ pub(super) enum RecordKind {
     Expired = 3,
     Declined = 4,
     ProbationEnded = 5,
+    /// The end of a batch's write: everything before it was written in one go, and synced
+    /// with it when the journal syncs.
+    Commit = 6,
 }
 
 impl RecordKind {
@@ -121,6 +133,7 @@ impl RecordKind {
             3 => RecordKind::Expired,
             4 => RecordKind::Declined,
             5 => RecordKind::ProbationEnded,
+            6 => RecordKind::Commit,
             _ => return None,
         })
     }
@@ -140,6 +153,13 @@ pub(super) struct Record {
 }
 
 impl Record {
+    /// The commit record ending a batch whose last record has sequence number `seq`.
+    pub(super) fn commit(seq: u64) -> Record {
+        let mut k = [0u8; 12];
+        k[..8].copy_from_slice(&seq.to_le_bytes());
+        Record { kind: RecordKind::Commit, client: ClientKey(k), mac: [0; 6], ip: 0, expires: 0, steer: 0 }
+    }
+
     pub(super) fn from_event(e: &LeaseEvent) -> Option<Record> {
         Some(Record {
             kind: RecordKind::from_event(e.kind)?,
@@ -240,43 +260,95 @@ impl core::fmt::Display for Damage {
     }
 }
 
-/// Result of reading the records of one file.
+/// What reading a file yields, in file order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Scan {
-    pub(super) records: u64,
-    /// Offset just past the last good record: where appending may continue.
-    pub(super) good_end: u64,
-    /// Why reading stopped early, if it did, and how many bytes were left unread.
-    pub(super) damage: Option<(Damage, u64)>,
+pub(super) enum Item {
+    Record(Record),
+    /// Bytes `start..end` hold no good record (`end` is where the next one starts, or the end
+    /// of the file).
+    Damaged {
+        start: u64,
+        end: u64,
+        reason: Damage,
+    },
 }
 
-/// Reads records of format `version` from `r` (positioned just after the header, which ends at
-/// `start`) up to the end or the first damaged record, handing each good one to `each`.
-pub(super) fn scan(
-    mut r: impl Read,
-    start: u64,
-    file_len: u64,
+/// Reads the records of one file after its header, resynchronising after damage.
+pub(super) struct Scanner<R> {
+    r: R,
     version: u16,
-    mut each: impl FnMut(Record),
-) -> io::Result<Scan> {
-    let len = record_len(version);
-    let mut buf = [0u8; RECORD_LEN];
-    let mut at = start;
-    let mut records = 0;
-    loop {
-        let n = fill(&mut r, &mut buf[..len])?;
-        if n == 0 {
-            return Ok(Scan { records, good_end: at, damage: None });
+    len: usize,
+    buf: Vec<u8>,
+    /// `buf[lo..hi]` is unread, and `buf[lo]` is at file offset `at`.
+    lo: usize,
+    hi: usize,
+    at: u64,
+    eof: bool,
+}
+
+impl<R: Read> Scanner<R> {
+    /// `r` is positioned just after the header, which ends at file offset `start`.
+    pub(super) fn new(r: R, start: u64, version: u16) -> Scanner<R> {
+        Scanner { r, version, len: record_len(version), buf: vec![0; 1 << 20], lo: 0, hi: 0, at: start, eof: false }
+    }
+
+    /// The offset of the next byte to read.
+    pub(super) fn offset(&self) -> u64 {
+        self.at
+    }
+
+    /// Makes at least `n` unread bytes available unless the file ends first; returns how many.
+    fn want(&mut self, n: usize) -> io::Result<usize> {
+        if self.hi - self.lo >= n || self.eof {
+            return Ok(self.hi - self.lo);
         }
-        let rec = if n < len { Err(Damage::Short) } else { Record::decode(&buf, version) };
-        match rec {
-            Ok(rec) => {
-                each(rec);
-                records += 1;
-                at += len as u64;
+        self.buf.copy_within(self.lo..self.hi, 0);
+        self.hi -= self.lo;
+        self.lo = 0;
+        while self.hi < self.buf.len() && self.hi < n {
+            match self.r.read(&mut self.buf[self.hi..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(k) => self.hi += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            Err(d) => {
-                return Ok(Scan { records, good_end: at, damage: Some((d, file_len.saturating_sub(at))) });
+        }
+        Ok(self.hi - self.lo)
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.lo += n;
+        self.at += n as u64;
+    }
+
+    /// The record at the read position, if the bytes there make one.
+    fn try_record(&mut self) -> io::Result<Result<Record, Damage>> {
+        if self.want(self.len)? < self.len {
+            return Ok(Err(Damage::Short));
+        }
+        Ok(Record::decode(&self.buf[self.lo..self.lo + self.len], self.version))
+    }
+
+    /// The next record or damaged region; `None` at the end of the file.
+    pub(super) fn next_item(&mut self) -> io::Result<Option<Item>> {
+        if self.want(1)? == 0 {
+            return Ok(None);
+        }
+        let (start, reason) = match self.try_record()? {
+            Ok(r) => {
+                self.advance(self.len);
+                return Ok(Some(Item::Record(r)));
+            }
+            Err(reason) => (self.at, reason),
+        };
+        // Search forward, a byte at a time, for where good records start again.
+        loop {
+            self.advance(1);
+            if self.want(1)? == 0 || self.try_record()?.is_ok() {
+                return Ok(Some(Item::Damaged { start, end: self.at, reason }));
             }
         }
     }

@@ -26,8 +26,9 @@
 //! - `PATH.snapshot.tmp`, `PATH.next`: files being written; never the only copy of anything,
 //!   deleted at start.
 //! - `PATH.lock`: `flock`ed while a server uses the files (two servers must not share them).
-//! - `PATH.corrupt`: bytes dropped from the journal at start, kept for inspection when they
-//!   were more than one record (more than a crash's torn tail).
+//! - `PATH.damaged-FILE-OFFSET`: damaged bytes found at start, copied aside for inspection
+//!   (never over an earlier copy); see [`recover`].
+//! - `PATH.key`: the steering hash's key (see [`steering_key`]).
 //!
 //! Recovery reads the snapshot, then `PATH.old` and `PATH` if their generation is newer than the
 //! snapshot's. Compaction: the writer thread starts `PATH.next` (header, fsync), renames `PATH`
@@ -38,6 +39,7 @@
 
 mod compact;
 mod format;
+mod recover;
 mod replay;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -51,8 +53,7 @@ use crate::lease::{ClientKey, LeaseState};
 use anyhow::{bail, Context, Result};
 use core::net::Ipv4Addr;
 use dhcp_io::sys::Doorbell;
-use format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN, VERSION};
-use replay::Replay;
+use format::{FileKind, Header, Record, RECORD_LEN, VERSION};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -92,11 +93,23 @@ pub struct JournalOptions {
     pub max_queued_bytes: usize,
     /// Wall clock in seconds, to skip ended leases when compacting.
     pub clock: fn() -> u32,
+    /// Start even if synced data is damaged (the leases in it are lost; said in the log).
+    pub accept_damage: bool,
+    /// Compact when the journal grows beyond this many bytes (besides the interval): under
+    /// churn a journal would otherwise grow until the disk is full.
+    pub compact_size: u64,
 }
 
 impl JournalOptions {
     pub fn new(durability: Durability, compact_interval: Duration) -> JournalOptions {
-        JournalOptions { durability, compact_interval, max_queued_bytes: 64 << 20, clock: crate::clock::unix_now }
+        JournalOptions {
+            durability,
+            compact_interval,
+            max_queued_bytes: 64 << 20,
+            clock: crate::clock::unix_now,
+            accept_damage: false,
+            compact_size: 64 << 20,
+        }
     }
 }
 
@@ -125,8 +138,15 @@ pub struct RecoveryStats {
     pub expired_reclaimed: u64,
     pub bound: usize,
     pub quarantined: usize,
-    /// Where reading stopped early, per file.
+    /// Stretches that held no good record, per file (torn tails and damage to synced data).
     pub damage: Vec<DamageReport>,
+    /// Good records of a write a crash cut short (after the last commit record): never
+    /// acknowledged, dropped.
+    pub uncommitted_dropped: u64,
+    /// Where damaged bytes were copied aside.
+    pub kept_aside: Vec<PathBuf>,
+    /// Damage to synced data was found and the operator accepted serving without it.
+    pub damage_accepted: bool,
     /// `PATH.old` of an interrupted compaction was read; the compaction resumes in the background.
     pub resumed_compaction: bool,
     /// `PATH.old` was already in the snapshot (a crash just before deleting it) and was deleted.
@@ -146,10 +166,18 @@ pub struct Recovery {
 impl Recovery {
     /// One line for the log.
     pub fn summary(&self) -> String {
-        let s = &self.stats;
+        self.stats.summary()
+    }
+}
+
+impl RecoveryStats {
+    /// One line for the log.
+    pub fn summary(&self) -> String {
+        let s = self;
         format!(
-            "{} records read, {} leases and {} probations live, {} ended while down (reclaimed), {} damaged bytes dropped",
-            s.records_read, s.bound, s.quarantined, s.expired_reclaimed, s.torn_bytes
+            "{} records read, {} leases and {} probations live, {} ended while down (reclaimed), {} damaged bytes \
+             dropped, {} records of an unfinished write dropped",
+            s.records_read, s.bound, s.quarantined, s.expired_reclaimed, s.torn_bytes, s.uncommitted_dropped
         )
     }
 }
@@ -269,11 +297,17 @@ struct Paths {
     next: PathBuf,
     lock: PathBuf,
     key: PathBuf,
-    corrupt: PathBuf,
     dir: PathBuf,
 }
 
 impl Paths {
+    /// The lease file's path with `suffix` added.
+    fn with(&self, suffix: &str) -> PathBuf {
+        let mut s: OsString = self.journal.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    }
+
     fn new(path: &Path) -> Paths {
         let with = |suffix: &str| {
             let mut s: OsString = path.as_os_str().to_owned();
@@ -292,7 +326,6 @@ impl Paths {
             next: with(".next"),
             lock: with(".lock"),
             key: with(".key"),
-            corrupt: with(".corrupt"),
             dir,
         }
     }
@@ -304,6 +337,7 @@ struct Core {
     paths: Paths,
     durability: Durability,
     compact_interval: Duration,
+    compact_size: u64,
     max_queued: usize,
     clock: fn() -> u32,
     q: Mutex<Queue>,
@@ -378,6 +412,7 @@ impl Core {
             paths,
             durability: opts.durability,
             compact_interval: opts.compact_interval,
+            compact_size: opts.compact_size,
             max_queued: opts.max_queued_bytes,
             clock: opts.clock,
             q: Mutex::new(Queue {
@@ -482,41 +517,62 @@ impl Journal {
     }
 
     fn open_hooked(path: &Path, opts: JournalOptions, now: u32, hooks: Arc<Hooks>) -> Result<(Journal, Recovery)> {
+        let mut leases = Vec::new();
+        let (journal, stats) = Journal::open_into(path, opts, now, hooks, &mut |r| leases.push(r))?;
+        leases.sort_by_key(|r: &Recovered| (r.ip, r.state as u8));
+        Ok((journal, Recovery { leases, stats }))
+    }
+
+    /// [`Journal::open_with`], handing each recovered lease and probation to `restore` as it is
+    /// read instead of collecting them: millions of leases are never held twice.
+    pub fn open_streaming(
+        path: &Path,
+        opts: JournalOptions,
+        now: u32,
+        restore: &mut dyn FnMut(Recovered),
+    ) -> Result<(Journal, RecoveryStats)> {
+        Journal::open_into(path, opts, now, Arc::default(), restore)
+    }
+
+    fn open_into(
+        path: &Path,
+        opts: JournalOptions,
+        now: u32,
+        hooks: Arc<Hooks>,
+        restore: &mut dyn FnMut(Recovered),
+    ) -> Result<(Journal, RecoveryStats)> {
         let paths = Paths::new(path);
         let lock_file = lock_exclusive(&paths.lock)?;
         // Leftovers of an interrupted rotation or compaction: never the only copy of a record.
         for stale in [&paths.next, &paths.tmp] {
             remove_if_exists(stale).with_context(|| format!("removing {}", stale.display()))?;
         }
-        let mut state = Replay::default();
-        let mut stats = RecoveryStats::default();
-        let newest = replay_older(&paths, &mut state, &mut stats)?;
-        let (file, generation, good_len) = open_current(&paths, newest, now, &mut state, &mut stats)?;
-        stats.generation = generation;
-        let (leases, ended) = state.finish(now);
-        drop(state);
-        stats.expired_reclaimed = ended;
-        stats.bound = leases.iter().filter(|r| r.state == LeaseState::Bound).count();
-        stats.quarantined = leases.len() - stats.bound;
-
+        let (opened, stats) = recover::recover(&paths, now, opts.accept_damage, restore)?;
         let core = Arc::new(Core::new(paths, &opts, hooks));
-        for d in &stats.damage {
+        for d in stats.damage.iter().filter(|d| !d.synced) {
             core.log(format_args!(
-                "{}: {} at offset {}: {} bytes after it dropped",
+                "{}: torn tail of an interrupted write at offset {} ({}, {} bytes) cut off",
                 d.file.display(),
-                d.reason,
                 d.offset,
+                d.reason,
                 d.dropped_bytes
             ));
         }
-        let store = Store::new(file, core.hooks.clone());
-        let w = WriterThread::new(core.clone(), store, generation, good_len, stats.resumed_compaction, lock_file);
+        let store = Store::new(opened.file, core.hooks.clone());
+        let w = WriterThread::new(
+            core.clone(),
+            store,
+            opened.generation,
+            opened.good_len,
+            stats.resumed_compaction,
+            lock_file,
+        );
         let thread = std::thread::Builder::new()
             .name("xdhcpd-journal".into())
             .spawn(move || w.run())
             .context("starting the journal writer thread")?;
         let journal = Journal { h: Arc::new(Handle { core, writer: Mutex::new(Some(thread)) }) };
-        Ok((journal, Recovery { leases, stats }))
+        Ok((journal, stats))
     }
 
     /// Queues the durable changes of `events` (the others are ignored) and returns what to
@@ -691,119 +747,6 @@ impl Journal {
     }
 }
 
-fn reading(p: &Path) -> String {
-    format!("reading {}", p.display())
-}
-
-/// Replays the snapshot and, if a compaction was interrupted, `PATH.old`; returns the newest
-/// generation they cover.
-fn replay_older(paths: &Paths, state: &mut Replay, stats: &mut RecoveryStats) -> Result<u64> {
-    let mut covered = 0;
-    if let Some(l) =
-        replay::load(&paths.snapshot, FileKind::Snapshot, state).with_context(|| reading(&paths.snapshot))?
-    {
-        covered = l.header.generation;
-        note(stats, &paths.snapshot, &l);
-    }
-    match replay::peek(&paths.old).with_context(|| reading(&paths.old))? {
-        Some((h, _)) if h.kind == FileKind::Journal && h.generation <= covered => {
-            // The compaction finished but the process stopped before deleting it.
-            fs::remove_file(&paths.old).with_context(|| format!("removing {}", paths.old.display()))?;
-            sync_dir(&paths.dir).with_context(|| format!("syncing {}", paths.dir.display()))?;
-            stats.stale_old_removed = true;
-            Ok(covered)
-        }
-        Some(_) => match replay::load(&paths.old, FileKind::Journal, state).with_context(|| reading(&paths.old))? {
-            Some(l) => {
-                note(stats, &paths.old, &l);
-                stats.resumed_compaction = true;
-                Ok(l.header.generation)
-            }
-            None => Ok(covered),
-        },
-        None => {
-            remove_if_exists(&paths.old).with_context(|| format!("removing {}", paths.old.display()))?;
-            Ok(covered)
-        }
-    }
-}
-
-/// Replays the journal being appended (cutting a damaged tail), or creates it after `newest`;
-/// returns it open for appending, its generation and where its good records end.
-fn open_current(
-    paths: &Paths,
-    newest: u64,
-    now: u32,
-    state: &mut Replay,
-    stats: &mut RecoveryStats,
-) -> Result<(File, u64, u64)> {
-    let Some((h, _)) = replay::peek(&paths.journal).with_context(|| reading(&paths.journal))? else {
-        let gen = newest + 1;
-        let file = create_journal(paths, gen, now).with_context(|| format!("creating {}", paths.journal.display()))?;
-        return Ok((file, gen, HEADER_LEN as u64));
-    };
-    if h.version != VERSION && h.kind == FileKind::Journal {
-        return upgrade(paths, h.generation, now, state, stats);
-    }
-    if h.kind != FileKind::Journal {
-        bail!("{}: expected a journal, found a {:?} file", paths.journal.display(), h.kind);
-    }
-    if h.generation <= newest {
-        bail!(
-            "{}: journal generation {} is not newer than the snapshot or old journal ({newest}); \
-             the files do not belong together",
-            paths.journal.display(),
-            h.generation
-        );
-    }
-    let l = replay::load(&paths.journal, FileKind::Journal, state)
-        .with_context(|| reading(&paths.journal))?
-        .context("journal vanished while reading")?;
-    note(stats, &paths.journal, &l);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&paths.journal)
-        .with_context(|| format!("opening {}", paths.journal.display()))?;
-    if l.len > l.scan.good_end {
-        drop_tail(paths, &file, l.scan.good_end, l.len)?;
-    }
-    Ok((file, h.generation, l.scan.good_end))
-}
-
-/// A journal of an older format is never appended to: it is replayed, then set aside as
-/// `PATH.old` for the background compaction to fold into a snapshot of the current format,
-/// and a new journal starts (as a rotation does).
-fn upgrade(
-    paths: &Paths,
-    generation: u64,
-    now: u32,
-    state: &mut Replay,
-    stats: &mut RecoveryStats,
-) -> Result<(File, u64, u64)> {
-    if paths.old.exists() {
-        bail!(
-            "{}: a journal of an older format and an unfinished compaction ({}): start the previous \
-             version once to finish it",
-            paths.journal.display(),
-            paths.old.display()
-        );
-    }
-    let l = replay::load(&paths.journal, FileKind::Journal, state)
-        .with_context(|| reading(&paths.journal))?
-        .context("journal vanished while reading")?;
-    note(stats, &paths.journal, &l);
-    fs::rename(&paths.journal, &paths.old).with_context(|| format!("renaming {}", paths.journal.display()))?;
-    let gen = generation + 1;
-    let file = create_journal(paths, gen, now).with_context(|| format!("creating {}", paths.journal.display()))?;
-    stats.resumed_compaction = true;
-    log::info!(
-        "lease file {}: format upgraded; the old journal is compacted in the background",
-        paths.journal.display()
-    );
-    Ok((file, gen, HEADER_LEN as u64))
-}
-
 /// A random 32-bit number (from the operating system's randomness, through std's hasher keys).
 pub fn random_u32() -> u32 {
     use std::hash::{BuildHasher, RandomState};
@@ -836,70 +779,10 @@ pub fn steering_key(path: &Path) -> io::Result<(u32, bool)> {
 /// Reads the lease files of `path` without changing anything (no truncation, no lock): what a
 /// start at `now` would recover. For tools and tests.
 pub fn inspect(path: &Path, now: u32) -> Result<Recovery> {
-    let paths = Paths::new(path);
-    let mut state = Replay::default();
-    let mut stats = RecoveryStats::default();
-    let mut covered = 0;
-    if let Some(l) = replay::load(&paths.snapshot, FileKind::Snapshot, &mut state)? {
-        covered = l.header.generation;
-        note(&mut stats, &paths.snapshot, &l);
-    }
-    for p in [&paths.old, &paths.journal] {
-        if let Some((h, _)) = replay::peek(p)? {
-            if h.generation > covered {
-                if let Some(l) = replay::load(p, FileKind::Journal, &mut state)? {
-                    note(&mut stats, p, &l);
-                    stats.generation = l.header.generation;
-                }
-            }
-        }
-    }
-    let (leases, ended) = state.finish(now);
-    stats.expired_reclaimed = ended;
-    stats.bound = leases.iter().filter(|r| r.state == LeaseState::Bound).count();
-    stats.quarantined = leases.len() - stats.bound;
+    let mut leases = Vec::new();
+    let stats = recover::inspect(&Paths::new(path), now, &mut |r| leases.push(r))?;
+    leases.sort_by_key(|r: &Recovered| (r.ip, r.state as u8));
     Ok(Recovery { leases, stats })
-}
-
-fn note(stats: &mut RecoveryStats, path: &Path, l: &replay::Loaded) {
-    stats.records_read += l.scan.records;
-    if let Some((reason, dropped)) = l.scan.damage {
-        stats.torn_bytes += dropped;
-        stats.damage.push(DamageReport {
-            file: path.to_path_buf(),
-            offset: l.scan.good_end,
-            dropped_bytes: dropped,
-            reason,
-        });
-    }
-}
-
-/// Cuts the journal back to its last good record so appends continue from there. More than one
-/// record's worth of dropped bytes is not a plain torn tail: keep a copy for the operator.
-fn drop_tail(paths: &Paths, file: &File, good_end: u64, len: u64) -> Result<()> {
-    if len - good_end > RECORD_LEN as u64 {
-        let copy = || -> io::Result<()> {
-            use std::os::unix::fs::FileExt;
-            let mut bytes = vec![0u8; (len - good_end) as usize];
-            file.read_exact_at(&mut bytes, good_end)?;
-            let mut out = File::create(&paths.corrupt)?;
-            out.write_all(&bytes)?;
-            out.sync_all()
-        };
-        match copy() {
-            Ok(()) => log::warn!(
-                "lease file {}: {} damaged bytes copied to {}",
-                paths.journal.display(),
-                len - good_end,
-                paths.corrupt.display()
-            ),
-            Err(e) => {
-                log::error!("lease file {}: could not keep the damaged bytes: {e}", paths.journal.display())
-            }
-        }
-    }
-    file.set_len(good_end).with_context(|| format!("truncating {}", paths.journal.display()))?;
-    file.sync_all().with_context(|| format!("syncing {}", paths.journal.display()))
 }
 
 /// Creates the journal of `generation` at `paths.journal` atomically: written and synced as

@@ -1,5 +1,12 @@
 //! Replaying records into the set of live leases and probations, and reading lease files.
 //!
+//! Reading is streamed: a journal's records are kept (they are few: compaction bounds a
+//! journal's size), a snapshot's (millions) are not. A snapshot record that no journal record
+//! mentions (neither its client nor its address) is final as it stands and goes straight out;
+//! only the touched ones are replayed with the journals. That gives exactly the state a replay
+//! of everything would give (every rule below acts on its record's client and address only),
+//! with memory for the journals, not for the whole lease set.
+//!
 //! The replay state mirrors what the engines hold: one lease per client, one holder per
 //! address, one probation per address. Records of different workers can reach the journal
 //! out of order (each worker appends its own batches), so every rule is written to give the
@@ -13,16 +20,17 @@
 //! - `ProbationEnded` ends the probation only if it is not a later one (a later decline of the
 //!   same address, recorded by another worker before this record).
 
-use super::format::{self, Damage, FileKind, Header, Record, RecordKind, HEADER_LEN};
+use super::format::{self, Damage, FileKind, Header, Item, Record, RecordKind, Scanner, HEADER_LEN};
 use super::Recovered;
 use crate::lease::{ClientKey, LeaseState};
 use core::net::Ipv4Addr;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::Path;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Held {
@@ -83,6 +91,7 @@ impl Replay {
                     self.probation.remove(&r.ip);
                 }
             }
+            RecordKind::Commit => {}
         }
     }
 
@@ -116,18 +125,9 @@ impl Replay {
     }
 
     /// Leases and probations still running at `now`, sorted by address, and how many had ended.
+    #[cfg(test)]
     pub(super) fn finish(&self, now: u32) -> (Vec<Recovered>, u64) {
-        let mut out: Vec<Recovered> = self
-            .live(now)
-            .map(|r| Recovered {
-                client: r.client,
-                mac: r.mac,
-                ip: Ipv4Addr::from(r.ip),
-                expires: r.expires,
-                steer: r.steer,
-                state: if r.kind == RecordKind::Bound { LeaseState::Bound } else { LeaseState::Quarantined },
-            })
-            .collect();
+        let mut out: Vec<Recovered> = self.live(now).map(|r| recovered(&r)).collect();
         out.sort_by_key(|r| (r.ip, r.state as u8));
         let ended = (self.leases.len() + self.probation.len() - out.len()) as u64;
         (out, ended)
@@ -138,12 +138,42 @@ impl Replay {
     }
 }
 
+/// A lease or probation record as the engines restore it.
+pub(super) fn recovered(r: &Record) -> Recovered {
+    Recovered {
+        client: r.client,
+        mac: r.mac,
+        ip: Ipv4Addr::from(r.ip),
+        expires: r.expires,
+        steer: r.steer,
+        state: if r.kind == RecordKind::Bound { LeaseState::Bound } else { LeaseState::Quarantined },
+    }
+}
+
+/// One stretch of a file that held no good record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamageReport {
+    pub file: std::path::PathBuf,
+    /// Where the damage starts, and the bytes to the next good record (or the end).
+    pub offset: u64,
+    pub dropped_bytes: u64,
+    pub reason: Damage,
+    /// Synced data was damaged (not the torn tail of an interrupted write): leases may be lost.
+    pub synced: bool,
+}
+
 /// What reading one file found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Loaded {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FileReport {
     pub(super) header: Header,
     pub(super) len: u64,
-    pub(super) scan: format::Scan,
+    /// Good records read (commit records excluded).
+    pub(super) records: u64,
+    /// Journals: where the last commit record ends (appending continues there).
+    pub(super) committed_end: u64,
+    /// Journals: good records after the last commit record, dropped (never acknowledged).
+    pub(super) uncommitted: u64,
+    pub(super) damage: Vec<DamageReport>,
 }
 
 /// Reads only the header of `path`: `Ok(None)` if the file does not exist or is empty.
@@ -163,10 +193,12 @@ pub(super) fn peek(path: &Path) -> io::Result<Option<(Header, u64)>> {
     Ok(Some((h, len)))
 }
 
-/// Replays the records of `path` (which must be of `kind`) into `state`. `Ok(None)` if the
-/// file does not exist or is empty; an error if it is not a lease file of that kind (better to
-/// refuse to start than to hand out addresses that may be leased).
-pub(super) fn load(path: &Path, kind: FileKind, state: &mut Replay) -> io::Result<Option<Loaded>> {
+/// Reads the records of `path` (a file of `kind`) in order, handing each one that counts to
+/// `each`: every good record of a snapshot; in a journal, the records of batches whose commit
+/// record was written (later ones were never acknowledged: a write a crash cut short). `Ok(None)`
+/// if the file does not exist or is empty; an error if it is not a lease file of that kind
+/// (better to refuse to start than to hand out addresses that may be leased).
+pub(super) fn read(path: &Path, kind: FileKind, mut each: impl FnMut(Record)) -> io::Result<Option<FileReport>> {
     let Some((header, len)) = peek(path)? else { return Ok(None) };
     if header.kind != kind {
         return Err(io::Error::new(
@@ -174,21 +206,93 @@ pub(super) fn load(path: &Path, kind: FileKind, state: &mut Replay) -> io::Resul
             format!("expected a {kind:?} file, found a {:?}", header.kind),
         ));
     }
-    let f = File::open(path)?;
-    let mut r = BufReader::with_capacity(1 << 20, f);
-    let mut skip = [0u8; HEADER_LEN];
-    format::fill(&mut r, &mut skip)?;
-    let scan = format::scan(r, HEADER_LEN as u64, len, header.version, |rec| state.apply(&rec))?;
-    Ok(Some(Loaded { header, len, scan }))
+    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    format::fill(&mut r, &mut [0u8; HEADER_LEN])?;
+    let mut scan = Scanner::new(r, HEADER_LEN as u64, header.version);
+    // Batches are only known whole at their commit record (version 1 journals have none).
+    let batched = kind == FileKind::Journal && header.version >= 2;
+    let mut batch: Vec<Record> = Vec::new();
+    let mut rep =
+        FileReport { header, len, records: 0, committed_end: HEADER_LEN as u64, uncommitted: 0, damage: Vec::new() };
+    while let Some(item) = scan.next_item()? {
+        match item {
+            Item::Record(r) if r.kind == RecordKind::Commit => {
+                batch.drain(..).for_each(&mut each);
+                rep.committed_end = scan.offset();
+            }
+            Item::Record(r) => {
+                rep.records += 1;
+                if batched {
+                    batch.push(r);
+                } else {
+                    each(r);
+                    rep.committed_end = scan.offset();
+                }
+            }
+            Item::Damaged { start, end, reason } => rep.damage.push(DamageReport {
+                file: path.to_path_buf(),
+                offset: start,
+                dropped_bytes: end - start,
+                reason,
+                synced: false,
+            }),
+        }
+    }
+    rep.uncommitted = batch.len() as u64;
+    // Damage before the last commit record (or anywhere in a snapshot) hit synced data.
+    let synced_end = if kind == FileKind::Snapshot { u64::MAX } else { rep.committed_end };
+    for d in &mut rep.damage {
+        d.synced = d.offset < synced_end;
+    }
+    Ok(Some(rep))
 }
 
-/// One place reading stopped early.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DamageReport {
-    pub file: std::path::PathBuf,
-    /// Offset of the first record not read.
-    pub offset: u64,
-    /// Bytes from there to the end of the file, dropped.
-    pub dropped_bytes: u64,
-    pub reason: Damage,
+/// Journal records to replay, in order, and the clients and addresses they touch.
+#[derive(Debug, Default)]
+pub(super) struct Journals {
+    pub(super) records: Vec<Record>,
+    clients: Set<ClientKey>,
+    ips: Set<u32>,
+}
+
+impl Journals {
+    pub(super) fn push(&mut self, r: Record) {
+        self.clients.insert(r.client);
+        self.ips.insert(r.ip);
+        self.records.push(r);
+    }
+
+    fn touches(&self, r: &Record) -> bool {
+        self.ips.contains(&r.ip) || self.clients.contains(&r.client)
+    }
+}
+
+/// The live set of snapshot `snapshot` (if any) with `journals` replayed over it: each live
+/// record goes to `emit`. Returns the snapshot's report and how many leases had ended by `now`.
+pub(super) fn merge(
+    snapshot: &Path,
+    journals: &Journals,
+    now: u32,
+    mut emit: impl FnMut(Record),
+) -> io::Result<(Option<FileReport>, u64)> {
+    let mut delta = Replay::default();
+    let mut ended = 0u64;
+    let report = read(snapshot, FileKind::Snapshot, |r| {
+        if journals.touches(&r) {
+            delta.apply(&r);
+        } else if r.expires > now {
+            emit(r);
+        } else {
+            ended += 1;
+        }
+    })?;
+    for r in &journals.records {
+        delta.apply(r);
+    }
+    let live = delta.live(now).fold(0u64, |n, r| {
+        emit(r);
+        n + 1
+    });
+    let (leases, probations) = delta.len();
+    Ok((report, ended + (leases + probations) as u64 - live))
 }

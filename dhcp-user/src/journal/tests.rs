@@ -261,7 +261,8 @@ fn every_event_kind_round_trips_with_the_replay_rules() {
 }
 
 #[test]
-fn torn_tail_at_every_offset_of_the_last_record() {
+fn torn_tail_at_every_offset_of_the_last_write() {
+    // Each wait is one write: the record and its commit record.
     let dir = TempDir::new("torn");
     let (j, _, _) = open(&dir.file());
     for n in 1..=5 {
@@ -269,22 +270,22 @@ fn torn_tail_at_every_offset_of_the_last_record() {
     }
     j.close().unwrap();
     let full = fs::read(dir.file()).unwrap();
-    assert_eq!(full.len(), HEADER_LEN + 5 * RECORD_LEN);
-    let last = HEADER_LEN + 4 * RECORD_LEN;
+    assert_eq!(full.len(), HEADER_LEN + 5 * 2 * RECORD_LEN);
+    let last = HEADER_LEN + 4 * 2 * RECORD_LEN;
     let four: Vec<_> = (1..=4).map(|n| bound(n, n, NOW + 100)).collect();
     for cut in last..full.len() {
         let d = TempDir::new("torn-cut");
         fs::write(d.file(), &full[..cut]).unwrap();
         let (j, r, _) = open(&d.file());
-        assert_eq!(r.leases, four, "cut at {cut}");
-        assert_eq!(r.stats.records_read, 4);
-        assert_eq!(r.stats.torn_bytes, (cut - last) as u64);
-        assert_eq!(r.stats.damage.len(), (cut > last) as usize);
-        if cut > last {
-            assert_eq!(r.stats.damage[0].reason, Damage::Short);
-            assert_eq!(r.stats.damage[0].offset, last as u64);
-        }
-        assert_eq!(fs::metadata(d.file()).unwrap().len(), last as u64, "truncated to the last good record");
+        assert_eq!(r.leases, four, "cut at {cut}: the unfinished write is dropped");
+        let record_whole = cut >= last + RECORD_LEN;
+        assert_eq!(r.stats.records_read, 4 + record_whole as u64, "cut at {cut}");
+        assert_eq!(r.stats.uncommitted_dropped, record_whole as u64, "cut at {cut}");
+        let torn = if record_whole { cut - last - RECORD_LEN } else { cut - last };
+        assert_eq!(r.stats.torn_bytes, torn as u64, "cut at {cut}");
+        assert!(r.stats.damage.iter().all(|d| !d.synced && d.reason == Damage::Short), "cut at {cut}");
+        assert!(r.stats.kept_aside.is_empty(), "a torn tail is no damage worth keeping");
+        assert_eq!(fs::metadata(d.file()).unwrap().len(), last as u64, "truncated to the last commit");
         append_wait(&j, &[ev(EventKind::Bound, 6, 6, NOW + 100)]);
         j.close().unwrap();
         let (_j, r, _) = open(&d.file());
@@ -296,7 +297,7 @@ fn torn_tail_at_every_offset_of_the_last_record() {
 }
 
 #[test]
-fn corruption_in_the_middle_drops_from_there_and_keeps_a_copy() {
+fn damage_to_synced_records_costs_those_records_and_needs_consent() {
     for (what, offset_in_record) in [("checksum", 8 + 5), ("length", 1)] {
         let dir = TempDir::new("corrupt");
         let (j, _, _) = open(&dir.file());
@@ -308,17 +309,32 @@ fn corruption_in_the_middle_drops_from_there_and_keeps_a_copy() {
         bytes[bad + offset_in_record] ^= 0x40;
         fs::write(dir.file(), &bytes).unwrap();
 
-        let (j, r, _) = open(&dir.file());
-        assert_eq!(r.leases, (1..=3).map(|n| bound(n, n, NOW + 100)).collect::<Vec<_>>(), "{what}");
-        assert_eq!(r.stats.torn_bytes, 7 * RECORD_LEN as u64);
-        let want = if what == "length" { Damage::BadLength } else { Damage::BadChecksum };
-        assert_eq!(r.stats.damage[0].reason, want);
-        let kept = fs::read(Paths::new(&dir.file()).corrupt).unwrap();
-        assert_eq!(kept, bytes[bad..]);
+        // Refused, saying where; the damaged record copied aside.
+        let hooks = Arc::new(Hooks::default());
+        let e = Journal::open_hooked(&dir.file(), options(Durability::Fsync), NOW, hooks).unwrap_err().to_string();
+        assert!(e.contains(&format!("bytes {bad}..{}", bad + RECORD_LEN)), "{what}: {e}");
+        assert!(e.contains("--accept-damaged-journal"), "{e}");
+        // Accepted: only the damaged record is lost (the reader resynchronises).
+        let opts = JournalOptions { accept_damage: true, ..options(Durability::Fsync) };
+        let (j, r, _) = open_opts(&dir.file(), opts);
+        let want: Vec<_> = (1..=10).filter(|&n| n != 4).map(|n| bound(n, n, NOW + 100)).collect();
+        assert_eq!(r.leases, want, "{what}");
+        assert_eq!(r.stats.torn_bytes, RECORD_LEN as u64);
+        let reason = if what == "length" { Damage::BadLength } else { Damage::BadChecksum };
+        assert_eq!(r.stats.damage[0].reason, reason);
+        assert!(r.stats.damage_accepted);
+        let kept: Vec<_> = r.stats.kept_aside.iter().map(|p| fs::read(p).unwrap()).collect();
+        assert_eq!(
+            kept,
+            [bytes[bad..bad + RECORD_LEN].to_vec()],
+            "one copy, made on the first start, never overwritten"
+        );
+        // The damaged journal was set aside and folded into a clean snapshot.
+        j.compact().unwrap();
         append_wait(&j, &[ev(EventKind::Bound, 20, 20, NOW + 100)]);
         j.close().unwrap();
         let (_j, r, _) = open(&dir.file());
-        assert_eq!((r.stats.records_read, r.stats.torn_bytes), (4, 0));
+        assert_eq!((r.stats.records_read, r.stats.torn_bytes), (10, 0));
     }
 }
 
@@ -452,9 +468,11 @@ fn compaction_and_crashes_at_every_step_recover_the_same_leases() {
             let snap = reference(&(0..2).flat_map(phase).collect::<Vec<_>>(), NOW).len() as u64;
             assert_eq!(r.stats.records_read, snap + 300);
         }
-        assert!(!paths.tmp.exists() && !paths.next.exists());
-        // The resumed compaction, then one more, still give the same leases.
+        assert!(!paths.next.exists());
+        // The resumed compaction (which may be writing its own `.tmp` by now), then one more,
+        // still give the same leases, and leave no leftovers.
         j.compact().unwrap();
+        assert!(!paths.tmp.exists());
         assert!(!paths.old.exists());
         j.close().unwrap();
         let (_j, r, _) = open(&dir.file());
@@ -621,4 +639,89 @@ fn without_fsync_waits_return_after_the_write_and_close_syncs() {
     j.close().unwrap();
     let (_j, r, _) = open(&dir.file());
     assert_eq!(r.leases.len(), 2);
+}
+
+#[test]
+fn a_journal_past_its_size_is_compacted_without_waiting_for_the_interval() {
+    // Before: only the interval compacted, and under churn a journal grew until the disk filled.
+    let dir = TempDir::new("by-size");
+    let opts = JournalOptions { compact_size: 4 * 1024, ..options(Durability::Fsync) };
+    let (j, _, _) = open_opts(&dir.file(), opts);
+    append_wait(&j, &phase(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while j.counters().compactions == 0 {
+        assert!(Instant::now() < deadline, "no compaction by size");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    append_wait(&j, &phase(1));
+    j.close().unwrap();
+    let all: Vec<_> = (0..2).flat_map(phase).collect();
+    assert_eq!(inspect(&dir.file(), NOW).unwrap().leases, reference(&all, NOW));
+}
+
+/// A record in format 1 (no steering hash), as the previous version wrote it.
+fn encode_v1(r: &Record) -> Vec<u8> {
+    let v2 = r.encode();
+    let mut b = vec![0u8; 35];
+    b[0..4].copy_from_slice(&27u32.to_le_bytes());
+    b[8..35].copy_from_slice(&v2[8..35]);
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[0..4]);
+    h.update(&b[8..]);
+    let crc = h.finalize();
+    b[4..8].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[test]
+fn format_1_files_are_read_and_folded_into_format_2() {
+    let dir = TempDir::new("v1");
+    let events = phase(0);
+    let mut bytes = Header { kind: FileKind::Journal, generation: 3, created: NOW, version: 1 }.encode().to_vec();
+    for e in &events {
+        if let Some(r) = Record::from_event(e) {
+            bytes.extend(encode_v1(&r));
+        }
+    }
+    fs::write(dir.file(), &bytes).unwrap();
+    let (j, r, _) = open(&dir.file());
+    let want: Vec<_> = reference(&events, NOW).into_iter().map(|r| Recovered { steer: 0, ..r }).collect();
+    assert_eq!(r.leases, want, "read, without steering hashes");
+    assert!(r.stats.resumed_compaction, "set aside to be folded into a snapshot");
+    j.compact().unwrap();
+    j.close().unwrap();
+    let paths = Paths::new(&dir.file());
+    assert!(!paths.old.exists());
+    let (h, _) = replay::peek(&paths.snapshot).unwrap().unwrap();
+    assert_eq!((h.kind, h.version), (FileKind::Snapshot, VERSION));
+    assert_eq!(inspect(&dir.file(), NOW).unwrap().leases, want);
+}
+
+#[test]
+fn damage_in_a_snapshot_needs_consent_and_costs_only_its_records() {
+    // Before: reading stopped at the damage and the rest of the snapshot was lost for good.
+    let dir = TempDir::new("snap-damage");
+    let (j, _, _) = open(&dir.file());
+    let events: Vec<_> = (1..=50).map(|n| ev(EventKind::Bound, n, n, NOW + 100)).collect();
+    append_wait(&j, &events);
+    j.compact().unwrap();
+    j.close().unwrap();
+    let paths = Paths::new(&dir.file());
+    let mut bytes = fs::read(&paths.snapshot).unwrap();
+    let bad = HEADER_LEN + 10 * RECORD_LEN + 20;
+    bytes[bad] ^= 0xff;
+    fs::write(&paths.snapshot, &bytes).unwrap();
+    let hooks = Arc::new(Hooks::default());
+    let e = Journal::open_hooked(&dir.file(), options(Durability::Fsync), NOW, hooks).unwrap_err().to_string();
+    assert!(e.contains(".snapshot"), "{e}");
+    let opts = JournalOptions { accept_damage: true, ..options(Durability::Fsync) };
+    let (j, r, _) = open_opts(&dir.file(), opts);
+    assert_eq!(r.leases.len(), 49, "one record lost, the 39 after it kept");
+    assert_eq!(r.stats.kept_aside.len(), 1);
+    // The next compaction writes a clean snapshot: no consent needed after it.
+    append_wait(&j, &[ev(EventKind::Bound, 99, 99, NOW + 100)]);
+    j.compact().unwrap();
+    j.close().unwrap();
+    let (_j, r, _) = open(&dir.file());
+    assert_eq!((r.leases.len(), r.stats.damage.len()), (50, 0));
 }

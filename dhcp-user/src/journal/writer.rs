@@ -4,7 +4,7 @@
 //! last good record and (with fsync) one `fdatasync`, then publishes the new durable sequence
 //! number. Records queued meanwhile form the next batch, so one sync covers all workers.
 
-use super::format::{FileKind, Header, HEADER_LEN, RECORD_LEN, VERSION};
+use super::format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN, VERSION};
 use super::{compact, create_with_header, lock, sync_dir, Core, Durability, Hooks, JournalError};
 use std::fs::{self, File};
 use std::io;
@@ -160,6 +160,11 @@ impl WriterThread {
                     self.next_compact = Some(now + core.compact_interval);
                 }
             }
+            // Also by size: under churn the journal would otherwise grow until the disk fills.
+            let big = core.compact_size > 0 && self.good_len > core.compact_size;
+            if big && self.job.is_none() && q.compact_req <= self.compact_handled {
+                q.compact_req = self.compact_handled + 1;
+            }
             if q.compact_req > self.compact_handled && self.job.is_none() && q.failing.is_none() {
                 return false;
             }
@@ -195,13 +200,18 @@ impl WriterThread {
             std::mem::swap(&mut q.buf, &mut self.batch);
             (q.queued, self.core.durability == Durability::Fsync || sync_wanted)
         };
+        // The batch's commit record: recovery keeps what precedes one (see `format`).
+        let records = self.batch.len();
+        if records > 0 {
+            self.batch.extend_from_slice(&Record::commit(target).encode());
+        }
         match self.write_batch(sync) {
             Ok(()) => {
                 let n = self.batch.len() as u64;
                 self.good_len += n;
                 self.batch.clear();
                 let c = &self.core.n;
-                c.records_written.fetch_add(n / RECORD_LEN as u64, Ordering::Relaxed);
+                c.records_written.fetch_add((records / RECORD_LEN) as u64, Ordering::Relaxed);
                 c.bytes_written.fetch_add(n, Ordering::Relaxed);
                 let mut q = lock(&self.core.q);
                 q.written = target;
@@ -213,7 +223,7 @@ impl WriterThread {
                 if q.failing.take().is_some() {
                     self.core.log(format_args!(
                         "writes succeed again: {} records written, ACKs resume",
-                        n / RECORD_LEN as u64
+                        records / RECORD_LEN
                     ));
                 }
                 self.core.announce(&q);
@@ -228,7 +238,9 @@ impl WriterThread {
                 self.core.n.write_failures.fetch_add(1, Ordering::Relaxed);
                 let msg: Arc<str> = e.to_string().into();
                 let mut q = lock(&self.core.q);
-                // The failed batch goes back in front of what was queued meanwhile.
+                // The failed batch goes back in front of what was queued meanwhile, without its
+                // commit record (the retry writes one after everything).
+                self.batch.truncate(records);
                 self.batch.extend_from_slice(&q.buf);
                 std::mem::swap(&mut q.buf, &mut self.batch);
                 self.batch.clear();
