@@ -6,11 +6,13 @@
 //! No sockets, threads or clocks inside, and no allocation per message: one engine per worker,
 //! all engines sharing the [`Shared`] part (configuration and the lock-free address space).
 
+mod admin;
 mod limits;
 mod reply;
 mod shared;
 mod stats;
 
+pub use admin::{mac_of, Carried, LeaseView};
 pub use limits::Limited;
 pub use shared::{InterfaceId, Shared};
 pub use stats::Stats;
@@ -547,6 +549,10 @@ impl<'a> Context<'a> {
             let (lease, state) = self.table.get(record);
             let ip = Ipv4Addr::from(lease.ip);
             if let Some(sid) = self.sh.subnet_in_link(link, ip) {
+                if state == LeaseState::Bound && !self.sh.serves(ip) {
+                    // Left outside the pools by a reload: kept to its end, a new address now.
+                    continue;
+                }
                 return Some(Held { record, state, ip, sid });
             }
             if state == LeaseState::Offered {
@@ -640,6 +646,9 @@ impl<'a> Context<'a> {
         };
         let Some(sid) = sh.subnet_in_link(&link, requested) else { return self.nak(&link) };
         if let Some((record, state)) = self.record_for(requested) {
+            if !sh.serves(requested) {
+                return self.nak(&link);
+            }
             if state != LeaseState::Quarantined {
                 return self.bind(Some(Held { record, state, ip: requested, sid }), requested, sid, false, None);
             }
@@ -684,6 +693,10 @@ impl<'a> Context<'a> {
                 Outcome::Silent(Silence::UnknownClient)
             };
         };
+        if !sh.serves(wanted) {
+            // Left outside the pools by a reload: not renewed (see `Engine::rebuild`).
+            return self.nak(&link);
+        }
         // A client that skipped SELECTING may still ask for exactly what we offered.
         if matches!((state, reboot), (LeaseState::Bound, _) | (LeaseState::Offered, true)) {
             return self.bind(Some(Held { record, state, ip: wanted, sid }), wanted, sid, false, None);

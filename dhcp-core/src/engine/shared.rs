@@ -323,6 +323,11 @@ impl Shared {
         &self.subnets[sid as usize]
     }
 
+    /// Each subnet's network, prefix length and pools, in configuration order (for statistics).
+    pub fn subnet_pools(&self) -> impl Iterator<Item = (Ipv4Addr, u8, &[PoolId])> + '_ {
+        self.subnets.iter().map(|s| (Ipv4Addr::from(s.network), s.mask.count_ones() as u8, &s.pools[..]))
+    }
+
     /// The subnet containing `ip`, if any.
     pub fn subnet_of(&self, ip: Ipv4Addr) -> Option<u16> {
         self.subnets.iter().position(|s| s.contains(ip)).map(|i| i as u16)
@@ -442,6 +447,12 @@ impl Shared {
                 self.space.release(ip);
             }
         }
+    }
+
+    /// Whether `ip` is handed out here at all (a pool or reserved address): a lease on any
+    /// other address (left by a reload) is not renewed.
+    pub(super) fn serves(&self, ip: Ipv4Addr) -> bool {
+        self.space.in_pool(ip) || self.is_reserved(ip)
     }
 
     /// Whether `ip` is a reserved address.

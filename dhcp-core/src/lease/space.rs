@@ -377,6 +377,12 @@ impl AddressSpace {
         })
     }
 
+    /// The first and last address of `pool`.
+    pub fn pool_range(&self, pool: PoolId) -> (Ipv4Addr, Ipv4Addr) {
+        let r = self.ranges[pool as usize];
+        (r.first.into(), r.last.into())
+    }
+
     /// Counts addresses of `pool` in each state (free, held, declined, reserved). A scan: for
     /// statistics and tests, never on the per-packet path.
     pub fn census(&self, pool: PoolId) -> [usize; 4] {

@@ -180,6 +180,15 @@ impl ClientTable {
         self.link(i);
     }
 
+    /// Every live record with its handle and state, in slab order. A scan: for the control
+    /// plane and reloads, never on the per-packet path.
+    pub fn iter(&self) -> impl Iterator<Item = (RecordId, &Lease, LeaseState)> + '_ {
+        (0..self.used).filter_map(|i| {
+            let s = self.slot(i);
+            (s.state != LeaseState::Vacant).then_some((RecordId(i), &s.lease, s.state))
+        })
+    }
+
     /// Drops a record and returns it.
     pub fn remove(&mut self, RecordId(i): RecordId) -> (Lease, LeaseState) {
         self.unlink(i);
