@@ -113,6 +113,8 @@ pub struct Worker<I: PacketIo> {
     done: Vec<I::Frame>,
     events: Vec<LeaseEvent>,
     scratch: Box<[u8; MAX_MESSAGE]>,
+    /// Commands and published counters, when a control plane runs.
+    control: Option<control::ControlPort>,
 }
 
 impl<I: PacketIo> Worker<I> {
@@ -146,6 +148,7 @@ impl<I: PacketIo> Worker<I> {
             done: Vec::with_capacity(BATCH),
             events: Vec::with_capacity(4 * BATCH),
             scratch: Box::new([0; MAX_MESSAGE]),
+            control: None,
         })
     }
 
@@ -159,7 +162,10 @@ impl<I: PacketIo> Worker<I> {
     pub fn run(mut self) -> (WorkerReport, I) {
         let mut idle_since: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            let got = self.step(crate::clock::unix_now());
+            let (now, started) = (crate::clock::unix_now(), Instant::now());
+            let got = self.step(now);
+            let busy = if got > 0 { started.elapsed() } else { Duration::ZERO };
+            self.control_turn(now, busy);
             if got > 0 {
                 idle_since = None;
             } else if self.should_sleep(idle_since.get_or_insert_with(Instant::now)) {
@@ -289,6 +295,9 @@ impl<I: PacketIo> Worker<I> {
         (self.report, self.io)
     }
 }
+
+#[path = "worker_control.rs"]
+pub mod control;
 
 #[cfg(test)]
 #[path = "worker_tests.rs"]

@@ -391,6 +391,23 @@ struct AtomicCounters {
     records_dropped: AtomicU64,
     compactions: AtomicU64,
     compaction_failures: AtomicU64,
+    /// fdatasync latencies: counts per bucket of [`FSYNC_BUCKETS_US`] (the last one: above
+    /// them all), and their sum in nanoseconds.
+    fsync_buckets: [AtomicU64; FSYNC_BUCKETS_US.len() + 1],
+    fsync_ns: AtomicU64,
+}
+
+/// Upper bounds, in microseconds, of the fsync latency histogram's buckets.
+pub const FSYNC_BUCKETS_US: [u64; 12] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
+
+impl AtomicCounters {
+    /// Counts one fdatasync that took `took`.
+    fn fsync_took(&self, took: std::time::Duration) {
+        let us = took.as_micros() as u64;
+        let bucket = FSYNC_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(FSYNC_BUCKETS_US.len());
+        self.fsync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.fsync_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// Test-only fault injection and crash points; empty outside tests.
@@ -740,6 +757,13 @@ impl Journal {
             failing,
             last_error,
         }
+    }
+
+    /// The fdatasync latency histogram: counts per bucket of [`FSYNC_BUCKETS_US`] (not
+    /// cumulative; the last: slower than every bound) and the total time in nanoseconds.
+    pub fn fsync_histogram(&self) -> ([u64; FSYNC_BUCKETS_US.len() + 1], u64) {
+        let n = &self.h.core.n;
+        (std::array::from_fn(|i| n.fsync_buckets[i].load(Ordering::Relaxed)), n.fsync_ns.load(Ordering::Relaxed))
     }
 
     pub fn durability(&self) -> Durability {

@@ -273,7 +273,9 @@ impl WriterThread {
             self.core.n.writes.fetch_add(1, Ordering::Relaxed);
         }
         if sync {
+            let started = std::time::Instant::now();
             self.store.sync().map_err(what("fdatasync"))?;
+            self.core.n.fsync_took(started.elapsed());
             self.core.n.fsyncs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
