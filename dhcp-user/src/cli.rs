@@ -40,6 +40,12 @@ pub enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Look up leases in a running server, or free one (through its control API).
+    Leases(Box<crate::control::commands::LeasesArgs>),
+    /// A running server's counters (through its control API).
+    Stats(crate::control::commands::ApiArgs),
+    /// Have a running server re-read its configuration (through its control API).
+    Reload(crate::control::commands::ApiArgs),
 }
 
 /// `xdhcpd serve`. Without `--config`, `--interface`, `--subnet`, `--pool` and `--server-id`
@@ -117,6 +123,10 @@ pub struct ServeArgs {
     /// The bucket's size (default: twice the rate).
     #[arg(long, value_name = "N")]
     pub discover_burst_per_key: Option<u32>,
+    /// Serve the control API (metrics, leases, reload) on ADDR:PORT (loopback unless a
+    /// `[control] token_file` is set).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub control: Option<std::net::SocketAddr>,
 }
 
 /// `--decline`.
@@ -254,6 +264,10 @@ impl ServeArgs {
             cfg.server.pin_workers = true;
         }
         cfg.server.accept_damaged_journal = self.accept_damaged_journal;
+        if let Some(a) = self.control {
+            cfg.server.control.listen = Some(a);
+            map.set("control.listen", Loc::Flag(format!("--control {a}")));
+        }
         self.apply_safety(cfg, map)
     }
 

@@ -12,6 +12,7 @@ pub use dhcp_io::{sys, udp, xdp, xsk};
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod journal;
 pub mod logging;
 pub mod server;

@@ -6,6 +6,7 @@
 //! sockets it steers to close, and those before the UMEMs under them are unmapped.
 
 use crate::config::{Backend, ServerConfig, ServerSettings};
+use crate::control::{Reloader, Supervise, WorkerLink};
 use crate::journal::{Journal, JournalOptions};
 use crate::worker::{Idle, Worker, WorkerReport};
 use anyhow::{anyhow, bail, Context, Result};
@@ -14,12 +15,18 @@ use dhcp_io::udp::{self, UdpIo};
 use dhcp_io::xdp::Steering;
 use dhcp_io::xsk::{self, XdpIo, XskSet};
 use dhcp_io::PacketIo;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Runs the server. Returns after a stop signal, once the journal is flushed.
 pub fn run(cfg: ServerConfig) -> Result<()> {
+    run_reloadable(cfg, None)
+}
+
+/// [`run`], re-reading the configuration through `reloader` on SIGHUP or `POST /v1/reload`.
+pub fn run_reloadable(cfg: ServerConfig, reloader: Option<Reloader>) -> Result<()> {
     let workers = cfg.server.workers.clamp(1, 1024) as u32;
     let (key, new_key) = steering_key(&cfg.server)?;
     let shared = Arc::new(Shared::new(&cfg.engine, workers).context("configuration")?.with_steering_key(key));
@@ -36,7 +43,14 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
         cfg.engine.subnets.len(),
         shared.space().capacity()
     );
-    let ctx = SpawnCtx { journal: journal.clone(), stop: stop.clone(), settings: &cfg.server };
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).context("installing signal handlers")?;
+    let ctx = SpawnCtx {
+        journal: journal.clone(),
+        stop: stop.clone(),
+        settings: &cfg.server,
+        supervise: Some(Supervise { shared: shared.clone(), cfg: &cfg, reloader: Cell::new(reloader), hup }),
+    };
     let total = path.serve(engines, &ctx)?;
     if stop.load(Ordering::Relaxed) {
         log::info!("stopping");
@@ -129,6 +143,8 @@ struct SpawnCtx<'a> {
     journal: Option<Journal>,
     stop: Arc<AtomicBool>,
     settings: &'a ServerSettings,
+    /// The control plane and reloads (none in unit tests).
+    supervise: Option<Supervise<'a>>,
 }
 
 /// A worker thread's result: its counters and its path, handed back so that the caller closes
@@ -141,8 +157,9 @@ fn spawn<I: PacketIo + Send + 'static>(
     engines: Vec<Engine>,
     ios: Vec<I>,
     ctx: &SpawnCtx<'_>,
-) -> Result<Vec<Handle<I>>> {
+) -> Result<(Vec<Handle<I>>, Vec<WorkerLink>)> {
     let workers = engines.len() as u32;
+    let mut links = Vec::with_capacity(engines.len());
     let idle = Idle { busy_poll: ctx.settings.busy_poll, ..Idle::default() };
     let pin = ctx.settings.pin_workers;
     let mut handles = Vec::with_capacity(engines.len());
@@ -150,6 +167,10 @@ fn spawn<I: PacketIo + Send + 'static>(
         let worker = Worker::new(w as u32, workers, engine, io, ctx.journal.clone(), ctx.stop.clone())
             .context("starting a worker")?
             .with_idle(idle);
+        let (tx, rx) = std::sync::mpsc::sync_channel(crate::control::COMMAND_QUEUE);
+        let published = Arc::new(crate::worker::control::Published::default());
+        let worker = worker.with_control(rx, published.clone());
+        links.push(WorkerLink { commands: tx, bell: worker.bell(), published });
         let guard = PanicGuard { worker: w, stop: ctx.stop.clone() };
         let h = std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || {
             if pin {
@@ -161,7 +182,7 @@ fn spawn<I: PacketIo + Send + 'static>(
         });
         handles.push(h.context("starting worker threads")?);
     }
-    Ok(handles)
+    Ok((handles, links))
 }
 
 /// Stops every worker when one panics: the server must never go on silently with fewer
@@ -238,10 +259,17 @@ impl Path {
     /// Runs the workers until they stop; returns their counters.
     fn serve(self, engines: Vec<Engine>, ctx: &SpawnCtx<'_>) -> Result<WorkerReport> {
         match self {
-            Path::Udp(ios) => join(spawn(engines, ios, ctx)?).map(|(total, _)| total),
+            Path::Udp(ios) => {
+                let (handles, links) = spawn(engines, ios, ctx)?;
+                let supervised = supervise(ctx, links, &handles, None);
+                let result = join(handles).map(|(total, _)| total);
+                supervised.and(result)
+            }
             Path::Xdp(mut x) => {
                 let ios = std::mem::take(&mut x.ios);
-                let result = join(spawn(engines, ios, ctx)?);
+                let (handles, links) = spawn(engines, ios, ctx)?;
+                let supervised = supervise(ctx, links, &handles, Some(&x.steering));
+                let result = supervised.and(join(handles));
                 x.log_counters();
                 // Dropping `x` detaches the program, then closes the sockets, then the UMEMs.
                 result.map(|(total, ios)| {
@@ -251,6 +279,22 @@ impl Path {
             }
         }
     }
+}
+
+/// While the workers run: the control plane, SIGHUP reloads, the XDP program's counters. An
+/// error (the control API cannot start) stops the workers.
+fn supervise<I>(
+    ctx: &SpawnCtx<'_>,
+    links: Vec<WorkerLink>,
+    handles: &[Handle<I>],
+    xdp: Option<&Steering>,
+) -> Result<()> {
+    let Some(s) = &ctx.supervise else { return Ok(()) };
+    let finished = || handles.iter().all(|h| h.is_finished());
+    let read_xdp = || xdp.and_then(|x| x.counters().ok()).map(|c| c.named().collect());
+    s.run(links, ctx.journal.clone(), ctx.stop.clone(), &finished, &read_xdp).inspect_err(|_| {
+        ctx.stop.store(true, Ordering::Relaxed);
+    })
 }
 
 /// Per worker, its socket on every configured interface.
@@ -381,8 +425,8 @@ mod tests {
         let engines = (0..3).map(|_| Engine::new(shared.clone(), 0, 16)).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let settings = ServerSettings::default();
-        let ctx = SpawnCtx { journal: None, stop: stop.clone(), settings: &settings };
-        let handles = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx).unwrap();
+        let ctx = SpawnCtx { journal: None, stop: stop.clone(), settings: &settings, supervise: None };
+        let (handles, _) = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx).unwrap();
         let err = join(handles).unwrap_err().to_string();
         assert!(err.contains("worker 1 panicked: a bug in one worker"), "{err}");
         // Joining returned at all: the others stopped too.

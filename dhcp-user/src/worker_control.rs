@@ -81,7 +81,12 @@ pub enum Query {
     Mac([u8; 6]),
     Client(dhcp_core::lease::ClientKey),
     /// Addresses in `network/prefix` above `after`, at most `limit` of them.
-    Subnet { network: u32, mask: u32, after: u32, limit: usize },
+    Subnet {
+        network: u32,
+        mask: u32,
+        after: u32,
+        limit: usize,
+    },
 }
 
 impl Query {
@@ -146,11 +151,20 @@ fn meet(count: &AtomicU32, n: u32, stop: &AtomicBool) -> bool {
 /// What the control thread asks of a worker.
 #[derive(Debug)]
 pub enum Command {
-    Leases { query: Query, reply: oneshot::Sender<Vec<LeaseView>> },
+    Leases {
+        query: Query,
+        reply: oneshot::Sender<Vec<LeaseView>>,
+    },
     /// Free the lease on this address (if this worker holds it) as a RELEASE would; the reply
     /// carries the journal ticket that covers the change.
-    Release { ip: Ipv4Addr, reply: oneshot::Sender<Option<crate::journal::Ticket>> },
-    Swap { swap: Arc<Swap>, done: oneshot::Sender<()> },
+    Release {
+        ip: Ipv4Addr,
+        reply: oneshot::Sender<Option<crate::journal::Ticket>>,
+    },
+    Swap {
+        swap: Arc<Swap>,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// The worker's end of the control plane.

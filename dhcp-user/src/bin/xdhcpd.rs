@@ -1,6 +1,6 @@
 //! `xdhcpd`: the DHCPv4 server. `xdhcpd serve ...` runs it; `xdhcpd check-config FILE` checks a
 //! configuration file and the host it is meant for (`--offline`: the file alone), and touches
-//! nothing.
+//! nothing. `xdhcpd leases|stats|reload` talk to a running server's control API.
 
 use clap::Parser;
 use dhcp_user::cli::{Cli, Command};
@@ -36,13 +36,27 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match dhcp_user::server::run(cfg) {
+            let reloader: dhcp_user::control::Reloader = Box::new(move || args.load_checked());
+            match dhcp_user::server::run_reloadable(cfg, Some(reloader)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e:#}");
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Leases(a) => api(dhcp_user::control::commands::leases(&a)),
+        Command::Stats(a) => api(dhcp_user::control::commands::stats(&a)),
+        Command::Reload(a) => api(dhcp_user::control::commands::reload(&a)),
+    }
+}
+
+fn api(done: anyhow::Result<()>) -> ExitCode {
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
         }
     }
 }

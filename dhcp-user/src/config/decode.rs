@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::schema::{RawFile, RawLimits, RawOption, RawReservation, RawServer, RawSubnet};
+use super::schema::{RawControl, RawFile, RawLimits, RawOption, RawReservation, RawServer, RawSubnet};
 use super::settings::{self, ServerConfig, ServerSettings};
 use super::source::{FileError, Loc, SourceMap};
 use super::value::{
@@ -111,6 +111,9 @@ pub(crate) fn decode(text: &str, file: &str) -> Result<(ServerConfig, SourceMap)
     if let Some(rs) = &raw.server {
         decode_server(&mut map, rs, &mut server)?;
     }
+    if let Some(rc) = &raw.control {
+        decode_control(&mut map, rc, &mut server.control)?;
+    }
     for (i, rs) in raw.subnet.iter().enumerate() {
         engine.subnets.push(decode_subnet(&mut map, i, rs)?);
     }
@@ -143,6 +146,25 @@ fn decode_server(map: &mut SourceMap, rs: &RawServer, server: &mut ServerSetting
     }
     server.busy_poll = rs.busy_poll.unwrap_or(false);
     server.pin_workers = rs.pin_workers.unwrap_or(false);
+    Ok(())
+}
+
+/// The `[control]` table.
+fn decode_control(
+    map: &mut SourceMap,
+    rc: &RawControl,
+    c: &mut crate::control::ControlSettings,
+) -> Result<(), FileError> {
+    if let Some(l) = &rc.listen {
+        c.listen = Some(value(map, l, |s: &str| {
+            s.parse::<std::net::SocketAddr>().map_err(|_| format!("not an ADDRESS:PORT: {s}"))
+        })?);
+        map.set("control.listen", Loc::of(l));
+    }
+    if let Some(p) = &rc.token_file {
+        c.token_file = Some(PathBuf::from(p.get_ref()));
+        map.set("control.token_file", Loc::of(p));
+    }
     Ok(())
 }
 

@@ -32,6 +32,10 @@
 //! busy_poll = false
 //! pin_workers = false
 //!
+//! [control]                       # the HTTP API (metrics, leases, reload); off by default
+//! listen = "127.0.0.1:9767"
+//! token_file = "/etc/xdhcpd/token"  # bearer token; required beyond loopback
+//!
 //! [[subnet]]
 //! subnet = "100.64.0.0/24"
 //! interface = "eth0"              # none: relayed clients and the default link
@@ -84,6 +88,7 @@ pub(super) struct RawFile {
     pub(super) trusted_relays: Vec<Spanned<String>>,
     pub(super) limits: Option<Spanned<RawLimits>>,
     pub(super) server: Option<RawServer>,
+    pub(super) control: Option<RawControl>,
     #[serde(default)]
     pub(super) subnet: Vec<Spanned<RawSubnet>>,
 }
@@ -101,6 +106,14 @@ pub(super) struct RawServer {
     pub(super) compact_size: Option<Spanned<u64>>,
     pub(super) busy_poll: Option<bool>,
     pub(super) pin_workers: Option<bool>,
+}
+
+/// `[control]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token_file: Option<Spanned<String>>,
 }
 
 /// `[[subnet]]`.

@@ -40,6 +40,8 @@ pub struct ServerSettings {
     pub busy_poll: bool,
     /// Pin worker N to CPU N (modulo the CPU count).
     pub pin_workers: bool,
+    /// The control API (`[control]`, `--control`): off unless given.
+    pub control: crate::control::ControlSettings,
 }
 
 /// How packets reach the workers.
@@ -71,6 +73,7 @@ impl Default for ServerSettings {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: false,
+            control: Default::default(),
         }
     }
 }
@@ -87,6 +90,11 @@ pub(super) fn finish(cfg: &mut ServerConfig, map: &SourceMap) -> Result<(), File
     }
     if st.lease_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
         return Err(map.error_at("server.lease_file", "lease_file is empty (leave it out to keep leases in memory)"));
+    }
+    let c = &st.control;
+    if c.listen.is_some_and(|a| !a.ip().is_loopback()) && c.token_file.is_none() {
+        let why = "listening beyond loopback needs a bearer token: set [control] token_file";
+        return Err(map.error_at("control.listen", why));
     }
     if map.has("server.interfaces") {
         check_interface_list(cfg, map)?;

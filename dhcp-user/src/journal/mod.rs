@@ -398,7 +398,8 @@ struct AtomicCounters {
 }
 
 /// Upper bounds, in microseconds, of the fsync latency histogram's buckets.
-pub const FSYNC_BUCKETS_US: [u64; 12] = [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
+pub const FSYNC_BUCKETS_US: [u64; 12] =
+    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
 
 impl AtomicCounters {
     /// Counts one fdatasync that took `took`.
