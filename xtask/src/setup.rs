@@ -18,6 +18,7 @@ const PACKAGES: &[&str] = &[
     "isc-dhcp-relay",
     "kea-admin",
     "kea-dhcp4-server",
+    "prometheus",
     "llvm-22-dev",
     "libpolly-22-dev",
 ];
