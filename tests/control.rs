@@ -261,3 +261,52 @@ fn beyond_loopback_the_api_needs_the_bearer_token() {
     assert_eq!(api(&pair, addr, "POST", "/v1/reload", None, None).status, 401);
     assert_eq!(api(&pair, addr, "GET", "/v1/stats", None, Some(token)).status, 200);
 }
+
+#[test]
+fn a_real_prometheus_scrapes_the_metrics_and_answers_queries_on_them() {
+    if !root_or_skip("a_real_prometheus_scrapes_the_metrics_and_answers_queries_on_them") {
+        return;
+    }
+    if std::process::Command::new("prometheus").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "prometheus is not installed (cargo xtask setup installs it)");
+        return eprintln!("SKIPPED: prometheus is not installed (cargo xtask setup installs it)");
+    }
+    let pair = Pair::new("prom");
+    let dir = Scratch::new("prom");
+    let cfg = dir.path("xdhcpd.toml");
+    write_config(&cfg, &dir, "udp", "\"198.18.0.100-198.18.0.110\"", &format!("listen = \"{LOCAL}\""));
+    let _server = start_xdhcpd(&pair.server, XDHCPD, &["--config", &cfg.display().to_string()], &dir.path("log"));
+    assert!(dora(&pair, 1).is_some() && dora(&pair, 2).is_some());
+    let prom_cfg = dir.path("prometheus.yml");
+    let scrape = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: xdhcpd\n    static_configs:\n      - targets: [\"{LOCAL}\"]\n"
+    );
+    std::fs::write(&prom_cfg, scrape).unwrap();
+    let args = [
+        "prometheus".to_string(),
+        format!("--config.file={}", prom_cfg.display()),
+        format!("--storage.tsdb.path={}", dir.path("tsdb").display()),
+        "--web.listen-address=127.0.0.1:9090".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _prom = Process::start(&pair.server, "prometheus", &args, &dir.path("prometheus.log"));
+    let query = "/api/v1/query?query=xdhcpd_pkt4_received_total%7Btype%3D%22discover%22%7D";
+    let value = eventually(Duration::from_secs(60), || {
+        let path = query.to_string();
+        let r = pair
+            .server
+            .spawn(move || request("127.0.0.1:9090".parse().unwrap(), "GET", &path, None, None).ok())
+            .join()
+            .unwrap()?;
+        let v = r.json().ok()?;
+        v["data"]["result"][0]["value"][1].as_str().map(String::from)
+    });
+    let log = std::fs::read_to_string(dir.path("prometheus.log")).unwrap_or_default();
+    assert_eq!(value.as_deref(), Some("2"), "Prometheus's answer for the two DISCOVERs; its log:\n{log}");
+    let up = pair
+        .server
+        .spawn(|| request("127.0.0.1:9090".parse().unwrap(), "GET", "/api/v1/query?query=up", None, None).unwrap())
+        .join()
+        .unwrap();
+    assert!(up.body.contains("\"1\""), "the target is up: {}", up.body);
+}
