@@ -462,6 +462,7 @@ mod tests {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: false,
+            control: Default::default(),
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }

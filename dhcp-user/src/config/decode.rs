@@ -421,6 +421,10 @@ mod tests {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: true,
+            control: crate::control::ControlSettings {
+                listen: Some("127.0.0.1:9767".parse().unwrap()),
+                token_file: None,
+            },
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }
@@ -441,6 +445,9 @@ mod tests {
             lease_file = "/tmp/l"
             durability = "none"
             compact_interval = 60
+            [control]
+            listen = "198.18.5.1:9000"
+            token_file = "/tmp/token"
             [[subnet]]
             subnet = "100.64.8.0/22"
             interface = "eth2"
@@ -479,6 +486,10 @@ mod tests {
                 accept_damaged_journal: false,
                 busy_poll: false,
                 pin_workers: false,
+                control: crate::control::ControlSettings {
+                    listen: Some("198.18.5.1:9000".parse().unwrap()),
+                    token_file: Some("/tmp/token".into()),
+                },
             }
         );
         let s = &e.subnets[0];

@@ -152,5 +152,9 @@ mod tests {
         assert_eq!((e.line, e.column), (3, 23), "{e}");
         let e = fails(&MINIMAL.replace("interface = \"eth0\"\n", ""));
         assert!(e.reason.contains("no interface to serve"), "{e}");
+        let e = fails(&format!("{top}\n[control]\nlisten = \"198.18.0.1:9767\"\n{subnet}"));
+        assert_eq!((e.line, e.reason.contains("token_file")), (3, true), "{e}");
+        let e = fails(&format!("{top}\n[control]\nlisten = \"localhost\"\n{subnet}"));
+        assert_eq!((e.line, e.column), (3, 10), "{e}");
     }
 }

@@ -75,7 +75,7 @@ pub fn leases(a: &LeasesArgs) -> Result<()> {
     }
     let v = a.api.call("GET", &format!("/v1/leases?{}", q.join("&")), None)?;
     print(&a.api, &v, |v| {
-        println!("{:<16} {:<9} {:<18} {:<24} {:>10} {}", "ADDRESS", "STATE", "MAC", "IDENTITY", "EXPIRES-IN", "SUBNET");
+        println!("{:<16} {:<9} {:<18} {:<24} {:>10} SUBNET", "ADDRESS", "STATE", "MAC", "IDENTITY", "EXPIRES-IN");
         for l in v["leases"].as_array().into_iter().flatten() {
             println!(
                 "{:<16} {:<9} {:<18} {:<24} {:>10} {}",
