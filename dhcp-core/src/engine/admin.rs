@@ -86,7 +86,8 @@ impl Engine {
         for (_, l, state) in self.table.iter() {
             let (ip, mac) = (Ipv4Addr::from(l.ip), mac_of(&l.key).unwrap_or_default());
             match next.restore(now, l.key, mac, ip, l.expires, state) {
-                Ok(()) => carried.kept += 1,
+                Ok(()) if next.shared.serves(ip) => carried.kept += 1,
+                Ok(()) => carried.outside += 1,
                 Err(_) if state == LeaseState::Quarantined => carried.dropped += 1,
                 Err(RestoreError::Expired) => {}
                 Err(_) => {
@@ -96,5 +97,55 @@ impl Engine {
             }
         }
         (next, carried)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{config, dora, ip, msg_type, Client, Server, SERVER};
+    use super::*;
+    use dhcproto::v4;
+
+    #[test]
+    fn leases_are_listed_and_released_by_address_with_their_event() {
+        let mut s = Server::new(config("100.64.0.10", "100.64.0.10"));
+        let c = Client::new(1);
+        let a = dora(&mut s, &c);
+        let all: Vec<LeaseView> = s.engine.leases().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].ip, all[0].state, all[0].mac), (a, LeaseState::Bound, Some(c.mac)));
+        s.events.clear();
+        assert!(!s.engine.release_ip(ip("100.64.0.11"), &mut s.events), "nothing there");
+        assert!(s.engine.release_ip(a, &mut s.events));
+        assert_eq!(s.take_events(), vec![(EventKind::Released, a)]);
+        assert_eq!(s.engine.records(), 0);
+        assert_eq!(dora(&mut s, &Client::new(2)), a, "the address is free again");
+    }
+
+    #[test]
+    fn a_rebuild_keeps_every_record_and_a_lease_outside_the_new_pools_is_not_renewed() {
+        let mut s = Server::new(config("100.64.0.10", "100.64.0.11"));
+        let (c1, c2) = (Client::new(1), Client::new(2));
+        let (a1, a2) = (dora(&mut s, &c1), dora(&mut s, &c2));
+        // The new pools hold only a2 and a new address.
+        let cfg = config(&a2.to_string(), "100.64.0.12");
+        let shared = Arc::new(Shared::new(&cfg, 1).unwrap());
+        let (next, carried) = s.engine.rebuild(shared.clone(), s.now);
+        assert_eq!(carried, Carried { kept: 1, outside: 1, dropped: 0 }, "a1 is outside, a2 kept; no offer was made");
+        assert_eq!(next.stats(), s.engine.stats(), "counters carry over");
+        s.engine = next;
+        assert_eq!(shared.space().status(a2), Some(crate::lease::space::Status::Held), "a2 is held in the new space");
+        let (_, renewed) = s.ask(&c2.reboot(a2));
+        assert_eq!(msg_type(&renewed), v4::MessageType::Ack, "a lease in the pools renews");
+        let (_, refused) = s.ask(&c1.reboot(a1));
+        assert_eq!(msg_type(&refused), v4::MessageType::Nak, "a lease outside the pools is not renewed");
+        assert_eq!(s.engine.lookup(&c1.key()).map(|l| l.0), Some(a1), "but kept until it ends");
+        // Starting over, the client gets an address of the new pools, and its old lease ends.
+        let (_, offer) = s.ask(&c1.discover());
+        assert_eq!(offer.yiaddr(), ip("100.64.0.12"));
+        let (_, ack) = s.ask(&c1.select(SERVER, offer.yiaddr()));
+        assert_eq!(msg_type(&ack), v4::MessageType::Ack);
+        assert_eq!(s.engine.lookup(&c1.key()).map(|l| l.0), Some(ip("100.64.0.12")));
+        assert_eq!(s.engine.records(), 2);
     }
 }
