@@ -141,6 +141,7 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         writeln!(md, "| {name} | {rate:.0} | {:.2} | {drops} |", rate / base)?;
     }
     writeln!(md)?;
+    md.push_str(&crate::reload::run(root, 3, 5)?);
     writeln!(md, "## Reproduce\n")?;
     writeln!(md, "```\ncargo xtask bench\n```")?;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;

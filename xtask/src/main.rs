@@ -9,6 +9,7 @@
 mod bench;
 mod demo;
 mod kea;
+mod reload;
 mod setup;
 mod system;
 
@@ -37,6 +38,9 @@ enum Task {
         /// A few minutes: one round of short whole-system runs, no criterion benchmarks.
         #[arg(long)]
         quick: bool,
+        /// Only this part, its section of BENCHMARKS.md rewritten: `reload`.
+        #[arg(long, value_name = "PART")]
+        part: Option<String>,
     },
 }
 
@@ -54,9 +58,20 @@ fn main() -> Result<()> {
             setup::run()?;
             demo::run(&root)
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, part: None } => {
             setup::run()?;
             bench::run(&root, quick)
+        }
+        Task::Bench { quick, part: Some(part) } => {
+            setup::run()?;
+            match part.as_str() {
+                "reload" => {
+                    let section = reload::run(&root, if quick { 1 } else { 3 }, if quick { 3 } else { 5 })?;
+                    println!("{section}");
+                    reload::write_section(&root, &section)
+                }
+                other => bail!("no benchmark part {other} (parts: reload)"),
+            }
         }
     }
 }

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use xdhcpd_tests::{Pair, Process, Scratch};
 
-const BIG_POOL: &str = "198.18.1.0-198.18.255.254";
-const CLIENTS: &str = "60000";
+pub(crate) const BIG_POOL: &str = "198.18.1.0-198.18.255.254";
+pub(crate) const CLIENTS: &str = "60000";
 
 /// `starvation`: the relay agent (in the client namespace) and the subnet behind it, a /21 whose
 /// pool (2,033 addresses) just fits the legitimate clients and the few a limited flood may hold,
@@ -83,9 +83,9 @@ pub(crate) struct System {
     pub journal: Vec<(&'static str, f64, u64)>,
 }
 
-struct Bins {
-    xdhcpd: PathBuf,
-    bench: PathBuf,
+pub(crate) struct Bins {
+    pub(crate) xdhcpd: PathBuf,
+    pub(crate) bench: PathBuf,
 }
 
 fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offer_timeout: &str) -> Result<Process> {
@@ -113,7 +113,7 @@ fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offe
 }
 
 /// Runs the generator in the client namespace on CPU 0 in direct mode; returns its JSON report.
-fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, args: &[&str]) -> Result<Value> {
+pub(crate) fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, args: &[&str]) -> Result<Value> {
     // The generator on its AF_XDP transport: the fastest it has, so that the responder is what
     // is measured.
     generate_over(pair, dir, bins, &["-i", "c0", "--xdp"], args)
@@ -141,7 +141,7 @@ fn generate_over(pair: &Pair, dir: &Scratch, bins: &Bins, transport: &[&str], ar
     Ok(serde_json::from_str(&std::fs::read_to_string(&json)?)?)
 }
 
-fn gen_run(v: &Value) -> GenRun {
+pub(crate) fn gen_run(v: &Value) -> GenRun {
     let offer = v["exchanges"].as_array().and_then(|a| a.iter().find(|e| e["name"] == "DISCOVER-OFFER")).cloned();
     let drops = v["exchanges"].as_array().map_or(0, |a| a.iter().filter_map(|e| e["drops"].as_u64()).sum());
     GenRun {
