@@ -240,7 +240,8 @@ impl<I: PacketIo> Worker<I> {
             return;
         }
         let (engine, carried) = self.engine.rebuild(swap.shared.clone(), now);
-        self.engine = engine;
+        // Freed after the pause: nobody waits for the old table's memory to be given back.
+        let old = std::mem::replace(&mut self.engine, engine);
         if let Ok(mut c) = swap.carried.lock() {
             c.kept += carried.kept;
             c.outside += carried.outside;
@@ -248,5 +249,6 @@ impl<I: PacketIo> Worker<I> {
         }
         meet(&swap.rebuilt, swap.workers, &self.stop);
         swap.pause_ns.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        drop(old);
     }
 }

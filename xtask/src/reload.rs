@@ -26,13 +26,9 @@ struct Run {
 
 /// Runs the part; returns its markdown section.
 pub(crate) fn run(root: &Path, rounds: usize, seconds: u64) -> Result<String> {
-    crate::cargo(&["build", "--release", "--quiet", "-p", "dhcp-user", "-p", "xdhcp-bench"])?;
-    let bins = Bins {
-        xdhcpd: crate::target_dir(root).join("release/xdhcpd"),
-        bench: crate::target_dir(root).join("release/xdhcp-bench"),
-    };
-    let pair = Pair::new("reload");
     let dir = Scratch::new("reload");
+    let bins = own_binaries(root, &dir)?;
+    let pair = Pair::new("reload");
     let mut without = Vec::new();
     let mut with = Vec::new();
     for round in 0..rounds {
@@ -44,6 +40,23 @@ pub(crate) fn run(root: &Path, rounds: usize, seconds: u64) -> Result<String> {
         }
     }
     markdown(&without, &with, seconds)
+}
+
+/// Builds xdhcpd and xdhcp-bench (release) and copies them aside at once: the target folder
+/// may be shared with other builds of the workspace, which would replace them meanwhile.
+fn own_binaries(root: &Path, dir: &Scratch) -> Result<Bins> {
+    for _ in 0..3 {
+        crate::cargo(&["build", "--release", "--quiet", "-p", "dhcp-user", "-p", "xdhcp-bench"])?;
+        let bins = Bins { xdhcpd: dir.path("xdhcpd"), bench: dir.path("xdhcp-bench") };
+        std::fs::copy(crate::target_dir(root).join("release/xdhcpd"), &bins.xdhcpd)?;
+        std::fs::copy(crate::target_dir(root).join("release/xdhcp-bench"), &bins.bench)?;
+        let help = crate::output(std::process::Command::new(&bins.xdhcpd).args(["serve", "--help"]))?;
+        if help.contains("--control") {
+            return Ok(bins);
+        }
+        eprintln!("    the built xdhcpd has no --control (replaced by another build meanwhile): again");
+    }
+    bail!("could not keep a release xdhcpd of this tree")
 }
 
 /// One generator run, with `reloads` reloads spread over it.

@@ -80,7 +80,9 @@ impl Engine {
     /// the new pools is dropped. Every engine sharing the old configuration must be rebuilt
     /// before any of them serves again (they claim addresses in the new space).
     pub fn rebuild(&self, shared: Arc<Shared>, now: Seconds) -> (Engine, Carried) {
-        let mut next = Engine::new(shared, now, self.table.len() + 1024);
+        // Sized as at start-up (or for what is held, if more): no rehashing while serving.
+        let capacity = (shared.space().capacity() / shared.workers() as usize).max(self.table.len()) + 1024;
+        let mut next = Engine::new(shared, now, capacity);
         next.stats = self.stats;
         let mut carried = Carried::default();
         for (_, l, state) in self.table.iter() {
