@@ -106,7 +106,13 @@ fn api_case(backend: &str) {
     looked_up(&get, "/v1/leases?mac=02:00:00:00:00:01", "bound", Some(mac_for(1)));
     let page = get("/v1/leases?subnet=198.18.0.0/24").json().unwrap();
     assert_eq!(page["leases"].as_array().unwrap().len(), 1, "{page}");
+    assert!(page["next"].is_null(), "one lease: no next page: {page}");
+    let page = get("/v1/leases?subnet=198.18.0.0/24&limit=1").json().unwrap();
+    assert_eq!(page["next"], a.to_string(), "a full page points at the next: {page}");
+    let page = get(&format!("/v1/leases?subnet=198.18.0.0/24&after={a}")).json().unwrap();
+    assert_eq!(page["leases"], serde_json::json!([]), "nothing after the last: {page}");
 
+    command_line(&pair, a);
     bad_requests_change_nothing(&get, &post);
     metrics_count_the_exchange(&get("/metrics"));
 
@@ -120,6 +126,34 @@ fn api_case(backend: &str) {
 
     reloads(&pair, &mut server, &cfg, &dir, backend, &listen, &log);
     assert_eq!(server.stop().code(), Some(0), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+}
+
+/// `xdhcpd leases` and `xdhcpd stats` show the API's answers as tables; errors exit non-zero
+/// with the API's reason.
+fn command_line(pair: &Pair, a: Ipv4Addr) {
+    let run = |args: &[&str]| {
+        let mut all = vec![XDHCPD];
+        all.extend_from_slice(args);
+        all.extend(["--control", LOCAL]);
+        let out = pair.server.exec(&all);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, table, err) = run(&["leases", "--ip", &a.to_string()]);
+    assert!(
+        ok && table.contains("ADDRESS") && table.contains(&a.to_string()) && table.contains("bound"),
+        "{table}{err}"
+    );
+    let (ok, json, err) = run(&["leases", "--mac", "02:00:00:00:00:01", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}{err}"));
+    assert!(ok && v["leases"][0]["ip"] == a.to_string(), "{json}");
+    let (ok, table, err) = run(&["stats"]);
+    assert!(ok && table.contains("pkt4-ack-sent") && table.contains("198.18.0.0/24"), "{table}{err}");
+    let (ok, _, err) = run(&["leases", "--ip", "nope"]);
+    assert!(!ok && err.contains("400") && err.contains("not an IPv4 address"), "{err}");
 }
 
 /// The one lease a look-up finds has `state` and `mac`.

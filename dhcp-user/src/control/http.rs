@@ -188,11 +188,14 @@ async fn leases(
     let mut found = ask_all(&app.hub, query).await?;
     found.sort_unstable_by_key(|l| u32::from(l.ip));
     let shared = app.hub.current();
-    let mut body = json!({ "leases": found.iter().take(PAGE).map(|l| view(&shared, l)).collect::<Vec<_>>() });
-    if let Query::Subnet { limit, .. } = query {
-        if found.len() >= limit {
-            body["next"] = json!(found[limit - 1].ip.to_string());
-        }
+    let limit = match query {
+        Query::Subnet { limit, .. } => limit,
+        _ => PAGE,
+    };
+    let mut body = json!({ "leases": found.iter().take(limit).map(|l| view(&shared, l)).collect::<Vec<_>>() });
+    // Each worker sent its first `limit`: a full page may have more behind it.
+    if matches!(query, Query::Subnet { .. }) && found.len() >= limit {
+        body["next"] = json!(found[limit - 1].ip.to_string());
     }
     Ok(Json(body))
 }
