@@ -14,5 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod journal;
 pub mod logging;
+pub mod privilege;
 pub mod server;
+pub mod service;
 pub mod worker;

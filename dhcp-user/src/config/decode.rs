@@ -25,7 +25,10 @@ pub fn parse(text: &str, file: &str) -> Result<(ServerConfig, SourceMap), FileEr
 /// Reads, parses and checks a configuration file (not against the host: see
 /// [`check_host`](super::check_host)).
 pub fn load(path: &Path) -> Result<(ServerConfig, SourceMap), FileError> {
-    parse(&read(path)?, &path.display().to_string())
+    let (mut cfg, map) = parse(&read(path)?, &path.display().to_string())?;
+    // Read again on reload: the server keeps access to it (see crate::privilege).
+    cfg.server.confinement.config_file = Some(path.to_path_buf());
+    Ok((cfg, map))
 }
 
 /// Reads the file's text; errors name the file.
@@ -143,6 +146,7 @@ fn decode_server(map: &mut SourceMap, rs: &RawServer, server: &mut ServerSetting
     }
     server.busy_poll = rs.busy_poll.unwrap_or(false);
     server.pin_workers = rs.pin_workers.unwrap_or(false);
+    server.confinement.user = rs.user.clone();
     Ok(())
 }
 
@@ -399,6 +403,7 @@ mod tests {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: true,
+            confinement: Default::default(),
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }
@@ -457,6 +462,7 @@ mod tests {
                 accept_damaged_journal: false,
                 busy_poll: false,
                 pin_workers: false,
+                confinement: Default::default(),
             }
         );
         let s = &e.subnets[0];

@@ -31,6 +31,7 @@
 //! compact_size = 67108864         # bytes of journal that also start a compaction
 //! busy_poll = false
 //! pin_workers = false
+//! user = "xdhcpd"                 # run as this user once set up (default: stay, without capabilities)
 //!
 //! [[subnet]]
 //! subnet = "100.64.0.0/24"
@@ -101,6 +102,7 @@ pub(super) struct RawServer {
     pub(super) compact_size: Option<Spanned<u64>>,
     pub(super) busy_poll: Option<bool>,
     pub(super) pin_workers: Option<bool>,
+    pub(super) user: Option<String>,
 }
 
 /// `[[subnet]]`.

@@ -816,6 +816,16 @@ fn remove_if_exists(p: &Path) -> io::Result<()> {
     }
 }
 
+/// Fails as opening would if another process holds the lease files of `path`, without
+/// keeping the lock: the server checks this before it touches an interface.
+pub fn ensure_unlocked(path: &Path) -> Result<()> {
+    let paths = Paths::new(path);
+    if paths.lock.exists() {
+        drop(lock_exclusive(&paths.lock)?);
+    }
+    Ok(())
+}
+
 /// Takes `PATH.lock` for the life of the writer: a second server on the same files would
 /// interleave records and delete each other's journals.
 fn lock_exclusive(path: &Path) -> Result<File> {
