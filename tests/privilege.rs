@@ -12,14 +12,17 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use xdhcpd_tests::{eventually, on_both_paths, quick_args, root_or_skip, start_xdhcpd, Netns, Pair, Process, Scratch};
+use xdhcpd_tests::{eventually, on_both_paths, quick_args, root_or_skip, Netns, Pair, Process, Scratch};
 
 const WAIT: Duration = Duration::from_secs(20);
 const NOBODY: u32 = 65534;
 
 on_both_paths! {
     runs_as_the_user_without_capabilities_serves_and_notifies => confined_case;
+    the_service_units_capabilities_suffice_for_setup => unit_caps_case;
 }
+
+const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/xdhcpd.service");
 
 fn xdhcpd() -> String {
     env!("CARGO_BIN_EXE_xdhcpd").to_string()
@@ -46,7 +49,7 @@ fn start_notified(ns: &Netns, args: &[&str], env: &[(&str, &str)], log: &Path) -
         .spawn()
         .unwrap();
     let p = Process { child, name: "xdhcpd".into() };
-    let up = eventually(WAIT, || std::fs::read_to_string(log).ok()?.contains("xdhcpd: serving").then_some(()));
+    let up = eventually(WAIT, || std::fs::read_to_string(log).ok()?.contains("serving s0").then_some(()));
     assert!(up.is_some(), "xdhcpd did not start: {}", std::fs::read_to_string(log).unwrap_or_default());
     p
 }
@@ -118,11 +121,62 @@ fn confined_case(backend: &str) {
     assert!(server.stop().success(), "{}", std::fs::read_to_string(dir.path("server.log")).unwrap());
     let stopping = eventually(WAIT, || (next(&sock) == "STOPPING=1").then_some(()));
     assert!(stopping.is_some(), "STOPPING=1");
+    let log = std::fs::read_to_string(dir.path("server.log")).unwrap();
+    if backend == "xdp" {
+        // Per-CPU counters are read after the drop (the BPF library reads the CPU count).
+        assert!(log.contains("xdhcpd: s0: "), "XDP counters at exit: {log}");
+    }
 
     // The lease was written by the unprivileged server, into files only it can read.
     assert!(assert_private(leases.parent().unwrap(), NOBODY) >= 3, "journal, lock and key");
     let rec = dhcp_user::journal::inspect(&leases, 0).unwrap();
     assert!(rec.leases.iter().any(|l| l.ip.to_string() == ip), "{ip} not in {:?}", rec.leases);
+}
+
+/// The unit's `AmbientCapabilities=`, as setpriv writes them: `+net_admin,+net_raw,...`.
+fn unit_caps() -> String {
+    let text = std::fs::read_to_string(UNIT).unwrap();
+    let line = text.lines().find_map(|l| l.strip_prefix("AmbientCapabilities=")).expect("AmbientCapabilities=");
+    let caps: Vec<String> =
+        line.split_whitespace().map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase())).collect();
+    caps.join(",")
+}
+
+/// Started as the unit starts it: an unprivileged user holding only the unit's capabilities,
+/// no_new_privs, and a lease directory made for it (`StateDirectory=`).
+fn unit_caps_case(backend: &str) {
+    if !root_or_skip(&format!("the_service_units_capabilities_suffice_for_setup ({backend})")) {
+        return;
+    }
+    let pair = Pair::new("unitcaps");
+    let dir = Scratch::new("unitcaps");
+    let state = dir.path("state");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(NOBODY), Some(NOBODY)).unwrap();
+    // The unit's LimitMEMLOCK=infinity (AF_XDP buffers are locked memory) needs
+    // CAP_SYS_RESOURCE here, which this machine withholds: CAP_IPC_LOCK stands in for it.
+    let caps = format!("-all,{},+ipc_lock", unit_caps());
+    let (inh, amb, bnd) =
+        (format!("--inh-caps={caps}"), format!("--ambient-caps={caps}"), format!("--bounding-set={caps}"));
+    let leases = state.join("leases");
+    let bin = xdhcpd();
+    let mut args = vec!["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", &inh, &amb, &bnd];
+    args.extend(["--no-new-privs", "--", &bin, "serve", "--lease-file", leases.to_str().unwrap()]);
+    let quick = quick_args("198.18.0.100-198.18.0.110", backend);
+    args.extend(quick.iter().map(String::as_str));
+    let log = dir.path("server.log");
+    let mut server = Process::start(&pair.server, "xdhcpd", &args, &log);
+    let up = eventually(WAIT, || std::fs::read_to_string(&log).ok()?.contains("xdhcpd: serving").then_some(()));
+    assert!(up.is_some(), "did not start with the unit's capabilities: {}", std::fs::read_to_string(&log).unwrap());
+    let st = status(server.child.id());
+    assert_eq!(st["Uid"], "65534 65534 65534 65534");
+    for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+        assert_eq!(st[set], "0000000000000000", "{set}: {st:?}");
+    }
+    assert_ne!(st["CapBnd"], "0000000000000000", "without CAP_SETPCAP the unit bounds the set, not the server");
+    udhcpc_lease(&pair, &dir);
+    assert!(server.stop().success());
+    assert!(assert_private(&state, NOBODY) >= 3);
 }
 
 #[test]
@@ -137,7 +191,11 @@ fn without_user_root_keeps_its_uid_but_no_capability() {
     let mut args = quick_args("198.18.0.100-198.18.0.110", "udp");
     args.extend(["--lease-file", leases.to_str().unwrap()].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut server = start_xdhcpd(&pair.server, &xdhcpd(), &args, &dir.path("server.log"));
+    // Standard error is "the journal" (JOURNAL_STREAM names it): lines carry priorities.
+    let log = dir.path("server.log");
+    let meta = std::fs::File::create(&log).unwrap().metadata().unwrap();
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let mut server = start_notified(&pair.server, &args, &[("JOURNAL_STREAM", &stream)], &log);
     let st = status(server.child.id());
     assert_eq!(st["Uid"], "0 0 0 0");
     for set in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
@@ -147,6 +205,9 @@ fn without_user_root_keeps_its_uid_but_no_capability() {
     udhcpc_lease(&pair, &dir);
     assert!(server.stop().success());
     assert!(assert_private(&dir.path("state"), 0) >= 3);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let ok = |l: &str| ["<3>", "<4>", "<6>", "<7>"].iter().any(|p| l.starts_with(p)) && !l.contains(" INFO ");
+    assert!(text.lines().count() > 3 && text.lines().all(ok), "one prefixed line per event: {text}");
 }
 
 #[test]
@@ -201,7 +262,7 @@ fn check_config_offline_passes_the_example_on_a_host_without_its_interfaces() {
 
 #[test]
 fn the_service_unit_passes_systemd_analyze_verify() {
-    let unit = concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/xdhcpd.service");
+    let unit = UNIT;
     if Command::new("systemd-analyze").arg("--version").output().is_err() {
         assert!(std::env::var_os("CI").is_none(), "systemd-analyze is missing (cargo xtask setup installs systemd)");
         eprintln!("SKIPPED the_service_unit_passes_systemd_analyze_verify: no systemd-analyze");

@@ -181,9 +181,12 @@ fn hand_over_lease_files(lease_file: &Path, t: &Target) -> Result<()> {
     Ok(())
 }
 
+/// Read after the drop by the BPF library: the CPU count, to read per-CPU maps (counters).
+const CPU_FILES: [&str; 2] = ["/sys/devices/system/cpu/possible", "/sys/devices/system/cpu/online"];
+
 /// From now on this thread (and those it starts) may touch files only in `lease_dir`, read
 /// files in the configuration file's directory (an editor replaces the file by renaming a new
-/// one over it), and read its own /proc entries (metrics).
+/// one over it), read its own /proc entries (metrics) and the CPU count ([`CPU_FILES`]).
 pub fn restrict_files(lease_dir: Option<&Path>, config_file: Option<&Path>) -> Result<RulesetStatus> {
     let abi = LANDLOCK_ABI;
     let read = AccessFs::ReadFile | AccessFs::ReadDir;
@@ -194,6 +197,7 @@ pub fn restrict_files(lease_dir: Option<&Path>, config_file: Option<&Path>) -> R
         .add_rules(path_beneath_rules(lease_dir, AccessFs::from_all(abi)))?
         .add_rules(path_beneath_rules(config_dir.as_deref(), AccessFs::ReadFile))?
         .add_rules(path_beneath_rules(["/proc/self"], read))?
+        .add_rules(path_beneath_rules(CPU_FILES, AccessFs::ReadFile))?
         .restrict_self()
         .context("Landlock")?;
     Ok(status.ruleset)

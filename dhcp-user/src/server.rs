@@ -355,9 +355,12 @@ impl XdpPath {
     }
 
     fn log_counters(&self) {
-        if let Ok(c) = self.steering.counters() {
-            let named: Vec<String> = c.named().map(|(n, v)| format!("{n} {v}")).collect();
-            log::info!("{}: {}", self.steering.interface(), named.join(", "));
+        match self.steering.counters() {
+            Ok(c) => {
+                let named: Vec<String> = c.named().map(|(n, v)| format!("{n} {v}")).collect();
+                log::info!("{}: {}", self.steering.interface(), named.join(", "));
+            }
+            Err(e) => log::warn!("{}: XDP counters not read: {e:#}", self.steering.interface()),
         }
     }
 }
