@@ -95,6 +95,8 @@ fn parent_dir(file: &Path) -> PathBuf {
 /// (`lease_file`'s) and the configuration file's directory. Call single-threaded.
 pub fn drop_privileges(access: &Confinement, target: Option<&Target>, lease_file: Option<&Path>) -> Result<Dropped> {
     ensure_single_threaded()?;
+    // Already the user (started unprivileged, e.g. by a service manager): nothing to switch.
+    let target = target.filter(|_| Uid::effective().is_root());
     if let (Some(t), Some(file)) = (target, lease_file) {
         hand_over_lease_files(file, t)?;
     }
