@@ -132,4 +132,33 @@ mod tests {
         assert!(exists(&d.join("leases.old")).unwrap() && !exists(&f).unwrap());
         let _ = std::fs::remove_dir_all(&d);
     }
+
+    #[test]
+    fn a_journal_its_rotation_snapshot_lock_and_key_are_all_private() {
+        let d = std::env::temp_dir().join(format!("xdhcpd-files-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("leases");
+        super::super::steering_key(&path).unwrap();
+        let (j, _) = super::super::Journal::open_for_test(&path, super::super::Durability::Fsync, 0);
+        let mac = [2, 0, 0, 0, 0, 1];
+        let client = crate::lease::ClientKey::from_mac(&mac);
+        let ip = core::net::Ipv4Addr::new(100, 64, 0, 10);
+        let bound =
+            crate::engine::LeaseEvent { kind: crate::engine::EventKind::Bound, ip, client, mac, expires: 9, steer: 1 };
+        j.wait(j.append(&[bound])).unwrap();
+        // A compaction rotates the journal (PATH.next, PATH.old) and writes PATH.snapshot.
+        j.compact().unwrap();
+        j.close().unwrap();
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{:?}", e.file_name());
+            names.push(e.file_name().into_string().unwrap());
+        }
+        names.sort();
+        assert_eq!(names, ["leases", "leases.key", "leases.lock", "leases.snapshot"]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
