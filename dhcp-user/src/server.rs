@@ -38,7 +38,7 @@ pub fn run(cfg: ServerConfig) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     warn_untrusted_relays(&cfg.engine);
-    let notifier = crate::service::Notifier::from_env()?;
+    let notifier = crate::service::Notifier::from_env();
     let mut path = Path::open(&cfg.server, &shared, workers)?;
     let dropped =
         privilege::drop_privileges(&cfg.server.confinement, target.as_ref(), cfg.server.lease_file.as_deref())

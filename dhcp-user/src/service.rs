@@ -29,19 +29,21 @@ pub struct Notifier {
 
 impl Notifier {
     /// From `NOTIFY_SOCKET` (a path, or `@name` in the abstract namespace) and
-    /// `WATCHDOG_USEC`/`WATCHDOG_PID`. Neither set: a notifier that sends nothing.
-    pub fn from_env() -> Result<Notifier> {
-        let sock = match std::env::var_os("NOTIFY_SOCKET") {
-            Some(addr) => Some(connect(&addr).with_context(|| format!("NOTIFY_SOCKET {}", addr.display()))?),
-            None => None,
-        };
+    /// `WATCHDOG_USEC`/`WATCHDOG_PID`. Neither set, or a socket that cannot be reached (logged):
+    /// a notifier that sends nothing.
+    pub fn from_env() -> Notifier {
+        let sock = std::env::var_os("NOTIFY_SOCKET").and_then(|addr| {
+            connect(&addr)
+                .map_err(|e| log::warn!("NOTIFY_SOCKET {}: {e}: the service manager is not told", addr.display()))
+                .ok()
+        });
         let ours = std::env::var("WATCHDOG_PID").map_or(true, |p| p.parse() == Ok(std::process::id()));
         let watchdog = std::env::var("WATCHDOG_USEC")
             .ok()
             .and_then(|u| u.parse::<u64>().ok())
             .filter(|&u| u > 0 && ours)
             .map(Duration::from_micros);
-        Ok(Notifier { sock, watchdog })
+        Notifier { sock, watchdog }
     }
 
     /// Sends one notification; a lost one is logged, not fatal (the manager may be gone).
@@ -135,7 +137,7 @@ fn watch_with(
     stop: Arc<AtomicBool>,
     stalled_after: Duration,
 ) -> Result<JoinHandle<()>> {
-    n.send(&format!("READY=1\nSTATUS=serving with {} workers\nMAINPID={}", beats.len(), std::process::id()));
+    n.send(&format!("READY=1\nSTATUS=serving with {} workers", beats.len()));
     let period = n.watchdog.map_or(Duration::from_millis(500), |w| (w / 2).max(Duration::from_millis(100)));
     let thread = std::thread::Builder::new().name("xdhcpd-watchdog".into()).spawn(move || {
         let mut seen: Vec<(u64, Instant)> =
