@@ -1,5 +1,6 @@
 //! Writing OFFER, ACK and NAK messages, and where they go (RFC 2131 §4.1, §4.3).
 
+use super::classes::{ClassMask, ClassTable};
 use super::shared::SubnetRt;
 use super::{Destination, Request};
 use crate::wire::dhcp::{self, DhcpWriter};
@@ -20,6 +21,7 @@ pub(super) struct ReplySpec {
 /// Writes the reply into `out`; returns its length and destination.
 pub(super) fn write(
     subnet: &SubnetRt,
+    classes: (&ClassTable, ClassMask),
     spec: &ReplySpec,
     req: &Request<'_>,
     out: &mut [u8],
@@ -75,24 +77,31 @@ pub(super) fn write(
                 let _ = w.option(c, v);
             }
         };
+        // A class's option comes before the subnet's of the same code.
+        let (table, mask) = classes;
+        let get = |c| (mask != 0).then(|| table.option(mask, c)).flatten().or_else(|| subnet.options.get(c));
         // The subnet mask always: clients cannot configure an address without it.
-        if let Some(v) = subnet.options.get(code::SUBNET_MASK) {
+        if let Some(v) = get(code::SUBNET_MASK) {
             put(&mut w, code::SUBNET_MASK, v);
         }
         match req.prl {
             // Options in the order the client asked for them (RFC 2131 §4.3.1).
             Some(list) => {
                 for &c in list {
-                    if let Some(v) = subnet.options.get(c) {
+                    if let Some(v) = get(c) {
                         put(&mut w, c, v);
                     }
                 }
             }
             None => {
-                for (c, v) in subnet.options.iter() {
+                for (c, v) in table.options(mask).chain(subnet.options.iter()) {
                     put(&mut w, c, v);
                 }
             }
+        }
+        // Class options go out whether asked for or not (CPE provisioning: 43, 125).
+        for (c, v) in table.options(mask) {
+            put(&mut w, c, v);
         }
     }
     // RFC 6842: echo the client identifier.
