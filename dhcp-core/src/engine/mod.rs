@@ -622,7 +622,13 @@ impl<'a> Context<'a> {
     /// REQUEST (RFC 2131 §4.3.2): in SELECTING state when it names a server, else in
     /// INIT-REBOOT, RENEWING or REBINDING state.
     fn request(&mut self) -> Outcome {
-        self.end_stale_records();
+        if self.end_stale_records() {
+            // Its port's address went to a new CPE: tell the old one at once.
+            return match self.link() {
+                Ok(link) => self.nak(&link),
+                Err(o) => o,
+            };
+        }
         match self.req.opts.server_id {
             Some(server_id) => self.selecting(server_id),
             None => self.confirm(),

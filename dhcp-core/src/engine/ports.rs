@@ -121,10 +121,11 @@ impl PortReservations {
 
 impl super::Context<'_> {
     /// Ends the client's records of port addresses another client took over (without freeing
-    /// them: they are the new client's now).
-    pub(super) fn end_stale_records(&mut self) {
+    /// them: they are the new client's now). Returns whether it ended one.
+    pub(super) fn end_stale_records(&mut self) -> bool {
+        let mut ended = false;
         if self.sh.ports.is_empty() {
-            return;
+            return ended;
         }
         for key in [self.req.key, self.req.key.moving()] {
             let Some(record) = self.table.find(&key) else { continue };
@@ -135,6 +136,8 @@ impl super::Context<'_> {
             let kind = if state == LeaseState::Bound { EventKind::Released } else { EventKind::OfferReleased };
             self.stats.port_takeovers += 1;
             self.drop_record(record, kind);
+            ended = true;
         }
+        ended
     }
 }

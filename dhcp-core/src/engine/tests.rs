@@ -725,3 +725,4 @@ fn declining_a_reserved_address_is_a_release_not_a_probation() {
 }
 
 mod safety;
+mod isp;

@@ -1,0 +1,225 @@
+//! ISP features on a virtual clock: reservations by subscriber port (circuit id, remote id)
+//! with immediate CPE takeover, client classes (matching, options, pools kept for classes),
+//! and leasequery (RFC 4388), whose replies dhcproto decodes.
+
+use super::*;
+use crate::config::{Cidr, ClientClass};
+
+const RELAY: &str = "100.64.0.254";
+
+fn via_relay() -> Ingress {
+    Ingress { src: SocketAddrV4::new(ip(RELAY), 67), ..Ingress::broadcast(None) }
+}
+
+fn trusted(cfg: &mut Config) {
+    cfg.trusted_relays = vec![Cidr { network: ip(RELAY), prefix_len: 32 }];
+}
+
+/// Client `n` behind the relay on a port with circuit id `circuit` and remote id `remote`.
+fn on_port(n: u8, circuit: &[u8], remote: &[u8]) -> Client {
+    let mut c = Client::new(n);
+    c.giaddr = ip(RELAY);
+    let mut ri = vec![1, circuit.len() as u8];
+    ri.extend_from_slice(circuit);
+    ri.extend_from_slice(&[2, remote.len() as u8]);
+    ri.extend_from_slice(remote);
+    c.relay_info = Some(ri);
+    c
+}
+
+fn relayed_dora(s: &mut Server, c: &Client) -> Ipv4Addr {
+    let (_, offer) = s.ask_via(&via_relay(), &c.discover());
+    assert_eq!(msg_type(&offer), v4::MessageType::Offer);
+    let (_, ack) = s.ask_via(&via_relay(), &c.select(SERVER, offer.yiaddr()));
+    assert_eq!(msg_type(&ack), v4::MessageType::Ack);
+    ack.yiaddr()
+}
+
+fn port_config() -> Config {
+    let mut cfg = config("100.64.0.10", "100.64.0.20");
+    trusted(&mut cfg);
+    cfg.subnets[0].reservations = vec![
+        Reservation { client: ClientMatch::CircuitId(b"eth1/0/7".to_vec()), ip: ip("100.64.0.107") },
+        Reservation { client: ClientMatch::RemoteId(vec![0xde, 0xad]), ip: ip("100.64.0.108") },
+    ];
+    cfg
+}
+
+#[test]
+fn a_port_reservation_goes_to_whatever_client_arrives_on_the_port() {
+    let mut s = Server::new(port_config());
+    assert_eq!(relayed_dora(&mut s, &on_port(1, b"eth1/0/7", b"x")), ip("100.64.0.107"));
+    // Remote id when the circuit has no reservation.
+    assert_eq!(relayed_dora(&mut s, &on_port(2, b"eth1/0/8", &[0xde, 0xad])), ip("100.64.0.108"));
+    // Another port gets a pool address, and a client elsewhere never gets a port's address.
+    assert_eq!(relayed_dora(&mut s, &on_port(3, b"eth1/0/9", b"y")), ip("100.64.0.10"));
+    assert!(!matches!(s.send(&Client::new(4).reboot(ip("100.64.0.107"))), Outcome::Reply(r) if r.kind == MessageType::Ack));
+    let stranger = Client::new(5);
+    let (_, offer) = s.ask(&stranger.discover_requesting(ip("100.64.0.107")));
+    assert_ne!(offer.yiaddr(), ip("100.64.0.107"));
+}
+
+#[test]
+fn a_new_cpe_on_the_port_takes_the_address_over_at_once() {
+    let mut s = Server::new(port_config());
+    let old = on_port(1, b"eth1/0/7", b"x");
+    let new = on_port(2, b"eth1/0/7", b"x");
+    let addr = relayed_dora(&mut s, &old);
+    assert_eq!(relayed_dora(&mut s, &new), addr, "the new CPE gets the port's address at once");
+    s.take_events();
+    // The old CPE's renewal is refused and its record ends, without freeing the new one's.
+    let (r, _) = s.ask_via(&via_relay(), &old.renew(addr));
+    assert_eq!(r.kind, MessageType::Nak);
+    assert_eq!(s.take_events(), vec![(EventKind::Released, addr)]);
+    assert_eq!(s.engine.stats().port_takeovers, 1);
+    assert_eq!(s.engine.lookup(&old.key()), None);
+    let (r, _) = s.ask_via(&via_relay(), &new.renew(addr));
+    assert_eq!(r.kind, MessageType::Ack, "the new holder keeps renewing");
+    // The old CPE's lease running out later does not free the address either.
+    s.advance(7200);
+    let third = on_port(3, b"eth1/0/9", b"y");
+    for _ in 0..12 {
+        let (_, o) = s.ask_via(&via_relay(), &third.discover());
+        assert_ne!(o.yiaddr(), addr);
+    }
+}
+
+#[test]
+fn takeover_works_across_workers() {
+    // The old holder lives on another worker: only the shared holder word tells it.
+    let shared = Arc::new(Shared::new(&port_config(), 2).unwrap());
+    let mut a = Engine::new(shared.clone(), T0, 16);
+    let mut b = Engine::new(shared, T0, 16);
+    let (mut out, mut ev) = ([0u8; 1500], Vec::new());
+    let mut run = |e: &mut Engine, m: &[u8]| match e.handle(T0, &via_relay(), m, &mut out, &mut ev) {
+        Outcome::Reply(r) => (r.kind, v4::Message::decode(&mut dhcproto::Decoder::new(&out[..r.len])).unwrap().yiaddr()),
+        o => panic!("{o:?}"),
+    };
+    let (old, new) = (on_port(1, b"eth1/0/7", b"x"), on_port(2, b"eth1/0/7", b"x"));
+    let addr = ip("100.64.0.107");
+    assert_eq!(run(&mut a, &old.discover()), (MessageType::Offer, addr));
+    assert_eq!(run(&mut a, &old.select(SERVER, addr)), (MessageType::Ack, addr));
+    assert_eq!(run(&mut b, &new.discover()), (MessageType::Offer, addr));
+    assert_eq!(run(&mut b, &new.select(SERVER, addr)), (MessageType::Ack, addr));
+    assert_eq!(run(&mut a, &old.renew(addr)).0, MessageType::Nak);
+    assert_eq!(run(&mut b, &new.renew(addr)).0, MessageType::Ack);
+}
+
+#[test]
+fn port_reservations_need_a_trusted_relay() {
+    let mut cfg = port_config();
+    cfg.trusted_relays.clear();
+    let e = cfg.validate().unwrap_err();
+    assert_eq!(e.path, "subnets[0].reservations[0]");
+    // An untrusted relay's option 82 claims nothing.
+    let mut s = Server::new(port_config());
+    let forger = Ingress { src: SocketAddrV4::new(ip("100.64.0.99"), 67), ..Ingress::broadcast(None) };
+    let out = s.send_via(&forger, &on_port(1, b"eth1/0/7", b"x").discover());
+    assert_eq!(out, Outcome::Silent(Silence::UntrustedRelay));
+}
+
+#[test]
+fn restore_puts_a_port_holder_back_and_refuses_a_second() {
+    let mut s = Server::new(port_config());
+    let addr = ip("100.64.0.107");
+    let (a, b) = (Client::new(1), Client::new(2));
+    let until = T0 + 100;
+    assert_eq!(s.engine.restore(T0, a.key(), a.mac, addr, until, LeaseState::Bound), Ok(()));
+    assert_eq!(s.engine.restore(T0, b.key(), b.mac, addr, until, LeaseState::Bound), Err(RestoreError::Conflict));
+    let (r, _) = s.ask_via(&via_relay(), &on_port(1, b"eth1/0/7", b"x").renew(addr));
+    assert_eq!(r.kind, MessageType::Ack);
+}
+
+fn class(name: &str) -> ClientClass {
+    ClientClass { name: name.into(), ..ClientClass::default() }
+}
+
+fn class_config() -> Config {
+    let mut cfg = config("100.64.0.10", "100.64.0.19");
+    trusted(&mut cfg);
+    cfg.subnets[0].pools.push(Pool { first: ip("100.64.0.100"), last: ip("100.64.0.109") });
+    cfg.subnets[0].pool_classes = vec![(1, vec!["cpe".into()])];
+    cfg.classes = vec![
+        ClientClass {
+            vendor_class: Some(b"acme-cpe".to_vec()),
+            options: vec![(43, vec![1, 3, 9, 9, 9]), (125, vec![0, 0, 0, 9, 2, 1, 0])],
+            ..class("cpe")
+        },
+        ClientClass { user_class: Some(b"iptv".to_vec()), options: vec![(66, b"tftp.iptv".to_vec())], ..class("iptv") },
+        ClientClass { circuit_id: Some(b"port9".to_vec()), options: vec![(6, vec![100, 64, 0, 9])], ..class("port9") },
+        ClientClass { chaddr_prefix: Some(vec![0x02, 0, 0]), options: vec![(15, b"oui.example".to_vec())], ..class("oui") },
+    ];
+    cfg
+}
+
+fn opt(m: &v4::Message, code: u8) -> Option<Vec<u8>> {
+    match m.opts().get(OptionCode::from(code))? {
+        DhcpOption::Unknown(u) => Some(u.data().to_vec()),
+        DhcpOption::DomainNameServer(ips) => Some(ips.iter().flat_map(|i| i.octets()).collect()),
+        DhcpOption::DomainName(d) => Some(d.as_bytes().to_vec()),
+        DhcpOption::TFTPServerName(d) => Some(d.clone()),
+        DhcpOption::VendorExtensions(v) => Some(v.clone()),
+        other => panic!("option {code}: {other:?}"),
+    }
+}
+
+#[test]
+fn classes_add_and_override_options() {
+    let mut s = Server::new(class_config());
+    let mut cpe = Client::new(1);
+    cpe.extra = vec![(60, b"acme-cpe-v2".to_vec())];
+    cpe.mac = [0x0a, 0, 0, 0, 0, 1];
+    let (_, offer) = s.ask(&cpe.discover());
+    // Sent although not requested: vendor options for the CPE.
+    assert_eq!(opt(&offer, 43), Some(vec![1, 3, 9, 9, 9]));
+    assert_eq!(opt(&offer, 125), Some(vec![0, 0, 0, 9, 2, 1, 0]));
+    assert_eq!(opt(&offer, 66), None);
+    assert_eq!(opt(&offer, 15), Some(b"isp.example".to_vec()), "not of the OUI class");
+    // User class 77 as RFC 3004 instances, and a chaddr prefix overriding the subnet's option.
+    let mut stb = Client::new(2);
+    stb.extra = vec![(77, b"\x05voice\x04iptv".to_vec())];
+    let (_, offer) = s.ask(&stb.discover());
+    assert_eq!(opt(&offer, 66), Some(b"tftp.iptv".to_vec()));
+    assert_eq!(opt(&offer, 15), Some(b"oui.example".to_vec()), "class option replaces the subnet's");
+    assert_eq!(opt(&offer, 43), None, "the subnet's own, not requested");
+    // Circuit id from a trusted relay.
+    let mut port = on_port(3, b"port9", b"r");
+    port.mac = [0x0a, 0, 0, 0, 0, 3];
+    let (_, offer) = s.ask_via(&via_relay(), &port.discover());
+    assert_eq!(opt(&offer, 6), Some(vec![100, 64, 0, 9]));
+}
+
+#[test]
+fn pools_kept_for_a_class_serve_only_its_members() {
+    let mut s = Server::new(class_config());
+    for n in 1..=10u8 {
+        let got = dora(&mut s, &Client::new(n));
+        assert!(Pool { first: ip("100.64.0.10"), last: ip("100.64.0.19") }.contains(got), "{got}");
+    }
+    // The open pool is used up; others get nothing from the kept pool, even asking for it.
+    let outsider = Client::new(99);
+    assert_eq!(s.send(&outsider.discover()), Outcome::Silent(Silence::NoAddress));
+    assert_eq!(s.send(&outsider.discover_requesting(ip("100.64.0.105"))), Outcome::Silent(Silence::NoAddress));
+    let (r, _) = s.ask(&outsider.select(SERVER, ip("100.64.0.105")));
+    assert_eq!(r.kind, MessageType::Nak);
+    // A member still gets one.
+    let mut cpe = Client::new(100);
+    cpe.extra = vec![(60, b"acme-cpe".to_vec())];
+    assert_eq!(dora(&mut s, &cpe), ip("100.64.0.100"));
+}
+
+#[test]
+fn bad_class_configurations_are_refused() {
+    let mut cfg = class_config();
+    cfg.classes.push(class("empty"));
+    assert_eq!(cfg.validate().unwrap_err().path, "classes[4]");
+    let mut cfg = class_config();
+    cfg.subnets[0].classes = vec!["nope".into()];
+    assert!(cfg.validate().unwrap_err().reason.contains("no class named \"nope\""));
+    let mut cfg = class_config();
+    cfg.classes[0].options.push((82, vec![1]));
+    assert_eq!(cfg.validate().unwrap_err().path, "classes[0].options[2]");
+    let mut cfg = class_config();
+    cfg.classes[3].chaddr_prefix = Some(vec![0; 7]);
+    assert_eq!(cfg.validate().unwrap_err().path, "classes[3].chaddr_prefix");
+}
