@@ -53,7 +53,9 @@ fn a_port_reservation_goes_to_whatever_client_arrives_on_the_port() {
     assert_eq!(relayed_dora(&mut s, &on_port(2, b"eth1/0/8", &[0xde, 0xad])), ip("100.64.0.108"));
     // Another port gets a pool address, and a client elsewhere never gets a port's address.
     assert_eq!(relayed_dora(&mut s, &on_port(3, b"eth1/0/9", b"y")), ip("100.64.0.10"));
-    assert!(!matches!(s.send(&Client::new(4).reboot(ip("100.64.0.107"))), Outcome::Reply(r) if r.kind == MessageType::Ack));
+    assert!(
+        !matches!(s.send(&Client::new(4).reboot(ip("100.64.0.107"))), Outcome::Reply(r) if r.kind == MessageType::Ack)
+    );
     let stranger = Client::new(5);
     let (_, offer) = s.ask(&stranger.discover_requesting(ip("100.64.0.107")));
     assert_ne!(offer.yiaddr(), ip("100.64.0.107"));
@@ -92,7 +94,9 @@ fn takeover_works_across_workers() {
     let mut b = Engine::new(shared, T0, 16);
     let (mut out, mut ev) = ([0u8; 1500], Vec::new());
     let mut run = |e: &mut Engine, m: &[u8]| match e.handle(T0, &via_relay(), m, &mut out, &mut ev) {
-        Outcome::Reply(r) => (r.kind, v4::Message::decode(&mut dhcproto::Decoder::new(&out[..r.len])).unwrap().yiaddr()),
+        Outcome::Reply(r) => {
+            (r.kind, v4::Message::decode(&mut dhcproto::Decoder::new(&out[..r.len])).unwrap().yiaddr())
+        }
         o => panic!("{o:?}"),
     };
     let (old, new) = (on_port(1, b"eth1/0/7", b"x"), on_port(2, b"eth1/0/7", b"x"));
@@ -147,7 +151,11 @@ fn class_config() -> Config {
         },
         ClientClass { user_class: Some(b"iptv".to_vec()), options: vec![(66, b"tftp.iptv".to_vec())], ..class("iptv") },
         ClientClass { circuit_id: Some(b"port9".to_vec()), options: vec![(6, vec![100, 64, 0, 9])], ..class("port9") },
-        ClientClass { chaddr_prefix: Some(vec![0x02, 0, 0]), options: vec![(15, b"oui.example".to_vec())], ..class("oui") },
+        ClientClass {
+            chaddr_prefix: Some(vec![0x02, 0, 0]),
+            options: vec![(15, b"oui.example".to_vec())],
+            ..class("oui")
+        },
     ];
     cfg
 }
@@ -222,4 +230,151 @@ fn bad_class_configurations_are_refused() {
     let mut cfg = class_config();
     cfg.classes[3].chaddr_prefix = Some(vec![0; 7]);
     assert_eq!(cfg.validate().unwrap_err().path, "classes[3].chaddr_prefix");
+}
+
+const QUERIER: &str = "100.64.0.250";
+
+fn lq_config() -> Config {
+    let mut cfg = port_config();
+    cfg.leasequery = true;
+    cfg.leasequery_from = vec![Cidr { network: ip(QUERIER), prefix_len: 32 }];
+    cfg
+}
+
+fn from_querier() -> Ingress {
+    Ingress { src: SocketAddrV4::new(ip(QUERIER), 67), ..Ingress::broadcast(None) }
+}
+
+/// A DHCPLEASEQUERY as dhcproto encodes it: by `ciaddr`, else by option 61, else by `chaddr`.
+fn query(ciaddr: Ipv4Addr, chaddr: &[u8], client_id: Option<&[u8]>) -> Vec<u8> {
+    use dhcproto::Encodable;
+    let mut m =
+        v4::Message::new_with_id(0xabcd, ciaddr, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, ip(QUERIER), chaddr);
+    m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::LeaseQuery));
+    if let Some(id) = client_id {
+        m.opts_mut().insert(DhcpOption::ClientIdentifier(id.to_vec()));
+    }
+    m.to_vec().unwrap()
+}
+
+/// The reply dhcproto would encode for an answer: compared whole with ours, decoded.
+fn expected(kind: v4::MessageType, ciaddr: Ipv4Addr, chaddr: &[u8], opts: Vec<DhcpOption>) -> v4::Message {
+    let mut m =
+        v4::Message::new_with_id(0xabcd, ciaddr, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, ip(QUERIER), chaddr);
+    m.set_opcode(v4::Opcode::BootReply);
+    m.opts_mut().insert(DhcpOption::MessageType(kind));
+    m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+    for o in opts {
+        m.opts_mut().insert(o);
+    }
+    m
+}
+
+fn relay_info(circuit: &[u8], remote: &[u8]) -> DhcpOption {
+    use v4::relay::{RelayAgentInformation, RelayInfo};
+    let mut ri = RelayAgentInformation::default();
+    ri.insert(RelayInfo::AgentCircuitId(circuit.to_vec()));
+    ri.insert(RelayInfo::AgentRemoteId(remote.to_vec()));
+    DhcpOption::RelayAgentInformation(ri)
+}
+
+#[test]
+fn leasequery_by_address_client_id_and_mac() {
+    let mut s = Server::new(lq_config());
+    let mut cpe = on_port(1, b"eth1/0/7", b"x");
+    cpe.client_id = Some(vec![1, 2, 0, 0, 0, 0, 1]);
+    let addr = relayed_dora(&mut s, &cpe);
+    let plain = Client::new(2);
+    let other = dora(&mut s, &plain);
+    s.advance(100);
+    let active = |assoc: bool| {
+        let mut o = vec![
+            DhcpOption::AddressLeaseTime(3500),
+            DhcpOption::ClientLastTransactionTime(100),
+            DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 1]),
+            relay_info(b"eth1/0/7", b"x"),
+        ];
+        if assoc {
+            o.push(DhcpOption::AssociatedIp(vec![addr]));
+        }
+        expected(v4::MessageType::LeaseActive, addr, &cpe.mac, o)
+    };
+    let (r, m) = s.ask_via(&from_querier(), &query(addr, &[], None));
+    assert_eq!((r.kind, r.to, r.commit), (MessageType::LeaseActive, Destination::Relay(ip(QUERIER)), false));
+    assert_eq!(m, active(false));
+    let (_, m) = s.ask_via(&from_querier(), &query(Ipv4Addr::UNSPECIFIED, &[], Some(&[1, 2, 0, 0, 0, 0, 1])));
+    assert_eq!(m, active(true));
+    // By MAC: a client known by its chaddr; no option 61 or 82 stored.
+    let (_, m) = s.ask_via(&from_querier(), &query(Ipv4Addr::UNSPECIFIED, &plain.mac, None));
+    let o = vec![
+        DhcpOption::AddressLeaseTime(3500),
+        DhcpOption::ClientLastTransactionTime(100),
+        DhcpOption::AssociatedIp(vec![other]),
+    ];
+    assert_eq!(m, expected(v4::MessageType::LeaseActive, other, &plain.mac, o));
+    assert_eq!(s.engine.stats().leasequery_active, 3);
+}
+
+#[test]
+fn leasequery_unassigned_unknown_and_refusals() {
+    let mut s = Server::new(lq_config());
+    let free = ip("100.64.0.15");
+    let (_, m) = s.ask_via(&from_querier(), &query(free, &[], None));
+    assert_eq!(m, expected(v4::MessageType::LeaseUnassigned, free, &[], vec![]));
+    let (_, m) = s.ask_via(&from_querier(), &query(ip("100.64.0.107"), &[], None));
+    assert_eq!(msg_type(&m), v4::MessageType::LeaseUnassigned, "a reserved address is ours too");
+    let outside = ip("198.18.0.5");
+    let (_, m) = s.ask_via(&from_querier(), &query(outside, &[], None));
+    assert_eq!(m, expected(v4::MessageType::LeaseUnknown, outside, &[], vec![]));
+    let mac = [2, 9, 9, 9, 9, 9];
+    let (_, m) = s.ask_via(&from_querier(), &query(Ipv4Addr::UNSPECIFIED, &mac, None));
+    assert_eq!(m, expected(v4::MessageType::LeaseUnknown, Ipv4Addr::UNSPECIFIED, &mac, vec![]));
+    // A lease released, or ended by a takeover, is no longer active.
+    let c = Client::new(1);
+    let addr = dora(&mut s, &c);
+    s.send(&c.release(addr));
+    let (_, m) = s.ask_via(&from_querier(), &query(addr, &[], None));
+    assert_eq!(msg_type(&m), v4::MessageType::LeaseUnassigned);
+    // Not from an allowed querier; a query naming nothing; leasequery off.
+    let stranger = Ingress { src: SocketAddrV4::new(ip("100.64.0.77"), 67), ..Ingress::broadcast(None) };
+    assert_eq!(s.send_via(&stranger, &query(addr, &[], None)), Outcome::Silent(Silence::UntrustedRelay));
+    let nothing = query(Ipv4Addr::UNSPECIFIED, &[], None);
+    assert_eq!(s.send_via(&from_querier(), &nothing), Outcome::Dropped(DropReason::NoClientIdentity));
+    let mut off = Server::new(port_config());
+    assert_eq!(
+        off.send_via(&from_querier(), &query(addr, &[], None)),
+        Outcome::Dropped(DropReason::UnexpectedType(10))
+    );
+}
+
+#[test]
+fn leasequery_by_address_sees_other_workers_leases_and_takeovers() {
+    let shared = Arc::new(Shared::new(&lq_config(), 2).unwrap());
+    assert_eq!(shared.lease_board_bytes(), (11 + 2) * crate::config::LEASE_BOARD_BYTES);
+    let mut a = Engine::new(shared.clone(), T0, 16);
+    let mut b = Engine::new(shared, T0, 16);
+    let (mut out, mut ev) = ([0u8; 1500], Vec::new());
+    let mut run = |e: &mut Engine, ing: &Ingress, m: &[u8]| match e.handle(T0, ing, m, &mut out, &mut ev) {
+        Outcome::Reply(r) => v4::Message::decode(&mut dhcproto::Decoder::new(&out[..r.len])).unwrap(),
+        o => panic!("{o:?}"),
+    };
+    let addr = ip("100.64.0.107");
+    let (old, new) = (on_port(1, b"eth1/0/7", b"x"), on_port(2, b"eth1/0/7", b"x"));
+    run(&mut a, &via_relay(), &old.discover());
+    run(&mut a, &via_relay(), &old.select(SERVER, addr));
+    let m = run(&mut b, &from_querier(), &query(addr, &[], None));
+    assert_eq!((msg_type(&m), m.chaddr()), (v4::MessageType::LeaseActive, &old.mac[..]));
+    // The new CPE's offer takes the port: the old lease is gone from the board at once.
+    run(&mut b, &via_relay(), &new.discover());
+    assert_eq!(msg_type(&run(&mut a, &from_querier(), &query(addr, &[], None))), v4::MessageType::LeaseUnassigned);
+    run(&mut b, &via_relay(), &new.select(SERVER, addr));
+    let m = run(&mut a, &from_querier(), &query(addr, &[], None));
+    assert_eq!((msg_type(&m), m.chaddr()), (v4::MessageType::LeaseActive, &new.mac[..]));
+    // The old CPE's stale record ending on its worker (a RELEASE) leaves the new one's alone.
+    let (mut out2, mut ev2) = ([0u8; 1500], Vec::new());
+    assert_eq!(a.handle(T0, &via_relay(), &old.release(addr), &mut out2, &mut ev2), Outcome::Silent(Silence::Done));
+    let m = run(&mut b, &from_querier(), &query(addr, &[], None));
+    assert_eq!((msg_type(&m), m.chaddr()), (v4::MessageType::LeaseActive, &new.mac[..]));
+    let m = run(&mut b, &via_relay(), &new.renew(addr));
+    assert_eq!(msg_type(&m), v4::MessageType::Ack, "and the address stays the new CPE's");
 }
