@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The holder word's value for a client: a fixed hash of its settled identity, never 0.
 pub(super) fn holder_hash(key: &ClientKey) -> u64 {
-    foldhash::fast::FixedState::with_seed(0x5eed_0f_1ea5e).hash_one(key.settled().0) | 1
+    foldhash::fast::FixedState::with_seed(0x05ee_d0f1_ea5e).hash_one(key.settled().0) | 1
 }
 
 /// How a port's address was taken.
