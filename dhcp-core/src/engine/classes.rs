@@ -114,14 +114,14 @@ impl ClassTable {
 
 /// The classes of a message's client; option 82 counts only from a relay trusted somewhere.
 pub(super) fn classes_of(sh: &Shared, ingress: &Ingress, req: &Request<'_>) -> ClassMask {
-    if sh.classes.is_empty() {
+    if sh.isp.classes.is_empty() {
         return 0;
     }
     let relay_info = req.relay_info.filter(|_| sh.relay_trusted_anywhere(*ingress.src.ip()));
     let p = &req.pkt;
     let mac = (p.htype() == 1 && p.hlen() == 6).then_some(&req.mac);
     let facts = ClassFacts { vendor_class: req.opts.vendor_class, user_class: req.opts.user_class, relay_info, mac };
-    sh.classes.classify(&facts)
+    sh.isp.classes.classify(&facts)
 }
 
 /// Whether a client of classes `mask` may draw on a pool kept for `pool_mask`.

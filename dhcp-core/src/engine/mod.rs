@@ -803,7 +803,7 @@ impl<'a> Context<'a> {
     /// Writes the reply `spec` from subnet `sid`; `commit`: it depends on this call's events.
     fn send(&mut self, spec: &ReplySpec, sid: u16, commit: bool) -> Outcome {
         let subnet = self.sh.subnet(sid);
-        match reply::write(subnet, (&self.sh.classes, self.classes), spec, self.req, self.out) {
+        match reply::write(subnet, (&self.sh.isp.classes, self.classes), spec, self.req, self.out) {
             Ok((len, to)) => Outcome::Reply(Reply { len, to, kind: spec.kind, commit, from: subnet.server_id }),
             // Only a too-small output buffer gets here: mandatory options always fit in 548.
             Err(e) => Outcome::Dropped(DropReason::Malformed(e)),

@@ -124,7 +124,7 @@ impl super::Context<'_> {
     /// them: they are the new client's now). Returns whether it ended one.
     pub(super) fn end_stale_records(&mut self) -> bool {
         let mut ended = false;
-        if self.sh.ports.is_empty() {
+        if self.sh.isp.ports.is_empty() {
             return ended;
         }
         for key in [self.req.key, self.req.key.moving()] {

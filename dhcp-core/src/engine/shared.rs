@@ -211,6 +211,13 @@ pub struct Shared {
     workers: u32,
     /// Key of the steering hash (`dhcp_common::steering_hash`) that picks each client's worker.
     steering_key: u32,
+    /// Port reservations, classes, the lease board.
+    pub(super) isp: Isp,
+}
+
+/// The ISP features' shared parts.
+#[derive(Debug)]
+pub(super) struct Isp {
     /// Reservations by subscriber port (option 82).
     pub(super) ports: PortReservations,
     pub(super) classes: ClassTable,
@@ -222,6 +229,30 @@ pub struct Shared {
     board_extra: FastMap<Ipv4Addr, usize>,
     /// Leasequery clients besides the global trusted relays.
     leasequery_from: Vec<Cidr>,
+}
+
+impl Isp {
+    /// Pools get their class masks in [`PoolId`] order (subnets, then their pools); the board
+    /// covers every pool address and every reserved address outside the pools.
+    fn new<'a>(
+        cfg: &Config,
+        space: &AddressSpace,
+        ports: PortReservations,
+        reserved: impl Iterator<Item = &'a Ipv4Addr>,
+    ) -> Isp {
+        let classes = ClassTable::new(cfg);
+        let pool_masks = cfg.subnets.iter().flat_map(|s| classes.pool_masks(s)).collect();
+        let mut board_extra = FastMap::default();
+        let mut board = None;
+        if cfg.leasequery {
+            for ip in reserved.filter(|ip| !space.in_pool(**ip)) {
+                board_extra.insert(*ip, space.capacity() + board_extra.len());
+            }
+            board = Some(LeaseBoard::new(space.capacity() + board_extra.len()));
+        }
+        let leasequery_from = cfg.leasequery_from.clone();
+        Isp { ports: ports.finish(), classes, pool_masks, board, board_extra, leasequery_from }
+    }
 }
 
 fn encode_ips(ips: &[Ipv4Addr]) -> Box<[u8]> {
@@ -238,8 +269,6 @@ impl Shared {
         let mut subnets = Vec::with_capacity(cfg.subnets.len());
         let mut server_ids = vec![cfg.server_id];
         let mut res = Reservations::default();
-        let classes = ClassTable::new(cfg);
-        let mut pool_masks = Vec::new();
         for (sid, s) in cfg.subnets.iter().enumerate() {
             let sid = sid as u16;
             let pools: Vec<PoolId> = s
@@ -250,7 +279,6 @@ impl Shared {
                     all_pools.len() as PoolId - 1
                 })
                 .collect();
-            pool_masks.extend(classes.pool_masks(s));
             let iface = s.interface.as_ref().map(|name| match interfaces.iter().position(|n| n == name) {
                 Some(i) => i as InterfaceId,
                 None => {
@@ -273,10 +301,7 @@ impl Shared {
         for ip in res.by_ip.keys() {
             space.reserve(*ip);
         }
-        let (board, board_extra) = match cfg.leasequery {
-            true => Self::new_board(&space, res.by_ip.keys()),
-            false => (None, FastMap::default()),
-        };
+        let isp = Isp::new(cfg, &space, core::mem::take(&mut res.ports), res.by_ip.keys());
         let trust_configured =
             !cfg.trusted_relays.is_empty() || cfg.subnets.iter().any(|s| !s.trusted_relays.is_empty());
         Ok(Shared {
@@ -299,25 +324,8 @@ impl Shared {
             rapid_commit: cfg.rapid_commit,
             workers: workers.max(1),
             steering_key: 0,
-            ports: res.ports.finish(),
-            classes,
-            pool_masks,
-            board,
-            board_extra,
-            leasequery_from: cfg.leasequery_from.clone(),
+            isp,
         })
-    }
-
-    /// A lease board for every pool address and every reserved address outside the pools.
-    fn new_board<'a>(
-        space: &AddressSpace,
-        reserved: impl Iterator<Item = &'a Ipv4Addr>,
-    ) -> (Option<LeaseBoard>, FastMap<Ipv4Addr, usize>) {
-        let mut extra = FastMap::default();
-        for ip in reserved.filter(|ip| !space.in_pool(**ip)) {
-            extra.insert(*ip, space.capacity() + extra.len());
-        }
-        (Some(LeaseBoard::new(space.capacity() + extra.len())), extra)
     }
 
     /// The address space (address states and free lists).
@@ -524,7 +532,7 @@ impl Shared {
             link.ids()
                 .iter()
                 .flat_map(|&sid| self.subnets[sid as usize].pools.iter().map(move |&p| (p, sid)))
-                .filter(move |&(p, _)| pool_allows(self.pool_masks[p as usize], classes))
+                .filter(move |&(p, _)| pool_allows(self.isp.pool_masks[p as usize], classes))
         };
         pools()
             .find_map(|(pool, sid)| self.space.take_free(pool).map(|ip| (ip, sid)))
@@ -545,11 +553,11 @@ impl Shared {
     /// The reservation of the message's port (option 82 from a trusted relay), taken for the
     /// client: another client holding it loses it at once (its board entry goes too).
     fn take_port(&self, link: &Link<'_>, key: &ClientKey, relay_info: Option<&[u8]>) -> Option<(Ipv4Addr, u16)> {
-        let (n, ip, sid) = self.ports.lookup(relay_info)?;
+        let (n, ip, sid) = self.isp.ports.lookup(relay_info)?;
         if !link.ids().contains(&sid) {
             return None;
         }
-        if let Took::Moved(prev) = self.ports.take(n, holder_hash(key)) {
+        if let Took::Moved(prev) = self.isp.ports.take(n, holder_hash(key)) {
             self.unpublish(ip, prev);
         }
         Some((ip, sid))
@@ -558,8 +566,8 @@ impl Shared {
     /// Whether a client of classes `classes` may have `ip` (a pool kept for other classes:
     /// no; an address outside the pools: yes).
     pub(super) fn pool_allows(&self, ip: Ipv4Addr, classes: ClassMask) -> bool {
-        self.pool_masks.is_empty()
-            || self.space.pool_of(ip).is_none_or(|p| pool_allows(self.pool_masks[p as usize], classes))
+        self.isp.classes.is_empty()
+            || self.space.pool_of(ip).is_none_or(|p| pool_allows(self.isp.pool_masks[p as usize], classes))
     }
 
     /// Ends `key`'s hold on `ip`: its board entry, and the address back to its pool or
@@ -567,28 +575,28 @@ impl Shared {
     pub(super) fn end_hold(&self, ip: Ipv4Addr, key: &ClientKey) {
         let holder = holder_hash(key);
         self.unpublish(ip, holder);
-        if !self.ports.free(ip, holder) {
+        if !self.isp.ports.free(ip, holder) {
             self.free(ip);
         }
     }
 
     /// Whether `key`'s record of `ip` is stale: a port's address that another client took over.
     pub(super) fn port_stale(&self, ip: Ipv4Addr, key: &ClientKey) -> bool {
-        self.ports.holds(ip, holder_hash(key)) == Some(false)
+        self.isp.ports.holds(ip, holder_hash(key)) == Some(false)
     }
 
     /// Puts back a port's holder from the journal (see [`PortReservations::restore`]).
     pub(super) fn restore_port(&self, ip: Ipv4Addr, key: &ClientKey) -> Option<bool> {
-        self.ports.restore(ip, holder_hash(key))
+        self.isp.ports.restore(ip, holder_hash(key))
     }
 
     fn board_index(&self, ip: Ipv4Addr) -> Option<usize> {
-        self.space.index(ip).or_else(|| self.board_extra.get(&ip).copied())
+        self.space.index(ip).or_else(|| self.isp.board_extra.get(&ip).copied())
     }
 
     /// Whether leasequery is on (and the board kept).
     pub(super) fn leasequery_on(&self) -> bool {
-        self.board.is_some()
+        self.isp.board.is_some()
     }
 
     /// Whether `ip` has a place on the board: a pool or reserved address, which we are
@@ -599,32 +607,32 @@ impl Shared {
 
     /// Publishes a lease (no-op without leasequery).
     pub(super) fn publish(&self, ip: Ipv4Addr, e: &Entry) {
-        if let (Some(b), Some(i)) = (&self.board, self.board_index(ip)) {
+        if let (Some(b), Some(i)) = (&self.isp.board, self.board_index(ip)) {
             b.publish(i, e);
         }
     }
 
     /// Ends the published lease of `holder` on `ip` (0: of whoever).
     pub(super) fn unpublish(&self, ip: Ipv4Addr, holder: u64) {
-        if let (Some(b), Some(i)) = (&self.board, self.board_index(ip)) {
+        if let (Some(b), Some(i)) = (&self.isp.board, self.board_index(ip)) {
             b.clear(i, holder);
         }
     }
 
     /// The lease published on `ip`.
     pub(super) fn published(&self, ip: Ipv4Addr) -> Option<Entry> {
-        self.board.as_ref()?.read(self.board_index(ip)?)
+        self.isp.board.as_ref()?.read(self.board_index(ip)?)
     }
 
     /// Bytes of the lease board (0 without leasequery).
     pub fn lease_board_bytes(&self) -> usize {
-        self.board.as_ref().map_or(0, LeaseBoard::bytes)
+        self.isp.board.as_ref().map_or(0, LeaseBoard::bytes)
     }
 
     /// Whether `src` may send DHCPLEASEQUERY: listed in `leasequery_from` or a global
     /// trusted relay.
     pub(super) fn leasequery_allowed(&self, src: Ipv4Addr) -> bool {
-        self.leasequery_from.iter().chain(&self.trusted).any(|c| c.contains(src))
+        self.isp.leasequery_from.iter().chain(&self.trusted).any(|c| c.contains(src))
     }
 
     /// Whether a relay is trusted for some subnet (its option 82 may place the client in a
