@@ -65,7 +65,17 @@ fn leasequery_msg(ip: Ipv4Addr, buf: &mut [u8]) -> usize {
 fn isp_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("isp");
     g.sample_size(20).measurement_time(Duration::from_secs(if measuring() { 4 } else { 1 }));
-    for (name, cfg) in [("dora_release_plain", base()), ("dora_release_16_classes_and_board", with_isp())] {
+    let mut board_only = base();
+    board_only.leasequery = true;
+    board_only.leasequery_from = with_isp().leasequery_from;
+    let classes_only = Config { leasequery: false, leasequery_from: Vec::new(), ..with_isp() };
+    let cases = [
+        ("dora_release_plain", base()),
+        ("dora_release_board", board_only),
+        ("dora_release_16_classes", classes_only),
+        ("dora_release_16_classes_and_board", with_isp()),
+    ];
+    for (name, cfg) in cases {
         let mut e = engine(&cfg, 1 << 12);
         let mut ev = Vec::with_capacity(16);
         let mut n = 0u32;
