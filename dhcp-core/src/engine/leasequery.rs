@@ -116,7 +116,8 @@ impl Context<'_> {
     fn write_answer(&mut self, a: &Answer, to: Destination) -> Outcome {
         let p = &self.req.pkt;
         let sid = a.lease.and_then(|(ip, _)| self.sh.subnet_of(ip)).or_else(|| self.sh.subnet_of(p.ciaddr()));
-        let server_id = sid.map_or(self.sh.server_ids()[0], |s| self.sh.subnet(s).server_id);
+        let first = self.sh.server_ids().first().copied().unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let server_id = sid.map_or(first, |s| self.sh.subnet(s).server_id);
         let Ok(mut w) = DhcpWriter::new(self.out, dhcp::DEFAULT_MAX_MESSAGE_LEN) else {
             return Outcome::Dropped(DropReason::Malformed(crate::wire::Error::NoRoom));
         };
