@@ -239,4 +239,46 @@ mod tests {
         let e = Entry::new(1, 2, 3, (1, 6, [0; 6])).with_relay_info(Some(&long)).with_client_id(Some(&long));
         assert_eq!((e.relay_info(), e.client_id()), (None, None));
     }
+
+    #[test]
+    fn readers_never_see_a_torn_record() {
+        // Every field of entry k is derived from k: a mix of two writes would show.
+        fn entry(k: u32) -> Entry {
+            let b = k as u8;
+            Entry::new(k as u64 | 1 << 40, k, k, (1, 6, [b; 6]))
+                .with_client_id(Some(&[b; MAX_CID]))
+                .with_relay_info(Some(&[b; MAX_RI]))
+        }
+        fn consistent(e: &Entry) -> bool {
+            *e == entry(e.expires)
+        }
+        let board = std::sync::Arc::new(LeaseBoard::new(1));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (board, stop) = (board.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = 0u32;
+                    loop {
+                        let done = stop.load(Ordering::Acquire);
+                        if let Some(e) = board.read(0) {
+                            assert!(consistent(&e), "torn: {e:?}");
+                            seen += 1;
+                        }
+                        if done {
+                            return seen;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for k in 1..50_000u32 {
+            board.publish(0, &entry(k));
+        }
+        stop.store(true, Ordering::Release);
+        for r in readers {
+            assert!(r.join().unwrap() > 0, "each reader read the board");
+        }
+        assert_eq!(board.read(0), Some(entry(49_999)));
+    }
 }

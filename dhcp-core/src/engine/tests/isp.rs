@@ -217,6 +217,25 @@ fn pools_kept_for_a_class_serve_only_its_members() {
 }
 
 #[test]
+fn a_subnet_kept_for_a_class_lets_others_fall_to_the_next_on_its_link() {
+    let mut cfg = class_config();
+    cfg.subnets[0].pool_classes.clear();
+    cfg.subnets[0].classes = vec!["iptv".into()];
+    let mut open = subnet("100.64.1.0", "100.64.1.10", "100.64.1.20");
+    open.interface = Some("eth0".into());
+    cfg.subnets[0].interface = Some("eth0".into());
+    cfg.subnets.push(open);
+    let mut s = Server::new(cfg);
+    let eth0 = Ingress::broadcast(s.engine.shared().interface_id("eth0"));
+    let (_, offer) = s.ask_via(&eth0, &Client::new(1).discover());
+    assert_eq!(offer.yiaddr(), ip("100.64.1.10"), "not a member: the next subnet of the link");
+    let mut stb = Client::new(2);
+    stb.extra = vec![(77, b"iptv".to_vec())];
+    let (_, offer) = s.ask_via(&eth0, &stb.discover());
+    assert_eq!(offer.yiaddr(), ip("100.64.0.10"), "a member: the kept subnet");
+}
+
+#[test]
 fn bad_class_configurations_are_refused() {
     let mut cfg = class_config();
     cfg.classes.push(class("empty"));
