@@ -397,3 +397,42 @@ fn leasequery_by_address_sees_other_workers_leases_and_takeovers() {
     let m = run(&mut b, &via_relay(), &new.renew(addr));
     assert_eq!(msg_type(&m), v4::MessageType::Ack, "and the address stays the new CPE's");
 }
+
+#[test]
+fn two_cpes_racing_on_one_port_from_two_threads_leave_one_holder() {
+    let shared = Arc::new(Shared::new(&port_config(), 2).unwrap());
+    let addr = ip("100.64.0.107");
+    let run = |n: u8, shared: Arc<Shared>| {
+        std::thread::spawn(move || {
+            let mut e = Engine::new(shared, T0, 16);
+            let c = on_port(n, b"eth1/0/7", b"x");
+            let (mut out, mut ev) = ([0u8; 1500], Vec::new());
+            for _ in 0..2000 {
+                for m in [c.discover(), c.select(SERVER, addr)] {
+                    if let Outcome::Reply(r) = e.handle(T0, &via_relay(), &m, &mut out, &mut ev) {
+                        let got = v4::Message::decode(&mut dhcproto::Decoder::new(&out[..r.len])).unwrap();
+                        assert!(got.yiaddr() == addr || r.kind == MessageType::Nak, "only the port's address");
+                    }
+                }
+            }
+            (e, c)
+        })
+    };
+    let (a, b) = (run(1, shared.clone()), run(2, shared));
+    let (mut ea, ca) = a.join().unwrap();
+    let (mut eb, cb) = b.join().unwrap();
+    let (mut out, mut ev) = ([0u8; 1500], Vec::new());
+    let mut kinds = Vec::new();
+    for (e, c) in [(&mut ea, &ca), (&mut eb, &cb)] {
+        match e.handle(T0, &via_relay(), &c.renew(addr), &mut out, &mut ev) {
+            Outcome::Reply(r) => kinds.push(r.kind),
+            o => kinds.push(if o == Outcome::Silent(Silence::UnknownClient) {
+                MessageType::Nak
+            } else {
+                panic!("{o:?}")
+            }),
+        }
+    }
+    kinds.sort_by_key(|k| *k as u8);
+    assert_eq!(kinds, vec![MessageType::Ack, MessageType::Nak], "exactly one CPE holds the port's address");
+}
