@@ -67,7 +67,7 @@ impl Engine {
         let limit = self.table.limit(record);
         let (lease, _) = self.table.remove(record);
         self.shared.unhold(limit);
-        self.shared.free(ip);
+        self.shared.end_hold(ip, &client);
         let kind = if state == LeaseState::Bound { EventKind::Released } else { EventKind::OfferReleased };
         let mac = mac_of(&client).unwrap_or_default();
         events.push(LeaseEvent { kind, ip, client, mac, expires: lease.expires, steer: 0 });
@@ -88,7 +88,13 @@ impl Engine {
         for (_, l, state) in self.table.iter() {
             let (ip, mac) = (Ipv4Addr::from(l.ip), mac_of(&l.key).unwrap_or_default());
             match next.restore(now, l.key, mac, ip, l.expires, state) {
-                Ok(()) if next.shared.serves(ip) => carried.kept += 1,
+                Ok(()) if next.shared.serves(ip) => {
+                    // The leasequery board's entry (relay information, last transaction) stays.
+                    if let Some(e) = self.shared.published(ip).filter(|_| state == LeaseState::Bound) {
+                        next.shared.publish(ip, &e);
+                    }
+                    carried.kept += 1;
+                }
                 Ok(()) => carried.outside += 1,
                 Err(_) if state == LeaseState::Quarantined => carried.dropped += 1,
                 Err(RestoreError::Expired) => {}

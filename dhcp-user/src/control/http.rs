@@ -60,15 +60,11 @@ fn bad(reason: impl Into<String>) -> ApiError {
 
 impl Control {
     /// Binds the listener (so that a bad address fails the start) and starts the thread.
-    pub fn start(s: &ControlSettings, hub: Arc<Hub>) -> Result<Option<Control>> {
+    pub fn start(s: &ControlSettings, token: Option<Arc<str>>, hub: Arc<Hub>) -> Result<Option<Control>> {
         let Some(addr) = s.listen else { return Ok(None) };
-        let token = match &s.token_file {
-            Some(p) => Some(read_token(p)?),
-            None if !addr.ip().is_loopback() => {
-                bail!("control API on {addr} (beyond loopback) needs a bearer token: set [control] token_file")
-            }
-            None => None,
-        };
+        if token.is_none() && !addr.ip().is_loopback() {
+            bail!("control API on {addr} (beyond loopback) needs a bearer token: set [control] token_file");
+        }
         let listener = std::net::TcpListener::bind(addr).with_context(|| format!("control API on {addr}"))?;
         listener.set_nonblocking(true)?;
         let local = listener.local_addr()?;
@@ -102,7 +98,16 @@ impl Drop for Control {
     }
 }
 
-fn read_token(path: &std::path::Path) -> Result<Arc<str>> {
+/// The bearer token of `[control] token_file`, if the API is on and has one. Read at start,
+/// before the files go out of reach.
+pub fn read_token(s: &ControlSettings) -> Result<Option<Arc<str>>> {
+    match (&s.listen, &s.token_file) {
+        (Some(_), Some(p)) => token_from(p).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn token_from(path: &std::path::Path) -> Result<Arc<str>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("control token file {}", path.display()))?;
     let token = text.trim();
     if token.len() < 16 {

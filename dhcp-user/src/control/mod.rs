@@ -28,7 +28,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use http::Control;
+pub use http::{read_token, Control};
 
 /// `[control]` and `--control`: where the HTTP API listens, if anywhere.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -262,6 +262,8 @@ pub struct Supervise<'a> {
     pub reloader: std::cell::Cell<Option<Reloader>>,
     /// Set by SIGHUP.
     pub hup: Arc<AtomicBool>,
+    /// The API's bearer token, read before privileges were dropped.
+    pub token: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Supervise<'_> {
@@ -282,7 +284,7 @@ impl Supervise<'_> {
         read_xdp: &dyn Fn() -> Option<Vec<(&'static str, u64)>>,
     ) -> anyhow::Result<()> {
         let hub = Arc::new(Hub::new(links, self.shared.clone(), self.cfg.clone(), journal, self.reloader.take(), stop));
-        let control = Control::start(&self.cfg.server.control, hub.clone())?;
+        let control = Control::start(&self.cfg.server.control, self.token.clone(), hub.clone())?;
         let mut xdp_read: Option<Instant> = None;
         while !finished() {
             if self.hup.swap(false, Ordering::Relaxed) {
