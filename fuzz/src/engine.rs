@@ -321,7 +321,7 @@ impl Harness {
         };
         assert_eq!(&got, e, "counters");
         let typed = s.discover_received + s.request_received + s.decline_received + s.release_received + s.inform_received;
-        assert!(typed <= s.received && s.received - typed >= s.parse_failed);
+        assert!(typed <= s.received, "each message counted under at most one type");
     }
 }
 
