@@ -1,8 +1,9 @@
 //! Target `engine`: one engine on a virtual clock fed message sequences from a few clients.
 //!
 //! The input is a small program ([`Input`]): configuration knobs, then steps (a client sends a
-//! message of some kind with some options, the clock moves forwards or back, raw bytes
-//! arrive). After every step the harness checks:
+//! message of some kind with some options, directly or through a relay on a second subnet, the
+//! clock moves forwards or back, corrupted messages arrive). After every step the harness
+//! checks:
 //! - one address, one live identity: the offers and leases the engine reports for the known
 //!   identities are on distinct addresses, each `Held` in the shared address space, and the
 //!   space holds no other address (no leak);
@@ -90,10 +91,19 @@ pub mod kind {
     pub const COUNT: u8 = 8;
 }
 
+/// The relay agent of the second subnet (100.64.1.0/24); the first is directly attached.
+const RELAY: Ipv4Addr = Ipv4Addr::new(100, 64, 1, 1);
+
 fn config(k: &[u8; KNOBS]) -> (Config, u8, Seconds) {
     let size = 1 + k[0] % 6;
-    let mut s = Subnet::new(Ipv4Addr::new(100, 64, 0, 0), 24);
-    s.pools.push(Pool { first: Ipv4Addr::new(100, 64, 0, FIRST), last: Ipv4Addr::new(100, 64, 0, FIRST + size - 1) });
+    let subnet = |net: u8| {
+        let mut s = Subnet::new(Ipv4Addr::new(100, 64, net, 0), 24);
+        s.pools.push(Pool {
+            first: Ipv4Addr::new(100, 64, net, FIRST),
+            last: Ipv4Addr::new(100, 64, net, FIRST + size - 1),
+        });
+        s
+    };
     let pick = |b: u8, small: u32, max: u32| if b == 255 { max } else { small + b as u32 % 40 };
     let cfg = Config {
         server_id: SERVER,
@@ -110,7 +120,7 @@ fn config(k: &[u8; KNOBS]) -> (Config, u8, Seconds) {
             discover_rate: (k[6] & 4 != 0).then_some(1),
             discover_burst: None,
         }),
-        subnets: vec![s],
+        subnets: vec![subnet(0), subnet(1)],
         ..Config::default()
     };
     // Start anywhere, including a day before the end of the clock's range.
@@ -136,7 +146,9 @@ fn key_of(msg: &[u8]) -> Option<ClientKey> {
     let mut scratch = [0u8; 1024];
     match o.value(code::CLIENT_ID, &mut scratch).ok()? {
         Some(id) if !id.is_empty() => Some(ClientKey::from_client_id(id)),
-        _ if (1..=16).contains(&p.hlen()) => Some(ClientKey::from_hardware(p.htype(), &p.chaddr()[..p.hlen() as usize])),
+        _ if (1..=16).contains(&p.hlen()) => {
+            Some(ClientKey::from_hardware(p.htype(), &p.chaddr()[..p.hlen() as usize]))
+        }
         _ => None,
     }
 }
@@ -245,23 +257,31 @@ impl Harness {
         });
         let before = self.lookups();
         let room = [1500, 576, 400, 300][out as usize % 4];
-        let ingress = Ingress { src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68), ..Ingress::broadcast(None) };
+        let relayed = DhcpPacket::new_checked(msg).is_ok_and(|p| p.giaddr() == RELAY);
+        let src = if relayed { SocketAddrV4::new(RELAY, 67) } else { SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68) };
+        let ingress = Ingress { src, ..Ingress::broadcast(None) };
         let o = self.engine.handle(self.now, &ingress, msg, &mut self.out[..room], &mut self.events);
         self.expected.received += 1;
         let now_held = me.and_then(|k| self.engine.lookup(&k));
+        // An offer on another link than the client's lease is held under its `moving` key.
+        let moving = me.and_then(|k| self.engine.lookup(&k.moving()));
         match o {
             Outcome::Reply(r) => match r.kind {
                 MessageType::Offer => {
                     self.expected.offers += 1;
                     let yiaddr = Ipv4Addr::from(<[u8; 4]>::try_from(&self.out[16..20]).unwrap());
-                    assert!(matches!(now_held, Some((ip, LeaseState::Offered | LeaseState::Bound, _)) if ip == yiaddr));
+                    let offered = |h: Option<(Ipv4Addr, LeaseState, Seconds)>| matches!(h, Some((ip, LeaseState::Offered | LeaseState::Bound, _)) if ip == yiaddr);
+                    assert!(offered(now_held) || offered(moving), "OFFER of {yiaddr}: {now_held:?} {moving:?}");
                 }
                 MessageType::Nak => self.expected.naks += 1,
                 _ => {
                     self.expected.acks += 1;
                     let yiaddr = Ipv4Addr::from(<[u8; 4]>::try_from(&self.out[16..20]).unwrap());
                     if !yiaddr.is_unspecified() {
-                        assert!(matches!(now_held, Some((ip, LeaseState::Bound, _)) if ip == yiaddr), "ACK of {yiaddr}");
+                        assert!(
+                            matches!(now_held, Some((ip, LeaseState::Bound, _)) if ip == yiaddr),
+                            "ACK of {yiaddr}"
+                        );
                         assert!(r.commit, "an ACK of a lease waits for the journal");
                     }
                 }
@@ -277,7 +297,7 @@ impl Harness {
             Outcome::Silent(Silence::ForeignServer) => self.expected.not_for_us += 1,
             Outcome::Silent(Silence::NoAddress) => self.expected.no_address += 1,
             Outcome::Silent(Silence::Done) if msg_type(msg) == Some(MessageType::Release as u8) => {
-                let released = at.and_then(|i| before[i]).expect("a RELEASE taken had a lease");
+                let released = at.and_then(|i| before[2 * i]).expect("a RELEASE taken had a lease");
                 assert_eq!(now_held, None, "a RELEASE taken ends the lease");
                 let status = self.engine.shared().space().status(released.0);
                 assert!(matches!(status, Some(Status::Free) | Some(Status::Reserved) | None), "{status:?}");
@@ -288,7 +308,9 @@ impl Harness {
     }
 
     fn lookups(&self) -> Vec<Option<(Ipv4Addr, LeaseState, Seconds)>> {
-        self.seen.iter().map(|k| self.engine.lookup(k)).collect()
+        // A client that moved links holds its old lease under its key and its new offer under
+        // the key's `moving` form until it is ACKed there.
+        self.seen.iter().flat_map(|k| [self.engine.lookup(k), self.engine.lookup(&k.moving())]).collect()
     }
 
     fn check(&self) {
@@ -301,9 +323,9 @@ impl Harness {
         for ip in &held {
             assert_eq!(space.status(*ip), Some(Status::Held), "{ip} is leased but not held");
         }
-        let census = space.census(0);
-        assert_eq!(census.iter().sum::<usize>(), self.pool as usize);
-        assert_eq!(census[1], held.len(), "held addresses nobody holds: {census:?} {:?}", self.lookups());
+        let (c0, c1) = (space.census(0), space.census(1));
+        assert_eq!(c0.iter().sum::<usize>() + c1.iter().sum::<usize>(), 2 * self.pool as usize);
+        assert_eq!(c0[1] + c1[1], held.len(), "held addresses nobody holds: {c0:?} {c1:?} {:?}", self.lookups());
         let s = self.engine.stats();
         let e = &self.expected;
         let got = Counts {
@@ -320,7 +342,8 @@ impl Harness {
             probations_ended: s.probations_ended,
         };
         assert_eq!(&got, e, "counters");
-        let typed = s.discover_received + s.request_received + s.decline_received + s.release_received + s.inform_received;
+        let typed =
+            s.discover_received + s.request_received + s.decline_received + s.release_received + s.inform_received;
         assert!(typed <= s.received, "each message counted under at most one type");
     }
 }
@@ -333,13 +356,16 @@ fn msg_type(msg: &[u8]) -> Option<u8> {
 /// The message of a SEND (or RAW) step: `[op, who, kind, addr, ciaddr, flags, extra, room]`.
 pub fn message(s: &[u8; STEP], pool: u8) -> Vec<u8> {
     let (mac, id) = identity(s[1]);
-    // Addresses in and just around the pool, and one in another network.
+    let flags = s[5];
+    let relayed = flags & 128 != 0;
+    // Addresses in and just around the pool of the client's subnet (bit 4: the other subnet's),
+    // and one in another network.
     let addr = |b: u8| match b % 16 {
         15 => Ipv4Addr::new(198, 18, 0, 1),
         14 => Ipv4Addr::UNSPECIFIED,
-        n => Ipv4Addr::new(100, 64, 0, FIRST - 1 + n % (pool + 2)),
+        n => Ipv4Addr::new(100, 64, (relayed as u8) ^ (b >> 4 & 1), FIRST - 1 + n % (pool + 2)),
     };
-    let (want, ciaddr, flags) = (addr(s[3]), addr(s[4]), s[5]);
+    let (want, ciaddr) = (addr(s[3]), addr(s[4]));
     let mut opts: Vec<(u8, Vec<u8>)> = Vec::new();
     let server = if flags & 1 != 0 { OTHER_SERVER } else { SERVER };
     let k = s[2] % kind::COUNT;
@@ -374,6 +400,7 @@ pub fn message(s: &[u8; STEP], pool: u8) -> Vec<u8> {
     let m = ClientMsg {
         flags: if flags & 64 != 0 { 0x8000 } else { 0 },
         ciaddr,
+        giaddr: if relayed { RELAY } else { Ipv4Addr::UNSPECIFIED },
         client_id: id.as_deref(),
         options: &options,
         ..ClientMsg::new(mac, 0x1000 + s[1] as u32)

@@ -76,11 +76,7 @@ pub fn run(data: &[u8]) {
         }
     }
     let seen = inspect(&path, NOW);
-    let opts = JournalOptions {
-        accept_damage: true,
-        clock,
-        ..JournalOptions::new(Durability::None, Duration::ZERO)
-    };
+    let opts = JournalOptions { accept_damage: true, clock, ..JournalOptions::new(Durability::None, Duration::ZERO) };
     match (seen, Journal::open_with(&path, opts, NOW)) {
         (Ok(seen), Ok((journal, started))) => {
             assert_eq!(counts(&seen.stats), counts(&started.stats), "inspect and a start count alike");

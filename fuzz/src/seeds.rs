@@ -137,21 +137,54 @@ fn engine() -> Vec<(String, Vec<u8>)> {
     let wait = |s: u8| [op::ADVANCE, s, 0, 0, 0, 0, 0, 0];
     let mut v = vec![
         ("dora", program(plain, &dora(0))),
-        ("dora-renew-release", program(plain, &[dora(1)[0], dora(1)[1], send(1, kind::RENEW, 0, 0), send(1, kind::RELEASE, 0, 0)])),
-        ("decline-probation", program(plain, &[dora(0)[0], dora(0)[1], send(0, kind::DECLINE, 0, 0), wait(10), dora(2)[0]])),
+        (
+            "dora-renew-release",
+            program(plain, &[dora(1)[0], dora(1)[1], send(1, kind::RENEW, 0, 0), send(1, kind::RELEASE, 0, 0)]),
+        ),
+        (
+            "decline-probation",
+            program(plain, &[dora(0)[0], dora(0)[1], send(0, kind::DECLINE, 0, 0), wait(10), dora(2)[0]]),
+        ),
         ("offer-expires", program(plain, &[send(3, kind::DISCOVER, 0, 0), wait(30), send(3, kind::SELECT, 0, 0)])),
         ("foreign-server", program(plain, &[send(0, kind::DISCOVER, 0, 0), send(0, kind::SELECT, 0, 1)])),
         ("pool-exhausted", program([0, 5, 5, 5, 0, 0, 0, 0], &[dora(0)[0], dora(0)[1], dora(1)[0], dora(2)[0]])),
-        ("reboot-authoritative", program([2, 5, 5, 5, 2, 0, 0, 0], &[send(4, kind::REBOOT, 1, 0), send(4, kind::INFORM, 1, 0)])),
-        ("rapid-commit", program([2, 5, 5, 5, 1, 0, 0, 0], &[send(0, kind::DISCOVER, 0, 8), send(0, kind::RELEASE, 0, 0)])),
+        (
+            "reboot-authoritative",
+            program([2, 5, 5, 5, 2, 0, 0, 0], &[send(4, kind::REBOOT, 1, 0), send(4, kind::INFORM, 1, 0)]),
+        ),
+        (
+            "rapid-commit",
+            program([2, 5, 5, 5, 1, 0, 0, 0], &[send(0, kind::DISCOVER, 0, 8), send(0, kind::RELEASE, 0, 0)]),
+        ),
         ("long-client-id", program(plain, &[send(5, kind::DISCOVER, 0, 0), send(5, kind::DISCOVER, 0, 16 | 0)])),
-        ("end-of-time", program([2, 255, 255, 255, 0, 0, 0, 1], &[dora(0)[0], dora(0)[1], [op::ADVANCE, 255, 0, 8, 0, 0, 0, 0]])),
-        ("probation-zero", program([2, 5, 5, 0, 0, 0, 0, 0], &[dora(0)[0], dora(0)[1], send(0, kind::DECLINE, 0, 0), wait(1)])),
+        (
+            "end-of-time",
+            program([2, 255, 255, 255, 0, 0, 0, 1], &[dora(0)[0], dora(0)[1], [op::ADVANCE, 255, 0, 8, 0, 0, 0, 0]]),
+        ),
+        (
+            "probation-zero",
+            program([2, 5, 5, 0, 0, 0, 0, 0], &[dora(0)[0], dora(0)[1], send(0, kind::DECLINE, 0, 0), wait(1)]),
+        ),
         ("clock-back", program(plain, &[send(0, kind::DISCOVER, 0, 0), [op::BACK, 100, 0, 0, 0, 0, 0, 0], wait(200)])),
         ("limits", program([5, 5, 5, 5, 8, 0, 4, 0], &[dora(0)[0], dora(4)[0], dora(4)[1], dora(1)[0]])),
-        ("raw", program(plain, &[[op::RAW, 0, kind::DISCOVER, 1, 1, 0, 80, 0], [op::RAW, 1, kind::SELECT, 1, 1, 0, 100, 0]])),
+        (
+            "raw",
+            program(
+                plain,
+                &[[op::RAW, 0, kind::DISCOVER, 1, 1, 0, 80, 0], [op::RAW, 1, kind::SELECT, 1, 1, 0, 100, 0]],
+            ),
+        ),
         ("small-reply-room", program(plain, &[[op::SEND, 0, kind::DISCOVER, 1, 1, 0, 0, 3]])),
     ];
+    // A client that moves to the relayed subnet: offered there while its lease here stands.
+    let moved = [
+        dora(0)[0],
+        dora(0)[1],
+        send(0, kind::DISCOVER, 0, 128),
+        send(0, kind::SELECT, 0, 128),
+        send(0, kind::RENEW, 0, 0),
+    ];
+    v.push(("move-links", program(plain, &moved)));
     // The long identifier's offer fits only when the client takes larger replies.
     v.push(("long-client-id-large", program(plain, &[[op::SEND, 5, kind::DISCOVER, 1, 1, 16, 1, 0]])));
     v.into_iter().map(|(n, b)| (n.to_string(), b)).collect()
@@ -236,7 +269,10 @@ fn configs() -> Vec<(String, Vec<u8>)> {
         ("minimal", minimal.to_string()),
         ("times", format!("lease_time = 315360000\noffer_timeout = 86400\ndecline_probation = 0\n{minimal}")),
         ("limits", format!("{minimal}[subnet.limits]\nkey = \"chaddr\"\nmax_leases = 2\ndiscover_rate = 5\n")),
-        ("overlap", format!("{minimal}[[subnet]]\nsubnet = \"100.64.0.0/25\"\npools = [\"100.64.0.50-100.64.0.60\"]\n")),
+        (
+            "overlap",
+            format!("{minimal}[[subnet]]\nsubnet = \"100.64.0.0/25\"\npools = [\"100.64.0.50-100.64.0.60\"]\n"),
+        ),
         ("unknown-key", format!("{minimal}colour = \"blue\"\n")),
         ("bad-pool", minimal.replace("100.64.0.99", "100.64.1.300")),
         ("utf8", format!("# é ü 中\n{minimal}")),
