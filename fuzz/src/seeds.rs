@@ -27,12 +27,15 @@ pub fn all() -> Vec<(&'static str, String, Vec<u8>)> {
     v
 }
 
+/// A client message seed: name, type, options, client identifier, relayed.
+type Case<'a> = (&'a str, MessageType, Vec<(u8, &'a [u8])>, Option<&'a [u8]>, bool);
+
 fn client_messages() -> Vec<(String, Vec<u8>)> {
     let server = Ipv4Addr::new(100, 64, 0, 1).octets();
     let want = Ipv4Addr::new(100, 64, 0, 10).octets();
     let relay_info = [1, 4, b'p', b'o', b'r', b't', 2, 2, 0xab, 0xcd, 5, 4, 100, 64, 0, 0];
     let long_id: Vec<u8> = (0..300).map(|i| i as u8).collect();
-    let cases: Vec<(&str, MessageType, Vec<(u8, &[u8])>, Option<&[u8]>, bool)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("discover", MessageType::Discover, vec![], None, false),
         ("discover-rapid", MessageType::Discover, vec![(code::RAPID_COMMIT, &[])], Some(&[1, 2, 0, 0, 0, 0, 1]), false),
         ("select", MessageType::Request, vec![(code::SERVER_ID, &server), (code::REQUESTED_IP, &want)], None, false),
@@ -156,7 +159,7 @@ fn engine() -> Vec<(String, Vec<u8>)> {
             "rapid-commit",
             program([2, 5, 5, 5, 1, 0, 0, 0], &[send(0, kind::DISCOVER, 0, 8), send(0, kind::RELEASE, 0, 0)]),
         ),
-        ("long-client-id", program(plain, &[send(5, kind::DISCOVER, 0, 0), send(5, kind::DISCOVER, 0, 16 | 0)])),
+        ("long-client-id", program(plain, &[send(5, kind::DISCOVER, 0, 0), send(5, kind::DISCOVER, 0, 16)])),
         (
             "end-of-time",
             program([2, 255, 255, 255, 0, 0, 0, 1], &[dora(0)[0], dora(0)[1], [op::ADVANCE, 255, 0, 8, 0, 0, 0, 0]]),
