@@ -10,6 +10,9 @@
 //! - an OFFER or ACK names what the engine recorded for that client; a RELEASE that is taken
 //!   frees the address at once;
 //! - a message that is dropped changes no lease and emits no event;
+//! - nothing outlives its deadline: once the clock is back at its latest time, no offer or
+//!   lease is past its end and no probation is more than a second past its end (also after
+//!   probations of zero and clocks stepped back); `poll_timeout` answers at the end of time;
 //! - the counters add up: every message is counted once, each reply, drop and silence under
 //!   its own counter, and each timer end under its own.
 
@@ -163,6 +166,10 @@ struct Harness {
     expected: Counts,
     /// Every identity that sent a message the engine could read.
     seen: Vec<ClientKey>,
+    /// The latest time the clock has shown (the engine has handled every deadline up to it).
+    latest: Seconds,
+    /// Addresses in decline probation, and the second by which the probation must have ended.
+    probations: Vec<(Ipv4Addr, Seconds)>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -191,6 +198,8 @@ pub fn run(input: &Input) {
         out: vec![0; 1500],
         expected: Counts::default(),
         seen: Vec::new(),
+        latest: start,
+        probations: Vec::new(),
     };
     for step in &input.steps {
         h.step(step);
@@ -228,6 +237,7 @@ impl Harness {
     }
 
     fn timeout(&mut self) {
+        self.latest = self.latest.max(self.now);
         self.engine.handle_timeout(self.now, &mut self.events);
         self.tally_events();
     }
@@ -237,7 +247,16 @@ impl Harness {
             match e.kind {
                 EventKind::OfferExpired => self.expected.offers_expired += 1,
                 EventKind::Expired => self.expected.leases_expired += 1,
-                EventKind::ProbationEnded => self.expected.probations_ended += 1,
+                EventKind::ProbationEnded => {
+                    self.expected.probations_ended += 1;
+                    self.probations.retain(|(ip, _)| *ip != e.ip);
+                }
+                EventKind::Declined => {
+                    // Due at its end, or at the next second if that had already passed.
+                    let due = e.expires.max(self.latest.saturating_add(1));
+                    self.probations.retain(|(ip, _)| *ip != e.ip);
+                    self.probations.push((e.ip, due));
+                }
                 _ => {}
             }
         }
@@ -314,6 +333,12 @@ impl Harness {
     }
 
     fn check(&self) {
+        if self.now == self.latest {
+            self.deadlines_kept();
+        }
+        if let Some(next) = self.engine.poll_timeout() {
+            assert!(self.engine.records() > 0 && next > self.latest, "poll_timeout {next} at {}", self.latest);
+        }
         let held: Vec<Ipv4Addr> = self.lookups().into_iter().flatten().map(|(ip, _, _)| ip).collect();
         let mut distinct = held.clone();
         distinct.sort();
@@ -345,6 +370,23 @@ impl Harness {
         let typed =
             s.discover_received + s.request_received + s.decline_received + s.release_received + s.inform_received;
         assert!(typed <= s.received, "each message counted under at most one type");
+    }
+}
+
+impl Harness {
+    /// With the clock at its latest time, every deadline up to now has been handled.
+    fn deadlines_kept(&self) {
+        for (ip, state, expires) in self.lookups().into_iter().flatten() {
+            // Deadlines saturate at the clock's last second, which has no later one to end in.
+            let ends_later = expires > self.now || expires == Seconds::MAX;
+            assert!(ends_later, "{state:?} {ip} past its end {expires} at {}", self.now);
+        }
+        let space = self.engine.shared().space();
+        for &(ip, due) in &self.probations {
+            if self.now > due {
+                assert_ne!(space.status(ip), Some(Status::Declined), "probation of {ip} past its end {due}");
+            }
+        }
     }
 }
 
