@@ -162,13 +162,19 @@ fn engine() -> Vec<(String, Vec<u8>)> {
         ("long-client-id", program(plain, &[send(5, kind::DISCOVER, 0, 0), send(5, kind::DISCOVER, 0, 16)])),
         (
             "end-of-time",
-            program([2, 255, 255, 255, 0, 0, 0, 1], &[dora(0)[0], dora(0)[1], [op::ADVANCE, 255, 0, 8, 0, 0, 0, 0]]),
+            program(
+                [2, 255, 255, 255, 0, 0, 0, 1],
+                &[dora(0)[0], dora(0)[1], [op::ADVANCE, 255, 0, 8, 0, 0, 0, 0], dora(1)[0]],
+            ),
         ),
         (
             "probation-zero",
-            program([2, 5, 5, 0, 0, 0, 0, 0], &[dora(0)[0], dora(0)[1], send(0, kind::DECLINE, 0, 0), wait(1)]),
+            program([2, 5, 5, 0, 0, 0, 0, 0], &[dora(0)[0], dora(0)[1], send(0, kind::DECLINE, 0, 0), wait(3)]),
         ),
-        ("clock-back", program(plain, &[send(0, kind::DISCOVER, 0, 0), [op::BACK, 100, 0, 0, 0, 0, 0, 0], wait(200)])),
+        (
+            "clock-back",
+            program(plain, &[send(0, kind::DISCOVER, 0, 0), [op::BACK, 100, 0, 0, 0, 0, 0, 0], dora(1)[0], wait(200)]),
+        ),
         ("limits", program([5, 5, 5, 5, 8, 0, 4, 0], &[dora(0)[0], dora(4)[0], dora(4)[1], dora(1)[0]])),
         (
             "raw",
