@@ -5,9 +5,11 @@
 //!   benchmark once on small sizes).
 //! - `demo`: setup, then the main job: the server in network namespaces under load.
 //! - `bench`: criterion and memory benchmarks in release mode; writes BENCHMARKS.md.
+//! - `fuzz`: the cargo-fuzz targets (a campaign, or the smoke run `test` includes).
 
 mod bench;
 mod demo;
+mod fuzz;
 mod kea;
 mod reload;
 mod setup;
@@ -42,6 +44,20 @@ enum Task {
         #[arg(long, value_name = "PART")]
         part: Option<String>,
     },
+    /// Fuzz each target (or TARGET) for N seconds; crashes are saved and fail the command.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Pin the fuzzer to this CPU (leave the others to the rest of the machine).
+        #[arg(long)]
+        core: Option<usize>,
+        /// Only the smoke run of `cargo xtask test`: each target over its seeds, then briefly.
+        #[arg(long)]
+        smoke: bool,
+        /// One of frame, options, engine, journal, config (default: all).
+        target: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -73,6 +89,18 @@ fn main() -> Result<()> {
                 other => bail!("no benchmark part {other} (parts: reload)"),
             }
         }
+        Task::Fuzz { seconds, core, smoke, target } => {
+            setup::run()?;
+            if smoke {
+                let (passed, failed) = fuzz::smoke(&root)?;
+                println!("\nxtask: {passed} passed, {failed} failed");
+                if failed > 0 {
+                    bail!("{failed} fuzz targets crashed");
+                }
+                return Ok(());
+            }
+            fuzz::campaign(&root, seconds, core, target.as_deref())
+        }
     }
 }
 
@@ -96,7 +124,11 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     step("tests (unit, property, integration in network namespaces, benchmark smoke runs)");
-    let (passed, failed) = cargo_test(&["test", "--workspace", "--exclude", "dhcp-ebpf", "--all-targets"])?;
+    let (mut passed, mut failed) = cargo_test(&["test", "--workspace", "--exclude", "dhcp-ebpf", "--all-targets"])?;
+    step("fuzz targets (each over its seed corpus, then a few seconds)");
+    let (fuzz_passed, fuzz_failed) = fuzz::smoke(&root())?;
+    passed += fuzz_passed;
+    failed += fuzz_failed;
     // One closing line for the whole run, whatever order the test binaries ran in.
     println!("\nxtask: {passed} passed, {failed} failed");
     if failed > 0 {
