@@ -37,6 +37,12 @@ enum Task {
         /// A few minutes: one round of short whole-system runs, no criterion benchmarks.
         #[arg(long)]
         quick: bool,
+        /// Run one part alone and replace its section of BENCHMARKS.md (avalanche).
+        #[arg(long, value_name = "NAME")]
+        part: Option<String>,
+        /// Clients for the part (avalanche: default 1,000,000).
+        #[arg(long, value_name = "N")]
+        clients: Option<u32>,
     },
 }
 
@@ -54,9 +60,12 @@ fn main() -> Result<()> {
             setup::run()?;
             demo::run(&root)
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, part, clients } => {
             setup::run()?;
-            bench::run(&root, quick)
+            match part {
+                Some(p) => bench::run_part(&root, &p, clients),
+                None => bench::run(&root, quick),
+            }
         }
     }
 }
