@@ -203,6 +203,10 @@ fn load_and_cut(pair: &Pair, dir: &Scratch, fs: &CutFs, leases: &Path, cut: &str
     if leases.exists() {
         args.extend(["--leases-in", &l]);
     }
+    // A compaction resumed at start (after a cut left `leases.old`) ends before the next cut
+    // is armed, so that the cut lands in this round's load.
+    let resumed = eventually(Duration::from_secs(10), || (!fs.mnt.join("leases.old").exists()).then_some(()));
+    assert!(resumed.is_some(), "round {round}: the compaction resumed at start never ended");
     if cut != "time" {
         fs.ctl(cut);
     }

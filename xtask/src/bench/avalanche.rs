@@ -79,7 +79,9 @@ fn section(r: &restart::Restart, prep: &Value, a: &Value) -> Result<String> {
          were made by one DORA per client (`--scenario exhaustion --leases-out`) against the same \
          server just before: its rate is the same-run yardstick.\n"
     )?;
-    writeln!(md, "Recovery: {}\n", r.recovery.split("xdhcpd: ").nth(1).unwrap_or(&r.recovery))?;
+    // The recovery line without its time stamp and scratch path: "N leases restored ...".
+    let recovery = r.recovery.split_once("leases: ").map_or(r.recovery.as_str(), |(_, rest)| rest);
+    writeln!(md, "Recovery at start: {recovery}.\n")?;
     writeln!(md, "| clients | served | NAKs | not served | INIT-REBOOTs sent | drops (timeouts) | all served after | INIT-REBOOT/s | DORA/s (leasing run) | ratio | p50 / p99 |")?;
     writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
     writeln!(
