@@ -2,7 +2,7 @@
 //! (`cargo xtask bench`, a million clients): xdhcpd with a lease journal (fsync) on a pool in
 //! 100.64.0.0/10; xdhcp-bench runs one DORA per client and keeps the leases it saw ACKed; the
 //! server stops and starts again, recovering them; then every client sends its INIT-REBOOT at
-//! once (`avalanche` with `--leases-in`), retransmitting with exponential back-off.
+//! once (`avalanche` with `--leases-in`), retransmitting with exponential back-off (9 tries).
 //!
 //! Runs and reports only: the callers read the generator's JSON reports and judge them.
 
@@ -102,7 +102,10 @@ pub fn run(
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let recovery = text.lines().find(|l| l.contains("leases restored")).unwrap_or_default().to_string();
     let avalanche_json = dir.path("avalanche.json");
-    generate(pair, bench, transport, &avalanche_json, &["--scenario", "avalanche", "--leases-in", &l])?;
+    // Nine tries: back-off 1, 2, 4 ... 64, 64, 64 s (RFC 2131 caps it at 64 s), over four
+    // minutes: a client keeps asking until the server gets to it.
+    let avalanche = ["--scenario", "avalanche", "--leases-in", &l, "--tries", "9"];
+    generate(pair, bench, transport, &avalanche_json, &avalanche)?;
     let count = std::fs::read_to_string(&leases).map_err(|e| format!("{l}: {e}"))?.lines().count() as u64;
     Ok(Restart { prepare_json, avalanche_json, leases: count, recovery })
 }

@@ -3,7 +3,8 @@
 //! "Restart avalanche" section of BENCHMARKS.md: clients, served, NAKs, drops and
 //! retransmissions, time until every client was served and the rate, beside the rate of the
 //! DORA run that made the leases (same run, same server: the ratio is what to compare).
-//! Runs and reports only; a run with NAKs or unserved clients is reported, and fails the part.
+//! Runs and reports only; NAKs, moved or duplicate addresses fail the part (wrong answers),
+//! clients left unserved after every try are reported.
 
 use crate::{cargo, step};
 use anyhow::{bail, Context, Result};
@@ -52,8 +53,10 @@ pub(crate) fn run(root: &Path, clients: u32) -> Result<String> {
     let md = section(&r, &prep, &a)?;
     eprintln!("{md}");
     let c = &a["counters"];
-    if count(&a, &["outcome", "served"]) != r.leases || count(c, &["naks"]) > 0 || count(c, &["reboot_moved"]) > 0 {
-        bail!("restart avalanche: not every recovered client was served with its address:\n{md}");
+    // Wrong answers fail the part; clients still unserved after every try are a result (the
+    // table shows them).
+    if count(c, &["naks"]) > 0 || count(c, &["reboot_moved"]) > 0 || count(c, &["duplicate_acks"]) > 0 {
+        bail!("restart avalanche: recovered clients NAKed, moved or given another's address:\n{md}");
     }
     Ok(md)
 }
@@ -74,7 +77,7 @@ fn section(r: &restart::Restart, prep: &Value, a: &Value) -> Result<String> {
         md,
         "After a restart that recovered every lease, every client sends its INIT-REBOOT at once \
          (`xdhcp-bench --scenario avalanche --leases-in`), retransmitting after 1 s, 2 s, 4 s ... \
-         (6 tries). xdhcpd on its XDP path, one worker, lease journal with fsync (each ACK waits \
+         64 s, 64 s, 64 s (9 tries, no jitter). xdhcpd on its XDP path, one worker, lease journal with fsync (each ACK waits \
          for its record to be durable); the generator over AF_XDP on the other core. The leases \
          were made by one DORA per client (`--scenario exhaustion --leases-out`) against the same \
          server just before: its rate is the same-run yardstick.\n"
