@@ -8,7 +8,9 @@
 //! kept per client: sending a message means putting the client number on the send queue; the
 //! client's phase says what to write when its turn comes. Loss timeouts sit in FIFO queues
 //! (one per back-off level: every entry of a level has the same timeout, so the queue is in
-//! deadline order) and are checked lazily against the client's sequence byte.
+//! deadline order) and are checked lazily against the client's sequence byte. Leases given at
+//! the start (`--leases-in`) bind clients before the first packet; with `--leases-out`, one
+//! more `u32` per client keeps the last address ACKed to it.
 //!
 //! Checks: a map address → client (filled as offers and ACKs arrive) finds an address ACKed
 //! to a client while another live client holds it (an error), an address offered to two
