@@ -137,15 +137,15 @@ fn seed() -> u64 {
     from_env.unwrap_or_else(now).max(1)
 }
 
-fn server_config(dir: &Scratch, mnt: &Path) -> String {
+fn server_config(dir: &Scratch, mnt: &Path, backend: &str) -> String {
     let cfg = dir.path("xdhcpd.toml");
     std::fs::write(
         &cfg,
         format!(
-            "server_id = \"198.18.0.1\"\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"xdp\"\n\
+            "server_id = \"198.18.0.1\"\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"{backend}\"\n\
              lease_file = \"{}\"\ndurability = \"fsync\"\ncompact_interval = 3600\ncompact_size = 8192\n\n\
              [[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"198.18.0.10-198.18.0.250\"]\n",
-            mnt.join("leases").display()
+            mnt.join("leases").display(),
         ),
     )
     .unwrap();
@@ -227,9 +227,12 @@ fn load_and_cut(pair: &Pair, dir: &Scratch, fs: &CutFs, leases: &Path, cut: &str
     assert!(u(&r, &["counters", "leases"]) > 0, "round {round}: the load got leases before the cut: {text}");
 }
 
-#[test]
-fn acked_leases_survive_power_cuts_during_rotation_and_compaction() {
-    if !root_or_skip("acked_leases_survive_power_cuts_during_rotation_and_compaction") {
+xdhcpd_tests::on_both_paths! {
+    acked_leases_survive_power_cuts_during_rotation_and_compaction => power_cuts_case;
+}
+
+fn power_cuts_case(backend: &str) {
+    if !root_or_skip(&format!("acked_leases_survive_power_cuts_during_rotation_and_compaction ({backend})")) {
         return;
     }
     let seed = seed();
@@ -238,7 +241,7 @@ fn acked_leases_survive_power_cuts_during_rotation_and_compaction() {
     let pair = Pair::new("powercut");
     let dir = Scratch::new("powercut");
     let fs = CutFs::mount(&dir);
-    let cfg = server_config(&dir, &fs.mnt);
+    let cfg = server_config(&dir, &fs.mnt, backend);
     let leases = dir.path("acked.txt");
     let mut order = CUTS.to_vec();
     for i in (1..order.len()).rev() {
