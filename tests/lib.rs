@@ -4,6 +4,8 @@
 //!
 //! Traffic stays inside the namespaces: no default route, addresses from 198.18.0.0/15.
 
+pub mod restart;
+
 use std::ffi::CString;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;

@@ -54,13 +54,23 @@ pub(crate) struct RunArgs {
     /// What the clients do.
     #[arg(long, value_enum, default_value = "dora")]
     pub(crate) scenario: Scenario,
-    /// Distinct clients.
-    #[arg(short = 'R', long = "clients", value_name = "N", default_value_t = 1000)]
-    pub(crate) clients: u32,
+    /// Distinct clients (default 1000; with --leases-in, as many as reach from the first to
+    /// the last client of the file).
+    #[arg(short = 'R', long = "clients", value_name = "N")]
+    pub(crate) clients: Option<u32>,
     /// Number of the first client (MAC 02:00:<32-bit number>): disjoint ranges let several
-    /// generators share a segment.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub(crate) first_client: u32,
+    /// generators share a segment (default 0; with --leases-in, the file's lowest).
+    #[arg(long, value_name = "N")]
+    pub(crate) first_client: Option<u32>,
+    /// Clients start bound to these leases (lines `MAC ADDRESS`, as --leases-out writes): an
+    /// ACK of one of these addresses to another client is a duplicate; `avalanche` sends each
+    /// of these clients' INIT-REBOOT at once.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) leases_in: Option<PathBuf>,
+    /// At the end, write the last address ACKed to each client that still holds one (given
+    /// by --leases-in or ACKed during the run), one `MAC ADDRESS` a line.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) leases_out: Option<PathBuf>,
     /// Exchanges started per second. Without it: as fast as the server answers, with at most
     /// --window requests outstanding (closed loop).
     #[arg(short = 'r', long, value_name = "N")]
@@ -173,7 +183,15 @@ impl RunArgs {
         if !self.relays.is_empty() && self.server.is_none() {
             bail!("relay mode needs --server: the address to unicast relayed requests to");
         }
-        if self.clients == 0 {
+        let leases_in = match &self.leases_in {
+            Some(p) => xdhcp_bench::leases::read(p)?,
+            None => Vec::new(),
+        };
+        let low = leases_in.iter().map(|l| l.0).min();
+        let first_client = self.first_client.or(low).unwrap_or(0);
+        let high = leases_in.iter().map(|l| l.0).max().filter(|&h| h >= first_client);
+        let clients = self.clients.or(high.map(|h| h - first_client + 1)).unwrap_or(1000);
+        if clients == 0 {
             bail!("--clients must be at least 1");
         }
         if !(0.0..=1.0).contains(&self.foreign_share) {
@@ -198,8 +216,8 @@ impl RunArgs {
         };
         Ok(RunConfig {
             scenario: self.scenario,
-            clients: self.clients,
-            first_client: self.first_client,
+            clients,
+            first_client,
             rate: self.rate,
             window: window.max(1),
             duration,
@@ -214,6 +232,8 @@ impl RunArgs {
             probes: self.probes,
             flood_rate: self.flood_rate,
             busy_poll: self.busy_poll,
+            leases_in,
+            record_leases: self.leases_out.is_some(),
         })
     }
 
@@ -231,7 +251,7 @@ impl RunArgs {
         if !(self.flood_rate >= 0.0 && self.flood_rate.is_finite()) {
             bail!("--flood-rate must be 0 (no flood) or positive");
         }
-        if self.first_client as u64 + self.clients as u64 > FLOOD_CIRCUIT as u64 {
+        if self.first_client.unwrap_or(0) as u64 + self.clients.unwrap_or(1000) as u64 > FLOOD_CIRCUIT as u64 {
             bail!("--first-client + --clients must stay below the flooding circuit's id {FLOOD_CIRCUIT:#x}");
         }
         Ok(())
@@ -277,6 +297,9 @@ pub(crate) fn generate(args: &RunArgs) -> Result<ExitCode> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).context("encoding the report")?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.leases_out {
+        xdhcp_bench::leases::write(path, &outcome.leases)?;
     }
     if let Some(dir) = &args.plots {
         let title = format!("xdhcp-bench {}", cfg.scenario.name());

@@ -8,7 +8,9 @@
 //! kept per client: sending a message means putting the client number on the send queue; the
 //! client's phase says what to write when its turn comes. Loss timeouts sit in FIFO queues
 //! (one per back-off level: every entry of a level has the same timeout, so the queue is in
-//! deadline order) and are checked lazily against the client's sequence byte.
+//! deadline order) and are checked lazily against the client's sequence byte. Leases given at
+//! the start (`--leases-in`) bind clients before the first packet; with `--leases-out`, one
+//! more `u32` per client keeps the last address ACKed to it.
 //!
 //! Checks: a map address → client (filled as offers and ACKs arrive) finds an address ACKed
 //! to a client while another live client holds it (an error), an address offered to two
@@ -59,7 +61,8 @@ pub enum Scenario {
     /// pool has addresses to see who is served and who starves.
     Exhaustion,
     /// All clients DISCOVER at once, retransmitting with exponential back-off (timeout 1x,
-    /// 2x, 4x ... 64x).
+    /// 2x, 4x ... 64x). With leases given (`--leases-in`): the restart avalanche, every client
+    /// that holds a lease sends its INIT-REBOOT REQUEST at once (the others stay quiet).
     Avalanche,
     /// Relay mode: the clients run `dora`, each on its own circuit, while one more circuit
     /// floods DISCOVERs from a new hardware address each time (`--flood-rate`) and never
@@ -129,6 +132,11 @@ pub struct RunConfig {
     pub flood_rate: f64,
     /// Spin instead of sleeping in `poll` when idle.
     pub busy_poll: bool,
+    /// Leases the clients hold at the start (client number, address): they are bound, their
+    /// addresses checked against every ACK to another client; `avalanche` INIT-REBOOTs them.
+    pub leases_in: Vec<(u32, Ipv4Addr)>,
+    /// Keep the last address ACKed to each client, for [`RunOutcome::leases`].
+    pub record_leases: bool,
 }
 
 impl Default for RunConfig {
@@ -151,6 +159,8 @@ impl Default for RunConfig {
             probes: None,
             flood_rate: DEFAULT_FLOOD_RATE,
             busy_poll: false,
+            leases_in: Vec::new(),
+            record_leases: false,
         }
     }
 }
@@ -168,14 +178,17 @@ pub enum ExchangeKind {
     InformAck = 3,
     /// `foreign`: the probe clients' DISCOVERs.
     ProbeOffer = 4,
+    /// INIT-REBOOT REQUESTs (requested address, no server id).
+    RebootAck = 5,
 }
 
-pub const EXCHANGE_KINDS: [ExchangeKind; 5] = [
+pub const EXCHANGE_KINDS: [ExchangeKind; 6] = [
     ExchangeKind::DiscoverOffer,
     ExchangeKind::RequestAck,
     ExchangeKind::RenewAck,
     ExchangeKind::InformAck,
     ExchangeKind::ProbeOffer,
+    ExchangeKind::RebootAck,
 ];
 
 impl ExchangeKind {
@@ -186,6 +199,7 @@ impl ExchangeKind {
             ExchangeKind::RenewAck => "RENEW-ACK",
             ExchangeKind::InformAck => "INFORM-ACK",
             ExchangeKind::ProbeOffer => "PROBE-OFFER",
+            ExchangeKind::RebootAck => "INIT-REBOOT-ACK",
         }
     }
 }
@@ -261,6 +275,8 @@ pub struct RunCounters {
     /// `starvation`: replies to flood identities that are no such OFFER (wrong type or `xid`,
     /// option 82 missing or changed).
     pub flood_unexpected: u64,
+    /// INIT-REBOOTs ACKed with another address than the one requested: an error.
+    pub reboot_moved: u64,
 }
 
 impl RunCounters {
@@ -331,6 +347,9 @@ pub struct RunOutcome {
     pub last_ack_secs: Option<f64>,
     /// Distinct addresses ACKed during the run.
     pub unique_addresses: u64,
+    /// With [`RunConfig::record_leases`]: the last address ACKed to each client that still
+    /// holds it (given with `leases_in` or ACKed during the run), by client number.
+    pub leases: Vec<(u32, Ipv4Addr)>,
 }
 
 // Client phases.
@@ -348,6 +367,8 @@ const PROBED: u8 = 8;
 const GONE_FOREIGN: u8 = 9;
 /// A client that gave up without a lease (no offer, or NAKed every time).
 const STARVED: u8 = 10;
+/// INIT-REBOOT: REQUEST for the held address, without a server id.
+const REBOOT: u8 = 11;
 
 // Client flags.
 const LEASED: u8 = 1;
@@ -407,7 +428,7 @@ impl Client {
 
     /// Waiting for a reply, or for its turn to send.
     fn busy(&self) -> bool {
-        self.flags & QUEUED != 0 || matches!(self.phase, DISCOVER | REQUEST | RENEW | INFORM)
+        self.flags & QUEUED != 0 || matches!(self.phase, DISCOVER | REQUEST | RENEW | INFORM | REBOOT)
     }
 }
 
@@ -472,7 +493,9 @@ struct Gen<'c> {
     arp: VecDeque<ArpReply>,
     timers: [VecDeque<Timer>; LEVELS],
     servers: Vec<Server>,
-    stats: [ExchangeStats; 5],
+    stats: [ExchangeStats; 6],
+    /// With `record_leases`: the last address ACKed to each client (0: none); else empty.
+    acked: Vec<u32>,
     interval: LatencyHistogram,
     c: RunCounters,
     outstanding: u64,
@@ -523,10 +546,11 @@ impl<'c> Gen<'c> {
         let mut map = HashMap::with_hasher(foldhash::fast::FixedState::default());
         map.reserve(cap);
         let timers = std::array::from_fn(|l| VecDeque::with_capacity(if l == 0 { cap.min(1 << 20) } else { 0 }));
-        Gen {
+        let mut g = Gen {
             cfg,
             framing,
             clients: vec![Client::default(); total as usize],
+            acked: if cfg.record_leases { vec![0; total as usize] } else { Vec::new() },
             main,
             map,
             pending: VecDeque::with_capacity(total as usize),
@@ -550,6 +574,22 @@ impl<'c> Gen<'c> {
             timeout_us: cfg.timeout.as_micros().max(1) as u64,
             last_tx: 0,
             flood: flood_of(cfg, framing, salt),
+        };
+        g.hold_given_leases();
+        g
+    }
+
+    /// Binds the clients to the leases given at the start, as if ACKed in an earlier run.
+    fn hold_given_leases(&mut self) {
+        for &(number, addr) in &self.cfg.leases_in {
+            let n = number.wrapping_sub(self.cfg.first_client);
+            let Some(c) = self.clients.get_mut(n as usize).filter(|_| n < self.main) else { continue };
+            c.addr = u32::from(addr);
+            c.flags |= LEASED;
+            self.map.insert(c.addr, n | EVER_ACKED);
+            if let Some(a) = self.acked.get_mut(n as usize) {
+                *a = c.addr;
+            }
         }
     }
 
@@ -579,6 +619,7 @@ impl<'c> Gen<'c> {
             DISCOVER => ExchangeKind::DiscoverOffer,
             REQUEST => ExchangeKind::RequestAck,
             RENEW => ExchangeKind::RenewAck,
+            REBOOT => ExchangeKind::RebootAck,
             _ => ExchangeKind::InformAck,
         }
     }
@@ -627,7 +668,12 @@ impl<'c> Gen<'c> {
                 }
                 continue;
             }
+            let restart = self.cfg.scenario == Scenario::Avalanche && !self.cfg.leases_in.is_empty();
+            if restart && !c.leased() {
+                continue; // no lease to reboot with: stays quiet
+            }
             let next = match self.cfg.scenario {
+                _ if restart => REBOOT,
                 Scenario::Renew if c.leased() => RENEW,
                 Scenario::Inform if c.leased() => INFORM,
                 Scenario::Release if c.leased() => RELEASE,
@@ -676,7 +722,7 @@ impl<'c> Gen<'c> {
             let phase = c.phase;
             let mt = match phase {
                 DISCOVER => MessageType::Discover,
-                REQUEST | RENEW | FOREIGN_REQUEST => MessageType::Request,
+                REQUEST | RENEW | FOREIGN_REQUEST | REBOOT => MessageType::Request,
                 INFORM => MessageType::Inform,
                 RELEASE => MessageType::Release,
                 DECLINE => MessageType::Decline,
@@ -685,7 +731,7 @@ impl<'c> Gen<'c> {
                     continue;
                 }
             };
-            let awaits = matches!(phase, DISCOVER | REQUEST | RENEW | INFORM);
+            let awaits = matches!(phase, DISCOVER | REQUEST | RENEW | INFORM | REBOOT);
             {
                 let cl = &mut self.clients[n as usize];
                 cl.flags &= !QUEUED;
@@ -758,6 +804,7 @@ impl<'c> Gen<'c> {
         c.addr = 0;
         c.flags &= !LEASED;
         self.c.completed += 1;
+        self.set_acked(n, 0);
     }
 
     fn server_id(&self, c: &Client) -> Ipv4Addr {
@@ -784,6 +831,7 @@ impl<'c> Gen<'c> {
         let opts_foreign = [(code::SERVER_ID, &fsid_b[..]), (code::REQUESTED_IP, &addr_b[..])];
         let opts_release = [(code::SERVER_ID, &sid_b[..])];
         let opts_decline = [(code::REQUESTED_IP, &addr_b[..]), (code::SERVER_ID, &sid_b[..])];
+        let opts_reboot = [(code::REQUESTED_IP, &addr_b[..])];
         // Unicast to the server from the client's address (renewing, releasing); everything
         // else is broadcast from 0.0.0.0, or from the address for INFORM.
         let mut unicast = false;
@@ -791,6 +839,7 @@ impl<'c> Gen<'c> {
             (DISCOVER, _) => {}
             (REQUEST, _) => m.options = &opts_request,
             (FOREIGN_REQUEST, _) => m.options = &opts_foreign,
+            (REBOOT, _) => m.options = &opts_reboot,
             (RENEW, _) => {
                 m.ciaddr = addr;
                 unicast = true;
@@ -957,7 +1006,7 @@ impl<'c> Gen<'c> {
             }
             return;
         }
-        if c.flags & QUEUED != 0 || !matches!(c.phase, DISCOVER | REQUEST | RENEW | INFORM) {
+        if c.flags & QUEUED != 0 || !matches!(c.phase, DISCOVER | REQUEST | RENEW | INFORM | REBOOT) {
             // Answered already (a duplicated reply) or timed out and queued again.
             self.c.stale_xid += 1;
             return;
@@ -981,7 +1030,7 @@ impl<'c> Gen<'c> {
         let ok = matches!(
             (phase, mt),
             (DISCOVER, MessageType::Offer)
-                | (REQUEST | RENEW, MessageType::Ack | MessageType::Nak)
+                | (REQUEST | RENEW | REBOOT, MessageType::Ack | MessageType::Nak)
                 | (INFORM, MessageType::Ack)
         );
         if !ok {
@@ -1007,6 +1056,7 @@ impl<'c> Gen<'c> {
                 self.c.completed += 1;
                 let once = self.cfg.scenario.once();
                 let tries = self.cfg.tries.max(1);
+                self.set_acked(n, 0);
                 let cl = &mut self.clients[n as usize];
                 cl.addr = 0;
                 cl.flags &= !LEASED;
@@ -1024,13 +1074,17 @@ impl<'c> Gen<'c> {
                     }
                 }
             }
-            (REQUEST | RENEW, _) => {
+            (REQUEST | RENEW | REBOOT, _) => {
                 if phase == REQUEST {
                     self.c.leases += 1;
+                }
+                if phase == REBOOT && yi != c.addr {
+                    self.c.reboot_moved += 1;
                 }
                 self.c.completed += 1;
                 self.last_ack = Some(now);
                 self.claim(n, yi);
+                self.set_acked(n, yi);
                 let cl = &mut self.clients[n as usize];
                 cl.phase = IDLE;
                 cl.addr = yi;
@@ -1071,6 +1125,13 @@ impl<'c> Gen<'c> {
     fn leased_to_client(&self, addr: u32) -> bool {
         let Some(&v) = self.map.get(&addr) else { return false };
         self.clients.get((v & HOLDER) as usize).is_some_and(|c| c.leased() && c.addr == addr)
+    }
+
+    /// Records the last address ACKed to client `n` (0: it holds none), when leases are kept.
+    fn set_acked(&mut self, n: u32, addr: u32) {
+        if let Some(a) = self.acked.get_mut(n as usize) {
+            *a = addr;
+        }
     }
 
     fn begin(&mut self, n: u32, phase: u8) {
@@ -1121,11 +1182,12 @@ impl<'c> Gen<'c> {
         }
         let foreign = self.is_foreign(n);
         let probe = self.is_probe(n);
-        let c = &mut self.clients[n as usize];
-        if c.addr != yi {
+        if self.clients[n as usize].addr != yi {
             // Offered another address than the one it held: that lease is given up.
-            c.flags &= !LEASED;
+            self.clients[n as usize].flags &= !LEASED;
+            self.set_acked(n, 0);
         }
+        let c = &mut self.clients[n as usize];
         c.addr = yi;
         c.flags = (c.flags & !(0xf << SERVER_SHIFT)) | (server << SERVER_SHIFT);
         // A new request begins; restarts after NAKs still count.
@@ -1378,6 +1440,7 @@ pub fn run<T: Transport>(
     let unreached = count(|c| c.flags & TRIED == 0);
     let foreign_clients = (0..g.main).filter(|&n| g.is_foreign(n)).count() as u64;
     let exchanges = EXCHANGE_KINDS.iter().map(|&k| (k, std::mem::take(&mut g.stats[k as usize]))).collect();
+    let leases = g.leases();
     Ok(RunOutcome {
         run_secs: run_us as f64 / 1e6,
         total_secs: end as f64 / 1e6,
@@ -1394,7 +1457,16 @@ pub fn run<T: Transport>(
         probes: g.clients.len() as u64 - g.main as u64,
         last_ack_secs: g.last_ack.map(|t| t as f64 / 1e6),
         unique_addresses: g.unique,
+        leases,
     })
+}
+
+impl Gen<'_> {
+    /// The last address ACKed to each client, for clients that hold one, by client number.
+    fn leases(&self) -> Vec<(u32, Ipv4Addr)> {
+        let held = self.acked.iter().enumerate().filter(|&(_, &a)| a != 0);
+        held.map(|(n, &a)| (self.cfg.first_client.wrapping_add(n as u32), Ipv4Addr::from(a))).collect()
+    }
 }
 
 fn sample(g: &mut Gen<'_>, last: &RunCounters, since: u64, now: u64) -> Sample {

@@ -10,6 +10,7 @@
 //!   with a UDP socket acting as relay agents, [`xsk`] with an AF_XDP socket.
 //! - [`reflector`]: a stateless responder writing canned replies in place: the I/O ceiling.
 //! - [`hist`]: the latency histogram (HdrHistogram).
+//! - [`leases`]: lease lists written after a run and read before one (`--leases-out/-in`).
 //! - [`report`]: the JSON report and the final table; [`svg`]: the plots.
 //! - the command line is the binary's (`main.rs`, `cli.rs`): it alone prints.
 //!
@@ -19,6 +20,7 @@
 pub mod flood;
 pub mod gen;
 pub mod hist;
+pub mod leases;
 pub mod packet;
 pub mod reflector;
 pub mod relay;

@@ -137,6 +137,9 @@ pub struct ClientOutcome {
     /// Clients left without a lease after every try: no offer, or NAKed each time
     /// (once-through scenarios).
     pub starved: u64,
+    /// Clients that started an exchange and were never ACKed (for the restart avalanche:
+    /// leases not recovered, or INIT-REBOOTs never answered).
+    pub unserved: u64,
     /// Distinct addresses ACKed.
     pub unique_addresses: u64,
     /// Seconds from the start to the last ACK.
@@ -308,6 +311,7 @@ impl Report {
             outcome: ClientOutcome {
                 served: o.served,
                 starved: o.starved,
+                unserved: o.unserved,
                 unique_addresses: o.unique_addresses,
                 last_ack_secs: o.last_ack_secs,
             },

@@ -338,3 +338,40 @@ fn starvation_counts_the_flood_apart_from_the_clients() {
         }
     }
 }
+
+/// The restart avalanche: the leases one run kept are the next run's INIT-REBOOTs, each
+/// ACKed with its own address; a lost request is sent again with back-off until served.
+#[test]
+fn leases_kept_by_one_run_are_rebooted_by_the_next() {
+    let cfg = RunConfig {
+        scenario: Scenario::Exhaustion,
+        clients: 300,
+        first_client: 1000,
+        duration: None,
+        record_leases: true,
+        ..RunConfig::default()
+    };
+    let o = go(cfg, 1 << 20, None);
+    assert_eq!(o.leases.len(), 300);
+    assert!(o.leases.iter().all(|l| (1000..1300).contains(&l.0)));
+    // A sparse file: every other client holds its lease; the rest stay quiet.
+    let leases_in: Vec<_> = o.leases.iter().copied().step_by(2).collect();
+    let cfg = RunConfig {
+        scenario: Scenario::Avalanche,
+        clients: 300,
+        first_client: 1000,
+        window: u32::MAX,
+        timeout: Duration::from_millis(20),
+        duration: None,
+        tries: 6,
+        leases_in: leases_in.clone(),
+        record_leases: true,
+        ..RunConfig::default()
+    };
+    let o = go(cfg, 1 << 20, Some(7));
+    assert_eq!(o.served, 150);
+    assert_eq!((o.unserved, o.counters.naks, o.counters.reboot_moved), (0, 0, 0));
+    assert!(o.counters.retransmissions > 0, "every 7th request was lost and sent again");
+    assert_eq!(o.exchanges[5].1.received, 150);
+    assert_eq!(o.leases, leases_in);
+}

@@ -2,6 +2,8 @@
 //! then writes BENCHMARKS.md from criterion's estimates, each figure beside its peer measured
 //! in the same run.
 
+mod avalanche;
+
 use crate::{cargo, output, step};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
@@ -18,6 +20,14 @@ fn median_ns(root: &Path, id: &str) -> Result<f64> {
 
 fn fact(cmd: &mut Command) -> String {
     output(cmd).map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// `--part NAME`: one part alone, its section of BENCHMARKS.md replaced.
+pub(crate) fn run_part(root: &Path, part: &str, clients: Option<u32>) -> Result<()> {
+    match part {
+        "avalanche" => avalanche::run_alone(root, clients.unwrap_or(avalanche::CLIENTS)),
+        _ => anyhow::bail!("no bench part {part:?} (parts: reload, avalanche)"),
+    }
 }
 
 pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
@@ -142,8 +152,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     }
     writeln!(md)?;
     md.push_str(&crate::reload::run(root, 3, 5)?);
+    md.push_str(&avalanche::run(root, avalanche::CLIENTS)?);
     writeln!(md, "## Reproduce\n")?;
-    writeln!(md, "```\ncargo xtask bench\n```")?;
+    writeln!(md, "```\ncargo xtask bench\ncargo xtask bench --part avalanche   # that section alone\n```")?;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;
     eprintln!("wrote BENCHMARKS.md");
     Ok(())

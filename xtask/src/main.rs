@@ -40,9 +40,12 @@ enum Task {
         /// A few minutes: one round of short whole-system runs, no criterion benchmarks.
         #[arg(long)]
         quick: bool,
-        /// Only this part, its section of BENCHMARKS.md rewritten: `reload`.
+        /// Only this part, its section of BENCHMARKS.md rewritten: reload, avalanche.
         #[arg(long, value_name = "PART")]
         part: Option<String>,
+        /// Clients for the part (avalanche: default 1,000,000).
+        #[arg(long, value_name = "N")]
+        clients: Option<u32>,
     },
     /// Fuzz each target (or TARGET) for N seconds; crashes are saved and fail the command.
     Fuzz {
@@ -74,19 +77,16 @@ fn main() -> Result<()> {
             setup::run()?;
             demo::run(&root)
         }
-        Task::Bench { quick, part: None } => {
+        Task::Bench { quick, part, clients } => {
             setup::run()?;
-            bench::run(&root, quick)
-        }
-        Task::Bench { quick, part: Some(part) } => {
-            setup::run()?;
-            match part.as_str() {
-                "reload" => {
+            match part.as_deref() {
+                None => bench::run(&root, quick),
+                Some("reload") => {
                     let section = reload::run(&root, if quick { 1 } else { 3 }, if quick { 3 } else { 5 })?;
                     println!("{section}");
                     reload::write_section(&root, &section)
                 }
-                other => bail!("no benchmark part {other} (parts: reload)"),
+                Some(p) => bench::run_part(&root, p, clients),
             }
         }
         Task::Fuzz { seconds, core, smoke, target } => {

@@ -3,6 +3,7 @@
 
 use crate::{output, run_cmd, step};
 use anyhow::{Context, Result};
+use std::path::Path;
 use std::process::Command;
 
 /// Debian packages: what the tests run (ip, ping), the real DHCP peers the interop tests use
@@ -45,7 +46,21 @@ pub(crate) fn run() -> Result<()> {
     toolchains()?;
     bpf_linker()?;
     cargo_fuzz()?;
+    fuse();
     Ok(())
+}
+
+/// The power-cut test mounts a FUSE filesystem through /dev/fuse (as root, without fusermount):
+/// load the module if the device is missing.
+fn fuse() {
+    if Path::new("/dev/fuse").exists() {
+        eprintln!("    /dev/fuse: present");
+        return;
+    }
+    eprintln!("    /dev/fuse: loading the fuse module");
+    if let Err(e) = run_cmd(Command::new("modprobe").arg("fuse")) {
+        eprintln!("    /dev/fuse: {e:#} (the power-cut test will fail to mount)");
+    }
 }
 
 fn debian_packages() -> Result<()> {
