@@ -9,6 +9,7 @@
 //! failure. Needs root: skipped outside CI otherwise. A test of the dhcp-user package, so that
 //! cargo builds the binary for it.
 
+use dhcp_user::control::client::request;
 use dhcproto::v4::{self, relay::RelayCode, relay::RelayInfo, DhcpOption, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
 use std::net::Ipv4Addr;
@@ -57,6 +58,7 @@ fn config(dir: &Scratch, backend: &str) -> String {
     let text = format!(
         "server_id = \"198.18.1.1\"\ntrusted_relays = [\"198.18.1.2\"]\nleasequery = true\n\
          [server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"{backend}\"\n\n\
+         [control]\nlisten = \"127.0.0.1:9767\"\n\n\
          [[subnet]]\nsubnet = \"198.18.1.0/24\"\ninterface = \"s0\"\npools = [\"198.18.1.100-198.18.1.110\"]\n\n\
          [[subnet]]\nsubnet = \"198.18.2.0/24\"\npools = [\"198.18.2.100-198.18.2.110\"]\nrouters = [\"198.18.2.1\"]\n\
          [[subnet.reservation]]\ncircuit_id = \"r0\"\nip = \"{PORT_ADDRESS}\"\n\n\
@@ -168,4 +170,23 @@ fn isp_case(backend: &str) {
     assert_eq!(free.opts().msg_type(), Some(v4::MessageType::LeaseUnassigned));
     let other = leasequery(&t, Ipv4Addr::new(198, 18, 3, 1)).expect("answer");
     assert_eq!(other.opts().msg_type(), Some(v4::MessageType::LeaseUnknown));
+    // The control API finds the lease by the port it came on, with the relay information.
+    let found = lookup(&t, "circuit_id=r0");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["ip"], PORT_ADDRESS.to_string());
+    assert_eq!(found[0]["relay_info"]["circuit_id"], "72:30", "{found:?}");
+    assert_eq!(lookup(&t, "circuit_id_hex=72:30"), found);
+    assert!(lookup(&t, "circuit_id=r9").is_empty());
+}
+
+/// `GET /v1/leases?QUERY` on the server's control API: the leases found.
+fn lookup(t: &Topology, query: &str) -> Vec<serde_json::Value> {
+    let path = format!("/v1/leases?{query}");
+    let r = t
+        .server
+        .spawn(move || request("127.0.0.1:9767".parse().unwrap(), "GET", &path, None, None).expect("control API"))
+        .join()
+        .unwrap();
+    let body = r.json().expect("JSON");
+    body["leases"].as_array().cloned().unwrap_or_else(|| panic!("{body}"))
 }

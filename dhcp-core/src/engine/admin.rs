@@ -5,7 +5,7 @@
 //! Must never be called per packet: each of these scans the whole client table.
 
 use super::{Engine, EventKind, LeaseEvent, RestoreError, Seconds, Shared};
-use crate::lease::{ClientKey, LeaseState};
+use crate::lease::{ClientKey, Lease, LeaseState};
 use core::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -43,9 +43,11 @@ pub fn mac_of(key: &ClientKey) -> Option<[u8; 6]> {
 }
 
 impl Engine {
-    /// Every offer, lease and probation of this engine.
+    /// Every offer, lease and probation of this engine; not a record whose port's address
+    /// another client took over (it ends when its client comes back).
     pub fn leases(&self) -> impl Iterator<Item = LeaseView> + '_ {
-        self.table.iter().map(|(_, l, state)| LeaseView {
+        let live = |l: &Lease| !self.shared.port_stale(Ipv4Addr::from(l.ip), &l.key);
+        self.table.iter().filter(move |(_, l, _)| live(l)).map(|(_, l, state)| LeaseView {
             ip: Ipv4Addr::from(l.ip),
             client: l.key,
             mac: mac_of(&l.key),

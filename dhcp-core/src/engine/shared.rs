@@ -635,6 +635,29 @@ impl Shared {
         self.isp.board.as_ref()?.read(self.board_index(ip)?)
     }
 
+    /// Relay agent information (option 82) published with the live lease on `ip`: kept on
+    /// the lease board only (leasequery on). For the control API, not the packet path.
+    pub fn relay_info_of(&self, ip: Ipv4Addr) -> Option<Vec<u8>> {
+        let e = self.published(ip).filter(|e| e.holder != 0)?;
+        e.relay_info().map(<[u8]>::to_vec)
+    }
+
+    /// Addresses whose live published lease came through a relay whose sub-option `sub`
+    /// (1: circuit id, 2: remote id) is `id`; at most `limit`, in address order. A scan of the
+    /// board for the control API; `None` without the board.
+    pub fn leases_by_relay_id(&self, sub: u8, id: &[u8], limit: usize) -> Option<Vec<Ipv4Addr>> {
+        self.isp.board.as_ref()?;
+        let pools = self.subnets.iter().flat_map(|s| s.pools.iter()).map(|&p| self.space.pool_range(p));
+        let mut ips: Vec<u32> = pools.flat_map(|(a, b)| u32::from(a)..=u32::from(b)).collect();
+        ips.extend(self.isp.board_extra.keys().map(|&ip| u32::from(ip)));
+        ips.sort_unstable();
+        let matches = |ip: &u32| {
+            let ri = self.relay_info_of(Ipv4Addr::from(*ip));
+            ri.is_some_and(|ri| options::relay_sub_option(&ri, sub) == Some(id))
+        };
+        Some(ips.iter().filter(|ip| matches(ip)).take(limit).map(|&ip| Ipv4Addr::from(ip)).collect())
+    }
+
     /// Bytes of the lease board (0 without leasequery).
     pub fn lease_board_bytes(&self) -> usize {
         self.isp.board.as_ref().map_or(0, LeaseBoard::bytes)

@@ -189,6 +189,10 @@ async fn leases(
     params: Result<Params<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Params(p) = params.map_err(|e| bad(e.body_text()))?;
+    if let Some(found) = by_relay(&app, &p).await? {
+        let shared = app.hub.current();
+        return Ok(Json(json!({ "leases": found.iter().map(|l| view(&shared, l)).collect::<Vec<_>>() })));
+    }
     let query = parse_query(&p)?;
     let mut found = ask_all(&app.hub, query).await?;
     found.sort_unstable_by_key(|l| u32::from(l.ip));
@@ -205,16 +209,46 @@ async fn leases(
     Ok(Json(body))
 }
 
-/// The one filter a look-up takes.
+/// Look-up keys answered from the relay agent information on the lease board.
+const RELAY_KEYS: [&str; 4] = ["circuit_id", "circuit_id_hex", "remote_id", "remote_id_hex"];
+
+/// A look-up by circuit id or remote id (text, or hex with `_hex`): the lease board names the
+/// addresses, then their workers describe the leases. `None` for other look-ups.
+async fn by_relay(app: &App, p: &HashMap<String, String>) -> Result<Option<Vec<LeaseView>>, ApiError> {
+    let Some(key) = RELAY_KEYS.into_iter().find(|k| p.contains_key(*k)) else {
+        return Ok(None);
+    };
+    if p.len() > 1 {
+        return Err(bad("give exactly one of ip, mac, client_id, circuit_id, remote_id, subnet"));
+    }
+    let v = p[key].as_str();
+    let id = match key.strip_suffix("_hex") {
+        Some(_) => crate::config::parse_hex(v).map_err(|e| bad(format!("{key}: {e}")))?,
+        None => v.as_bytes().to_vec(),
+    };
+    let sub = if key.starts_with("circuit") { 1 } else { 2 };
+    let Some(ips) = app.hub.current().leases_by_relay_id(sub, &id, PAGE) else {
+        return Err(ApiError(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("{key}: relay information is kept only on the lease board (leasequery = true)"),
+        ));
+    };
+    let mut found = Vec::new();
+    for ip in ips {
+        found.extend(ask_all(&app.hub, Query::Ip(ip)).await?);
+    }
+    Ok(Some(found))
+}
+
+/// The one filter a look-up takes (relay look-ups: [`by_relay`]).
 fn parse_query(p: &HashMap<String, String>) -> Result<Query, ApiError> {
-    let known = ["ip", "mac", "client_id", "circuit_id", "remote_id", "subnet", "after", "limit"];
+    let known =
+        RELAY_KEYS.iter().chain(&["ip", "mac", "client_id", "subnet", "after", "limit"]).copied().collect::<Vec<_>>();
     if let Some(k) = p.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(bad(format!("unknown parameter {k}")));
     }
-    let filters: Vec<&str> = ["ip", "mac", "client_id", "circuit_id", "remote_id", "subnet"]
-        .into_iter()
-        .filter(|k| p.contains_key(*k))
-        .collect();
+    let filters: Vec<&str> =
+        ["ip", "mac", "client_id", "subnet"].into_iter().chain(RELAY_KEYS).filter(|k| p.contains_key(*k)).collect();
     let [one] = filters[..] else {
         return Err(bad("give exactly one of ip, mac, client_id, circuit_id, remote_id, subnet"));
     };
@@ -227,12 +261,7 @@ fn parse_query(p: &HashMap<String, String>) -> Result<Query, ApiError> {
             Query::Client(ClientKey::from_client_id(&id))
         }
         "subnet" => subnet_query(v, p)?,
-        _ => {
-            return Err(ApiError(
-                StatusCode::NOT_IMPLEMENTED,
-                format!("{one}: relay information is not kept with leases; look up by ip, mac or client_id"),
-            ))
-        }
+        _ => return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{one}: not a filter"))),
     })
 }
 
@@ -299,7 +328,14 @@ fn view(shared: &dhcp_core::engine::Shared, l: &LeaseView) -> Value {
         "expires_in": l.expires.saturating_sub(now),
         "subnet": subnet,
         "outside_pools": !shared.space().in_pool(l.ip) && l.state != LeaseState::Quarantined,
+        "relay_info": shared.relay_info_of(l.ip).map(|ri| relay_view(&ri)),
     })
+}
+
+/// Option 82 as JSON: the whole value and its circuit id and remote id, in hex.
+fn relay_view(ri: &[u8]) -> Value {
+    let sub = |c| dhcp_core::wire::options::relay_sub_option(ri, c).map(hex);
+    json!({ "raw": hex(ri), "circuit_id": sub(1), "remote_id": sub(2) })
 }
 
 fn hex(b: &[u8]) -> String {
