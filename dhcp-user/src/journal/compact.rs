@@ -4,6 +4,10 @@
 //! complete and synced, and `PATH.old` is deleted only after that rename is durable. A stale
 //! `PATH.old` left by a crash after the rename has a generation the snapshot already covers,
 //! so recovery skips it instead of replaying it twice.
+//!
+//! A good neighbour: the thread runs at the lowest CPU and I/O priority, and writes the snapshot
+//! back in paced chunks ([`PACE_BYTES`]), so that a snapshot of millions of leases never
+//! stalls a worker or the journal's syncs that the workers' ACKs wait for.
 
 use super::format::{FileKind, Header, RecordKind, HEADER_LEN, RECORD_LEN, VERSION};
 use super::replay::{self, Journals};
@@ -50,7 +54,13 @@ fn crash_here(_: &Core, _: CrashPoint) -> bool {
     false
 }
 
+/// Bytes of snapshot written between two steps of paced writeback.
+const PACE_BYTES: u64 = 4 << 20;
+
 pub(super) fn run(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
+    if let Err(e) = dhcp_io::sys::background_thread() {
+        core.log(format_args!("compaction runs at normal priority: {e}"));
+    }
     let r = merge(core, cancel);
     if r.is_err() {
         // A half-written snapshot is useless and may be what filled the disk.
@@ -112,6 +122,9 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
 /// `PATH.snapshot.tmp` being written, then renamed into place.
 struct SnapshotWriter {
     w: BufWriter<File>,
+    /// Bytes handed to `w` so far, and where the last two stretches of paced writeback began.
+    written: u64,
+    paced: (u64, u64),
 }
 
 impl SnapshotWriter {
@@ -122,7 +135,19 @@ impl SnapshotWriter {
         let mut w = BufWriter::with_capacity(1 << 20, file);
         w.write_all(&Header { kind: FileKind::Snapshot, generation, created: now, version: VERSION }.encode())
             .map_err(at)?;
-        Ok(SnapshotWriter { w })
+        Ok(SnapshotWriter { w, written: HEADER_LEN as u64, paced: (0, 0) })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.w.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        if self.written - self.paced.1 >= PACE_BYTES {
+            self.w.flush()?;
+            let (prev, start) = self.paced;
+            dhcp_io::sys::write_behind(self.w.get_ref(), prev, start, self.written)?;
+            self.paced = (start, self.written);
+        }
+        Ok(())
     }
 
     /// Streams the old snapshot's live records (and the journal's changes) into the new one;
@@ -152,7 +177,7 @@ impl SnapshotWriter {
                 stopped = true;
                 return;
             }
-            if let Err(e) = self.w.write_all(&rec.encode()) {
+            if let Err(e) = self.write(&rec.encode()) {
                 error = Some(e);
             }
             if rec.kind == RecordKind::Bound {
