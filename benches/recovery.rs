@@ -60,8 +60,12 @@ fn main() -> anyhow::Result<()> {
     for r in &rows {
         println!(
             "| {} | {} | {:.2} s | {} | {:.0} MB | {:.0} MB | {:.2} |",
-            r["workers"], r["leases"], r["seconds"].as_f64().unwrap_or(0.0), r["seconds_all"],
-            r["peak_rss_mb"].as_f64().unwrap_or(0.0), r["steady_rss_mb"].as_f64().unwrap_or(0.0),
+            r["workers"],
+            r["leases"],
+            r["seconds"].as_f64().unwrap_or(0.0),
+            r["seconds_all"],
+            r["peak_rss_mb"].as_f64().unwrap_or(0.0),
+            r["steady_rss_mb"].as_f64().unwrap_or(0.0),
             r["peak_over_steady"].as_f64().unwrap_or(0.0)
         );
     }

@@ -120,7 +120,12 @@ pub fn background_thread() -> io::Result<()> {
     // SAFETY: ioprio_set takes three integers (who, which, priority) and touches no memory of
     // ours; `which` 0 is the calling thread.
     let rc = unsafe {
-        libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        )
     };
     check(rc as libc::c_int, "ioprio_set")?;
     Ok(())

@@ -3,7 +3,8 @@
 //! The path of one message, top to bottom: the I/O layer ([`dhcp_io`]) receives a batch →
 //! [`worker`] runs each message through its [`engine`] (which uses [`lease`] and answers in
 //! [`wire`] format) → the batch's lease changes go to the [`journal`] → replies go out.
-//! [`config`] and [`cli`] read what to serve; [`server`] puts it together; [`logging`] is
+//! [`config`] and [`cli`] read what to serve; [`server`] puts it together ([`restore`] puts
+//! the recovered leases into the engines); [`logging`] is
 //! the binary's logger behind the `log` facade; [`clock`] the one wall clock.
 
 pub use dhcp_core::{client, engine, lease, wire};
@@ -14,5 +15,6 @@ pub mod clock;
 pub mod config;
 pub mod journal;
 pub mod logging;
+pub mod restore;
 pub mod server;
 pub mod worker;

@@ -302,24 +302,32 @@ impl Engine {
         if self.shared.subnet_of(ip).is_none() {
             return Err(RestoreError::NotInSubnet);
         }
-        if state != LeaseState::Quarantined && self.table.find(&client).is_some() {
-            return Err(RestoreError::Duplicate);
+        if state == LeaseState::Quarantined {
+            self.claim_restored(ip, client, &mac)?;
+            let Some(d) = self.shared.space().quarantine(ip) else { return Err(RestoreError::NotInSubnet) };
+            self.table.insert(ClientKey::quarantine(ip.into(), d.generation), ip.into(), state, expires);
+            return Ok(());
         }
-        if self.shared.reserved_ip_owned_by(ip, &client, &mac).is_some() {
-            if !self.shared.take_specific(ip, client, &mac) {
+        // One probe of the client table; undone if the address turns out to be taken.
+        let Some(record) = self.table.insert_new(client, ip.into(), state, expires) else {
+            return Err(RestoreError::Duplicate);
+        };
+        if let Err(e) = self.claim_restored(ip, client, &mac) {
+            self.table.remove(record);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Takes a restored lease's address in the shared space (a reserved one for its owner).
+    fn claim_restored(&self, ip: Ipv4Addr, client: ClientKey, mac: &[u8; 6]) -> Result<(), RestoreError> {
+        if self.shared.reserved_ip_owned_by(ip, &client, mac).is_some() {
+            if !self.shared.take_specific(ip, client, mac) {
                 return Err(RestoreError::Conflict);
             }
         } else if self.shared.space().claim(ip) == Claim::Busy {
             return Err(RestoreError::Conflict);
         }
-        let key = match state {
-            LeaseState::Quarantined => match self.shared.space().quarantine(ip) {
-                Some(d) => ClientKey::quarantine(ip.into(), d.generation),
-                None => return Err(RestoreError::NotInSubnet),
-            },
-            _ => client,
-        };
-        self.table.insert(key, ip.into(), state, expires);
         Ok(())
     }
 

@@ -91,7 +91,7 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
     }
     let now = (core.clock)();
     let w = SnapshotWriter::create(core, old.generation, now)?;
-    let Some((w, counts, damage)) = w.fill(core, cancel, &journals, now)? else {
+    let Some((w, counts, damage)) = w.fill(core, cancel, journals, now)? else {
         return Ok(Outcome::Cancelled);
     };
     for d in damage.iter().filter(|d| d.synced) {
@@ -158,7 +158,7 @@ impl SnapshotWriter {
         mut self,
         core: &Core,
         cancel: &AtomicBool,
-        journals: &Journals,
+        journals: Journals,
         now: u32,
     ) -> io::Result<Option<(SnapshotWriter, (usize, usize), Vec<replay::DamageReport>)>> {
         let p = &core.paths;

@@ -38,6 +38,7 @@
 //! deletes `PATH.old`.
 
 mod compact;
+mod filter;
 mod format;
 mod recover;
 mod replay;
