@@ -1,6 +1,12 @@
 //! `cargo xtask bench`: runs the criterion benchmarks and the memory benchmark in release mode,
 //! then writes BENCHMARKS.md from criterion's estimates, each figure beside its peer measured
-//! in the same run.
+//! in the same run; then the parts that can also run alone ([`parts`]: recovery, compaction,
+//! journal cost in the whole server), each writing its own section.
+
+mod compaction;
+mod journal_server;
+pub(crate) mod parts;
+mod recovery;
 
 use crate::{cargo, output, step};
 use anyhow::{Context, Result};
@@ -142,10 +148,15 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     }
     writeln!(md)?;
     writeln!(md, "## Reproduce\n")?;
-    writeln!(md, "```\ncargo xtask bench\n```")?;
+    writeln!(md, "```\ncargo xtask bench\ncargo xtask bench --part NAME   # one part alone: {}\n```", parts_list())?;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;
     eprintln!("wrote BENCHMARKS.md");
-    Ok(())
+    let all: Vec<String> = parts::PARTS.iter().map(|(n, _)| n.to_string()).collect();
+    parts::run(root, &all, false)
+}
+
+fn parts_list() -> String {
+    parts::PARTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 /// The whole-system tables.

@@ -4,7 +4,8 @@
 //! - `test`: setup, formatting, lints, then every test (unit, property, integration, and each
 //!   benchmark once on small sizes).
 //! - `demo`: setup, then the main job: the server in network namespaces under load.
-//! - `bench`: criterion and memory benchmarks in release mode; writes BENCHMARKS.md.
+//! - `bench`: criterion and memory benchmarks in release mode; writes BENCHMARKS.md
+//!   (`--part NAME`: one part alone, its section only).
 
 mod bench;
 mod demo;
@@ -37,6 +38,10 @@ enum Task {
         /// A few minutes: one round of short whole-system runs, no criterion benchmarks.
         #[arg(long)]
         quick: bool,
+        /// Only this part (repeatable): recovery, compaction, journal-server. Replaces its
+        /// section of BENCHMARKS.md (with --quick: prints it, small sizes).
+        #[arg(long = "part", value_name = "NAME")]
+        parts: Vec<String>,
     },
 }
 
@@ -54,9 +59,13 @@ fn main() -> Result<()> {
             setup::run()?;
             demo::run(&root)
         }
-        Task::Bench { quick } => {
+        Task::Bench { quick, parts } => {
             setup::run()?;
-            bench::run(&root, quick)
+            if parts.is_empty() {
+                bench::run(&root, quick)
+            } else {
+                bench::parts::run(&root, &parts, quick)
+            }
         }
     }
 }
@@ -81,7 +90,17 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     step("tests (unit, property, integration in network namespaces, benchmark smoke runs)");
-    let (passed, failed) = cargo_test(&["test", "--workspace", "--exclude", "dhcp-ebpf", "--all-targets"])?;
+    let (mut passed, mut failed) = cargo_test(&["test", "--workspace", "--exclude", "dhcp-ebpf", "--all-targets"])?;
+    step("whole-server benchmark parts, once on small sizes");
+    for name in bench::parts::IN_XTASK_TEST {
+        match bench::parts::smoke(&root(), name) {
+            Ok(()) => passed += 1,
+            Err(e) => {
+                eprintln!("benchmark part {name} failed: {e:#}");
+                failed += 1;
+            }
+        }
+    }
     // One closing line for the whole run, whatever order the test binaries ran in.
     println!("\nxtask: {passed} passed, {failed} failed");
     if failed > 0 {

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use xdhcpd_tests::{Pair, Process, Scratch};
 
-const BIG_POOL: &str = "198.18.1.0-198.18.255.254";
-const CLIENTS: &str = "60000";
+pub(crate) const BIG_POOL: &str = "198.18.1.0-198.18.255.254";
+pub(crate) const CLIENTS: &str = "60000";
 
 /// `starvation`: the relay agent (in the client namespace) and the subnet behind it, a /21 whose
 /// pool (2,033 addresses) just fits the legitimate clients and the few a limited flood may hold,
@@ -83,9 +83,9 @@ pub(crate) struct System {
     pub journal: Vec<(&'static str, f64, u64)>,
 }
 
-struct Bins {
-    xdhcpd: PathBuf,
-    bench: PathBuf,
+pub(crate) struct Bins {
+    pub xdhcpd: PathBuf,
+    pub bench: PathBuf,
 }
 
 fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offer_timeout: &str) -> Result<Process> {
@@ -113,7 +113,7 @@ fn start(pair: &Pair, dir: &Scratch, bins: &Bins, r: Responder, pool: &str, offe
 }
 
 /// Runs the generator in the client namespace on CPU 0 in direct mode; returns its JSON report.
-fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, args: &[&str]) -> Result<Value> {
+pub(crate) fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, args: &[&str]) -> Result<Value> {
     // The generator on its AF_XDP transport: the fastest it has, so that the responder is what
     // is measured.
     generate_over(pair, dir, bins, &["-i", "c0", "--xdp"], args)
@@ -159,25 +159,25 @@ pub(crate) fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
-    step("whole system: building xdhcpd and xdhcp-bench (release)");
-    cargo(&[
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "dhcp-user",
-        "-p",
-        "xdhcp-bench",
-        "--bin",
-        "xdhcpd",
-        "--bin",
-        "xdhcp-bench",
-    ])?;
+/// Builds xdhcpd and xdhcp-bench (release, else debug for quick checks) and says where they are.
+pub(crate) fn build(root: &Path, release: bool) -> Result<Bins> {
+    step("whole system: building xdhcpd and xdhcp-bench");
+    let profile = if release { "release" } else { "debug" };
+    let mut args = vec!["build", "--quiet"];
+    if release {
+        args.push("--release");
+    }
+    args.extend(["-p", "dhcp-user", "-p", "xdhcp-bench", "--bin", "xdhcpd", "--bin", "xdhcp-bench"]);
+    cargo(&args)?;
     let bins = Bins {
-        xdhcpd: crate::target_dir(root).join("release/xdhcpd"),
-        bench: crate::target_dir(root).join("release/xdhcp-bench"),
+        xdhcpd: crate::target_dir(root).join(profile).join("xdhcpd"),
+        bench: crate::target_dir(root).join(profile).join("xdhcp-bench"),
     };
+    Ok(bins)
+}
+
+pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
+    let bins = build(root, true)?;
     let pair = Pair::new("sys");
     let dir = Scratch::new("sys");
     let responders = [
