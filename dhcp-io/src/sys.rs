@@ -2,7 +2,7 @@
 //! checked results, raw socket options, the one poll helper, CPU pinning, interfaces, a
 //! doorbell one thread rings to wake another's poll, rate-limited logging for events that
 //! can happen once per packet, and the manners of background threads (lowest CPU and I/O
-//! priority, writeback in paced chunks) so that they never stall a worker or its journal.
+//! priority, writeback in paced steps) so that they never stall a worker or its journal.
 //!
 //! Where `nix` has a safe wrapper we use it; raw `libc` remains for what it lacks (socket
 //! options it does not know, `ppoll` with sub-millisecond timeouts).
@@ -131,24 +131,19 @@ pub fn background_thread() -> io::Result<()> {
     Ok(())
 }
 
-/// Paced writeback of a file written in one stream: starts writing back `start..end` (just
-/// written) and waits until the stretch before it, `prev_start..start`, is on its way to disk.
-/// Dirty pages of a big sequential write then stay at about two stretches instead of piling up
-/// until the kernel flushes them all at once, which would stall the journal's `fdatasync`s
-/// behind them. Not a durability point: the file is still synced before it counts.
-pub fn write_behind(file: &impl AsFd, prev_start: u64, start: u64, end: u64) -> io::Result<()> {
+/// Paced writeback of a file written in one stream: writes `start..end` (just written) back
+/// to disk and waits until it is there. Called every few hundred KiB, it keeps a big
+/// sequential write from piling up dirty pages that the kernel would later flush at once (and
+/// that a journal's `fdatasync` on the same file system would have to wait behind). Not a
+/// durability point: the file is still synced before it counts.
+pub fn write_behind(file: &impl AsFd, start: u64, end: u64) -> io::Result<()> {
     use libc::{SYNC_FILE_RANGE_WAIT_AFTER, SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE};
     let fd = file.as_fd().as_raw_fd();
+    let how = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
     // SAFETY: sync_file_range takes a file descriptor we borrow for the call and plain
     // integers; it touches no memory of ours.
-    let rc = unsafe { libc::sync_file_range(fd, start as i64, (end - start) as i64, SYNC_FILE_RANGE_WRITE) };
+    let rc = unsafe { libc::sync_file_range(fd, start as i64, end.saturating_sub(start) as i64, how) };
     check(rc, "sync_file_range")?;
-    if start > prev_start {
-        let wait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
-        // SAFETY: as above.
-        let rc = unsafe { libc::sync_file_range(fd, prev_start as i64, (start - prev_start) as i64, wait) };
-        check(rc, "sync_file_range")?;
-    }
     Ok(())
 }
 
@@ -332,11 +327,9 @@ mod tests {
         let path = std::env::temp_dir().join(format!("xdhcpd-write-behind-{}", std::process::id()));
         let mut f = std::fs::File::options().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
         let chunk = vec![7u8; 1 << 16];
-        let mut paced = (0, 0);
-        for i in 1..=4u64 {
+        for i in 0..4u64 {
             f.write_all(&chunk).unwrap();
-            write_behind(&f, paced.0, paced.1, i << 16).unwrap();
-            paced = (paced.1, i << 16);
+            write_behind(&f, i << 16, (i + 1) << 16).unwrap();
         }
         let mut back = Vec::new();
         std::fs::File::open(&path).unwrap().read_to_end(&mut back).unwrap();

@@ -6,8 +6,8 @@
 //! so recovery skips it instead of replaying it twice.
 //!
 //! A good neighbour: the thread runs at the lowest CPU and I/O priority, and writes the snapshot
-//! back in paced chunks ([`PACE_BYTES`]), so that a snapshot of millions of leases never
-//! stalls a worker or the journal's syncs that the workers' ACKs wait for.
+//! back in paced steps ([`PACE_BYTES`], each followed by a rest as long), so that a snapshot of
+//! millions of leases does not stall a worker or the journal's syncs the ACKs wait for.
 
 use super::format::{FileKind, Header, RecordKind, HEADER_LEN, RECORD_LEN, VERSION};
 use super::replay::{self, Journals};
@@ -54,8 +54,11 @@ fn crash_here(_: &Core, _: CrashPoint) -> bool {
     false
 }
 
-/// Bytes of snapshot written between two steps of paced writeback.
-const PACE_BYTES: u64 = 4 << 20;
+/// Bytes of snapshot written back per step of paced writeback; after each step the thread
+/// rests as long as the step took (at most [`MAX_REST`]): the disk is left idle half the time
+/// for the journal's syncs, and the ACKs waiting on them.
+const PACE_BYTES: u64 = 512 << 10;
+const MAX_REST: std::time::Duration = std::time::Duration::from_millis(20);
 
 pub(super) fn run(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
     if let Err(e) = dhcp_io::sys::background_thread() {
@@ -122,9 +125,9 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
 /// `PATH.snapshot.tmp` being written, then renamed into place.
 struct SnapshotWriter {
     w: BufWriter<File>,
-    /// Bytes handed to `w` so far, and where the last two stretches of paced writeback began.
+    /// Bytes handed to `w` so far, and how far they were written back.
     written: u64,
-    paced: (u64, u64),
+    paced: u64,
 }
 
 impl SnapshotWriter {
@@ -135,17 +138,18 @@ impl SnapshotWriter {
         let mut w = BufWriter::with_capacity(1 << 20, file);
         w.write_all(&Header { kind: FileKind::Snapshot, generation, created: now, version: VERSION }.encode())
             .map_err(at)?;
-        Ok(SnapshotWriter { w, written: HEADER_LEN as u64, paced: (0, 0) })
+        Ok(SnapshotWriter { w, written: HEADER_LEN as u64, paced: 0 })
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.w.write_all(bytes)?;
         self.written += bytes.len() as u64;
-        if self.written - self.paced.1 >= PACE_BYTES {
+        if self.written - self.paced >= PACE_BYTES {
             self.w.flush()?;
-            let (prev, start) = self.paced;
-            dhcp_io::sys::write_behind(self.w.get_ref(), prev, start, self.written)?;
-            self.paced = (start, self.written);
+            let step = Instant::now();
+            dhcp_io::sys::write_behind(self.w.get_ref(), self.paced, self.written)?;
+            self.paced = self.written;
+            std::thread::sleep(step.elapsed().min(MAX_REST));
         }
         Ok(())
     }

@@ -130,7 +130,7 @@ fn markdown(size: &Size, runs: &[Vec<Run>]) -> Result<String> {
          Compaction off, then forced continuously (interval 1 s, size 1 byte: each compaction \
          of the whole file is followed by the next), {} rounds interleaved; medians. The \
          compaction thread runs at nice 19 in the idle I/O class and writes its snapshot back in \
-         paced 4 MiB steps.\n",
+         paced steps (512 KiB written back and waited for, then a rest as long).\n",
         size.leases, size.rate, size.seconds, size.rounds
     )?;
     writeln!(md, "| compaction | DORA/s | DISCOVER→OFFER p50 / p99 (µs) | REQUEST→ACK p50 / p99 (µs) | drops | compactions finished per run |")?;
