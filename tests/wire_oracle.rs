@@ -1194,3 +1194,49 @@ proptest! {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// ISP features: leasequery message types and options, class inputs
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn leasequery_types_and_class_options_read_like_dhcproto() {
+    let types = [
+        (MessageType::LeaseQuery, v4::MessageType::LeaseQuery),
+        (MessageType::LeaseUnassigned, v4::MessageType::LeaseUnassigned),
+        (MessageType::LeaseUnknown, v4::MessageType::LeaseUnknown),
+        (MessageType::LeaseActive, v4::MessageType::LeaseActive),
+    ];
+    for (ours, theirs) in types {
+        assert_eq!(ours as u8, u8::from(theirs));
+        assert_eq!(MessageType::from_u8(ours as u8), Some(ours));
+    }
+    // A query by address as dhcproto encodes it, with the options classes look at.
+    let mut m =
+        v4::Message::new_with_id(9, ip(100, 64, 0, 7), ip(0, 0, 0, 0), ip(0, 0, 0, 0), ip(100, 64, 0, 250), &[]);
+    m.opts_mut().insert(DhcpOption::MessageType(v4::MessageType::LeaseQuery));
+    m.opts_mut().insert(DhcpOption::ClassIdentifier(b"acme-cpe".to_vec()));
+    m.opts_mut().insert(DhcpOption::UserClass(b"\x04iptv".to_vec()));
+    let bytes = m.to_vec().unwrap();
+    let (p, o) = parse(&bytes);
+    assert_eq!((o.message_type(), p.ciaddr(), p.hlen()), (Some(MessageType::LeaseQuery), ip(100, 64, 0, 7), 0));
+    assert_eq!((o.vendor_class, o.user_class), (Some(&b"acme-cpe"[..]), Some(&b"\x04iptv"[..])));
+    // Options 91 and 92 as we write them decode to dhcproto's values.
+    let mut buf = [0u8; 600];
+    let mut w = DhcpWriter::new(&mut buf, 576).unwrap();
+    w.header().set_op(Op::Reply);
+    w.option_u8(code::MESSAGE_TYPE, MessageType::LeaseActive as u8).unwrap();
+    w.option_u32(code::CLIENT_LAST_TRANSACTION_TIME, 100).unwrap();
+    w.option(code::ASSOCIATED_IP, &[100, 64, 0, 7, 100, 64, 0, 8]).unwrap();
+    let len = w.finish();
+    let theirs = dhcproto_decode(&buf[..len]);
+    assert_eq!(theirs.opts().msg_type(), Some(v4::MessageType::LeaseActive));
+    assert_eq!(
+        theirs.opts().get(OptionCode::ClientLastTransactionTime),
+        Some(&DhcpOption::ClientLastTransactionTime(100))
+    );
+    assert_eq!(
+        theirs.opts().get(OptionCode::AssociatedIp),
+        Some(&DhcpOption::AssociatedIp(vec![ip(100, 64, 0, 7), ip(100, 64, 0, 8)]))
+    );
+}

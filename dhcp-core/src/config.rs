@@ -3,6 +3,8 @@
 //! one address). Reading it from TOML or the command line is the server binary's job; this
 //! module says what a valid configuration is.
 
+mod isp;
+
 use core::fmt;
 use core::net::Ipv4Addr;
 
@@ -35,6 +37,41 @@ pub struct Config {
     /// Limits per subscriber key for subnets that do not set their own.
     pub limits: Option<Limits>,
     pub subnets: Vec<Subnet>,
+    /// Client classes, in order of precedence (the first class setting an option wins).
+    pub classes: Vec<ClientClass>,
+    /// Answer DHCPLEASEQUERY (RFC 4388) from `leasequery_from` and the global trusted relays;
+    /// keeps a lease board of [`LEASE_BOARD_BYTES`] per pool or reserved address.
+    pub leasequery: bool,
+    /// Queriers allowed besides the global trusted relays.
+    pub leasequery_from: Vec<Cidr>,
+}
+
+/// Memory of the lease board per pool or reserved address (see `leasequery`).
+pub const LEASE_BOARD_BYTES: usize = 128;
+/// Most addresses a lease board may cover (512 MiB).
+pub const MAX_LEASE_BOARD_ADDRESSES: u64 = 1 << 22;
+/// Most client classes (membership is one 64-bit mask per message).
+pub const MAX_CLASSES: usize = 64;
+
+/// A client class: clients whose messages match every given field belong to it (at least one
+/// field is required). A class adds or overrides options, and pools or subnets may be kept for
+/// certain classes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientClass {
+    pub name: String,
+    /// Vendor class identifier (option 60) starts with these bytes.
+    pub vendor_class: Option<Vec<u8>>,
+    /// User class (option 77) is these bytes, or one of its RFC 3004 instances is.
+    pub user_class: Option<Vec<u8>>,
+    /// Relay agent circuit id (82.1) from a trusted relay is these bytes.
+    pub circuit_id: Option<Vec<u8>>,
+    /// Relay agent remote id (82.2) from a trusted relay is these bytes.
+    pub remote_id: Option<Vec<u8>>,
+    /// Ethernet `chaddr` starts with these bytes (1 to 6; 3 is an OUI).
+    pub chaddr_prefix: Option<Vec<u8>>,
+    /// Options given to members, by code, sent whether requested or not, before and instead of
+    /// the subnet's own of the same code.
+    pub options: Vec<(u8, Vec<u8>)>,
 }
 
 /// What a DECLINE does.
@@ -145,6 +182,11 @@ pub struct Subnet {
     pub trusted_relays: Vec<Cidr>,
     /// Limits per subscriber key; `None`: the global ones.
     pub limits: Option<Limits>,
+    /// Only clients in one of these classes get addresses from this subnet's pools (empty:
+    /// any client). A pool's own classes replace these.
+    pub classes: Vec<String>,
+    /// Pools (by index in `pools`) kept for clients in one of the listed classes.
+    pub pool_classes: Vec<(usize, Vec<String>)>,
 }
 
 /// An inclusive range of addresses handed out dynamically.
@@ -199,6 +241,18 @@ pub enum ClientMatch {
     Mac([u8; 6]),
     /// Client identifier (option 61), the whole value including its type byte.
     ClientId(Vec<u8>),
+    /// Relay agent circuit id (82.1) from a trusted relay: whatever client arrives on that
+    /// subscriber port gets the address (the previous one's lease on it ends at once).
+    CircuitId(Vec<u8>),
+    /// Relay agent remote id (82.2) from a trusted relay, as `CircuitId`.
+    RemoteId(Vec<u8>),
+}
+
+impl ClientMatch {
+    /// Whether the reservation follows a subscriber port (option 82) rather than a client.
+    pub fn is_port(&self) -> bool {
+        matches!(self, ClientMatch::CircuitId(_) | ClientMatch::RemoteId(_))
+    }
 }
 
 impl Default for Config {
@@ -215,6 +269,9 @@ impl Default for Config {
             trusted_relays: Vec::new(),
             limits: None,
             subnets: Vec::new(),
+            classes: Vec::new(),
+            leasequery: false,
+            leasequery_from: Vec::new(),
         }
     }
 }
@@ -236,6 +293,8 @@ impl Subnet {
             reservations: Vec::new(),
             trusted_relays: Vec::new(),
             limits: None,
+            classes: Vec::new(),
+            pool_classes: Vec::new(),
         }
     }
 
@@ -412,9 +471,9 @@ impl Config {
                         format!("{} is not a host address of subnet {}/{}", r.ip, s.network, s.prefix_len),
                     ));
                 }
-                if let ClientMatch::ClientId(id) = &r.client {
+                if let ClientMatch::ClientId(id) | ClientMatch::CircuitId(id) | ClientMatch::RemoteId(id) = &r.client {
                     if id.is_empty() || id.len() > 255 {
-                        return Err(err(&rat, "client id must be 1 to 255 bytes"));
+                        return Err(err(&rat, "client id, circuit id and remote id must be 1 to 255 bytes"));
                     }
                 }
                 if let Some((_, other)) = reserved.iter().find(|(ip, _)| *ip == r.ip) {
@@ -432,6 +491,7 @@ impl Config {
                 }
             }
         }
+        self.validate_isp()?;
         // Subnets must not overlap either: an address would belong to two of them.
         for (i, a) in self.subnets.iter().enumerate() {
             for (j, b) in self.subnets.iter().enumerate().skip(i + 1) {

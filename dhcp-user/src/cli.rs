@@ -98,6 +98,9 @@ pub struct ServeArgs {
     /// are lost (the log says which bytes, and they are copied aside first).
     #[arg(long)]
     pub accept_damaged_journal: bool,
+    /// Once set up, run as this user, with no capabilities (see `[server] user`).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     /// A relay agent (or range) whose relayed messages are served; repeat for several. Without
     /// any, every relay is trusted.
     #[arg(long = "trusted-relay", value_name = "IP[/LEN]", value_parser = config::parse_relay)]
@@ -173,7 +176,11 @@ impl ServeArgs {
     /// [`ServeArgs::load`] and where each value came from, for [`config::check_host`].
     pub fn load_with_map(&self) -> Result<(ServerConfig, SourceMap), FileError> {
         let (mut cfg, mut map) = match &self.config {
-            Some(path) => config::decode(&config::read(path)?, &path.display().to_string())?,
+            Some(path) => {
+                let (mut cfg, map) = config::decode(&config::read(path)?, &path.display().to_string())?;
+                cfg.server.confinement.config_file = Some(path.clone());
+                (cfg, map)
+            }
             None => {
                 self.require_quick_start()?;
                 let cfg = ServerConfig { engine: Config::default(), server: ServerSettings::default() };
@@ -254,6 +261,9 @@ impl ServeArgs {
             cfg.server.pin_workers = true;
         }
         cfg.server.accept_damaged_journal = self.accept_damaged_journal;
+        if let Some(u) = &self.user {
+            cfg.server.confinement.user = Some(u.clone());
+        }
         self.apply_safety(cfg, map)
     }
 
@@ -448,6 +458,7 @@ mod tests {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: false,
+            confinement: Default::default(),
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }

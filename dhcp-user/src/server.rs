@@ -1,12 +1,16 @@
 //! server: puts a configured server together and runs it until SIGTERM/SIGINT, in named steps:
-//! [`recover`] the leases into the engines of the workers that own their clients, open the
-//! packet path ([`Path::open`]), [`spawn`] the workers, and when they stop, [`report`].
+//! open the packet path ([`Path::open`]), give up privileges ([`crate::privilege`], while
+//! still single-threaded), [`recover`] the leases into the engines of the workers that own
+//! their clients, [`spawn`] the workers (and tell the service manager, [`crate::service`]),
+//! and when they stop, [`report`].
 //!
 //! Teardown order is held by field order, not by hand: the XDP program is detached before the
 //! sockets it steers to close, and those before the UMEMs under them are unmapped.
 
 use crate::config::{Backend, ServerConfig, ServerSettings};
 use crate::journal::{Journal, JournalOptions};
+use crate::privilege;
+use crate::service::{Beating, Heartbeat, Notifier};
 use crate::worker::{Idle, Worker, WorkerReport};
 use anyhow::{anyhow, bail, Context, Result};
 use dhcp_core::engine::{Engine, Shared};
@@ -21,23 +25,36 @@ use std::thread::JoinHandle;
 /// Runs the server. Returns after a stop signal, once the journal is flushed.
 pub fn run(cfg: ServerConfig) -> Result<()> {
     let workers = cfg.server.workers.clamp(1, 1024) as u32;
+    let target = privilege::Target::resolve(cfg.server.confinement.user.as_deref())?;
+    privilege::prepare_lease_dir(cfg.server.lease_file.as_deref(), target.as_ref())?;
+    if let Some(p) = &cfg.server.lease_file {
+        // Before touching the interface: a second server on these files goes no further.
+        crate::journal::ensure_unlocked(p)?;
+    }
     let (key, new_key) = steering_key(&cfg.server)?;
     let shared = Arc::new(Shared::new(&cfg.engine, workers).context("configuration")?.with_steering_key(key));
-    let (engines, journal) = recover(&cfg.server, &shared, workers, new_key)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     warn_untrusted_relays(&cfg.engine);
-    let path = Path::open(&cfg.server, &shared, workers)?;
+    let notifier = crate::service::Notifier::from_env();
+    let mut path = Path::open(&cfg.server, &shared, workers)?;
+    let dropped =
+        privilege::drop_privileges(&cfg.server.confinement, target.as_ref(), cfg.server.lease_file.as_deref())
+            .context("dropping privileges")?;
+    privilege::log_dropped(&dropped, target.as_ref());
+    path.start_threads()?;
+    let (engines, journal) = recover(&cfg.server, &shared, workers, new_key)?;
     log::info!(
         "serving {} with {workers} workers, {} subnets, {} pool addresses",
         cfg.server.interfaces.join(","),
         cfg.engine.subnets.len(),
         shared.space().capacity()
     );
-    let ctx = SpawnCtx { journal: journal.clone(), stop: stop.clone(), settings: &cfg.server };
-    let total = path.serve(engines, &ctx)?;
+    let mut ctx =
+        SpawnCtx { journal: journal.clone(), stop: stop.clone(), settings: &cfg.server, notifier: Some(notifier) };
+    let total = path.serve(engines, &mut ctx)?;
     if stop.load(Ordering::Relaxed) {
         log::info!("stopping");
     }
@@ -126,6 +143,8 @@ struct SpawnCtx<'a> {
     journal: Option<Journal>,
     stop: Arc<AtomicBool>,
     settings: &'a ServerSettings,
+    /// Told READY=1 once the workers run; watches their heartbeats.
+    notifier: Option<Notifier>,
 }
 
 /// A worker thread's result: its counters and its path, handed back so that the caller closes
@@ -232,13 +251,21 @@ impl Path {
         }
     }
 
-    /// Runs the workers until they stop; returns their counters.
-    fn serve(self, engines: Vec<Engine>, ctx: &SpawnCtx<'_>) -> Result<WorkerReport> {
+    /// Threads of the path that must start after privileges are dropped (they would keep them).
+    fn start_threads(&mut self) -> Result<()> {
         match self {
-            Path::Udp(ios) => join(spawn(engines, ios, ctx)?).map(|(total, _)| total),
+            Path::Udp(_) => Ok(()),
+            Path::Xdp(x) => x.steering.forward_log(),
+        }
+    }
+
+    /// Runs the workers until they stop; returns their counters.
+    fn serve(self, engines: Vec<Engine>, ctx: &mut SpawnCtx<'_>) -> Result<WorkerReport> {
+        match self {
+            Path::Udp(ios) => serve_watched(engines, ios, ctx).map(|(total, _)| total),
             Path::Xdp(mut x) => {
                 let ios = std::mem::take(&mut x.ios);
-                let result = join(spawn(engines, ios, ctx)?);
+                let result = serve_watched(engines, ios, ctx);
                 x.log_counters();
                 // Dropping `x` detaches the program, then closes the sockets, then the UMEMs.
                 result.map(|(total, ios)| {
@@ -248,6 +275,28 @@ impl Path {
             }
         }
     }
+}
+
+/// [`spawn`] and [`join`], each worker's path counting its turns for the service manager's
+/// watchdog (see [`crate::service`]).
+fn serve_watched<I: PacketIo + Send + 'static>(
+    engines: Vec<Engine>,
+    ios: Vec<I>,
+    ctx: &mut SpawnCtx<'_>,
+) -> Result<(WorkerReport, Vec<I>)> {
+    let beats: Vec<Arc<Heartbeat>> = ios.iter().map(|_| Arc::default()).collect();
+    let ios = ios.into_iter().zip(&beats).map(|(io, b)| Beating::new(io, b.clone())).collect();
+    let handles = spawn(engines, ios, ctx)?;
+    let watchdog = match ctx.notifier.take() {
+        Some(n) => Some(crate::service::watch(n, beats, ctx.stop.clone())?),
+        None => None,
+    };
+    let result = join(handles);
+    ctx.stop.store(true, Ordering::Relaxed);
+    if let Some(w) = watchdog {
+        let _ = w.join();
+    }
+    result.map(|(total, ios)| (total, ios.into_iter().map(Beating::into_inner).collect()))
 }
 
 /// Per worker, its socket on every configured interface.
@@ -284,7 +333,6 @@ impl XdpPath {
         let mut set =
             xsk::open(name, workers, xsk::Options::default()).with_context(|| format!("AF_XDP sockets on {name}"))?;
         let mut steering = Steering::attach(name, dhcp_common::SERVER_PORT)?;
-        steering.forward_log()?;
         steering.set_hash_key(shared.steering_key())?;
         let ours = dhcp_io::sys::host_ipv4_addresses().context("this host's addresses")?;
         steering.only_for(&ours)?;
@@ -304,9 +352,12 @@ impl XdpPath {
     }
 
     fn log_counters(&self) {
-        if let Ok(c) = self.steering.counters() {
-            let named: Vec<String> = c.named().map(|(n, v)| format!("{n} {v}")).collect();
-            log::info!("{}: {}", self.steering.interface(), named.join(", "));
+        match self.steering.counters() {
+            Ok(c) => {
+                let named: Vec<String> = c.named().map(|(n, v)| format!("{n} {v}")).collect();
+                log::info!("{}: {}", self.steering.interface(), named.join(", "));
+            }
+            Err(e) => log::warn!("{}: XDP counters not read: {e:#}", self.steering.interface()),
         }
     }
 }
@@ -378,7 +429,7 @@ mod tests {
         let engines = (0..3).map(|_| Engine::new(shared.clone(), 0, 16)).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let settings = ServerSettings::default();
-        let ctx = SpawnCtx { journal: None, stop: stop.clone(), settings: &settings };
+        let ctx = SpawnCtx { journal: None, stop: stop.clone(), settings: &settings, notifier: None };
         let handles = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx).unwrap();
         let err = join(handles).unwrap_err().to_string();
         assert!(err.contains("worker 1 panicked: a bug in one worker"), "{err}");

@@ -20,6 +20,9 @@ const PACKAGES: &[&str] = &[
     "kea-dhcp4-server",
     "llvm-22-dev",
     "libpolly-22-dev",
+    // systemd-analyze (the service unit is verified) and setpriv (started as the unit starts it).
+    "systemd",
+    "util-linux",
 ];
 
 /// Debian's hook that tells package scripts whether they may start services. DHCP packages

@@ -6,7 +6,11 @@
 //! No sockets, threads or clocks inside, and no allocation per message: one engine per worker,
 //! all engines sharing the [`Shared`] part (configuration and the lock-free address space).
 
+mod board;
+mod classes;
+mod leasequery;
 mod limits;
+mod ports;
 mod reply;
 mod shared;
 mod stats;
@@ -19,6 +23,7 @@ use crate::config::DeclinePolicy;
 use crate::lease::{Claim, ClientKey, ClientTable, LeaseState, RecordId};
 use crate::wire::options::{code, MessageType, Options};
 use crate::wire::{self, dhcp};
+use classes::classes_of;
 use core::net::{Ipv4Addr, SocketAddrV4};
 use limits::{Cell, SubnetLimits};
 use reply::ReplySpec;
@@ -260,12 +265,12 @@ impl Engine {
             let kind = match state {
                 LeaseState::Offered => {
                     stats.offers_expired += 1;
-                    shared.free(ip);
+                    shared.end_hold(ip, &lease.key);
                     EventKind::OfferExpired
                 }
                 LeaseState::Bound => {
                     stats.leases_expired += 1;
-                    shared.free(ip);
+                    shared.end_hold(ip, &lease.key);
                     EventKind::Expired
                 }
                 _ => {
@@ -316,12 +321,21 @@ impl Engine {
             self.table.remove(record);
             return Err(e);
         }
+        if state == LeaseState::Bound {
+            // The time of the last transaction is not journalled: the restart stands in.
+            self.shared.publish(ip, &leasequery::restored_entry(&client, mac, expires, now));
+        }
         Ok(())
     }
 
-    /// Takes a restored lease's address in the shared space (a reserved one for its owner).
+    /// Takes a restored lease's address: its port's, a reserved one for its owner, or from
+    /// the shared space.
     fn claim_restored(&self, ip: Ipv4Addr, client: ClientKey, mac: &[u8; 6]) -> Result<(), RestoreError> {
-        if self.shared.reserved_ip_owned_by(ip, &client, mac).is_some() {
+        if let Some(ours) = self.shared.restore_port(ip, &client) {
+            if !ours {
+                return Err(RestoreError::Conflict);
+            }
+        } else if self.shared.reserved_ip_owned_by(ip, &client, mac).is_some() {
             if !self.shared.take_specific(ip, client, mac) {
                 return Err(RestoreError::Conflict);
             }
@@ -363,13 +377,15 @@ impl Engine {
         };
         self.stats.count_type(mt);
         let Engine { shared, table, stats } = self;
-        let mut cx = Context { sh: shared, table, stats, now, ingress, req: &req, out, events };
+        let classes = classes_of(shared, ingress, &req);
+        let mut cx = Context { sh: shared, table, stats, now, ingress, req: &req, out, events, classes };
         match MessageType::from_u8(mt) {
             Some(MessageType::Discover) => cx.discover(),
             Some(MessageType::Request) => cx.request(),
             Some(MessageType::Decline) => cx.decline(),
             Some(MessageType::Release) => cx.release(),
             Some(MessageType::Inform) => cx.inform(),
+            Some(MessageType::LeaseQuery) => cx.leasequery(),
             _ => Outcome::Dropped(DropReason::UnexpectedType(mt)),
         }
     }
@@ -401,6 +417,8 @@ impl<'a> Request<'a> {
         let key = match client_id {
             Some(id) if !id.is_empty() => ClientKey::from_client_id(id),
             _ if hlen > 0 => ClientKey::from_hardware(pkt.htype(), &pkt.chaddr()[..hlen]),
+            // A leasequery by address names no client (RFC 4388 §6.1).
+            _ if mt == MessageType::LeaseQuery as u8 => ClientKey::default(),
             _ => return Err(DropReason::NoClientIdentity),
         };
         Ok((mt, Request { pkt, mac: pkt.client_mac(), key, client_id, relay_info, prl, opts }))
@@ -418,6 +436,8 @@ struct Context<'a> {
     req: &'a Request<'a>,
     out: &'a mut [u8],
     events: &'a mut Vec<LeaseEvent>,
+    /// The client's classes.
+    classes: classes::ClassMask,
 }
 
 /// A client's record that matters on the message's link.
@@ -446,7 +466,7 @@ impl<'a> Context<'a> {
         let (lease, _) = self.table.remove(record);
         let ip = Ipv4Addr::from(lease.ip);
         self.sh.unhold(limit);
-        self.sh.free(ip);
+        self.sh.end_hold(ip, &lease.key);
         self.push(kind, ip, lease.expires);
     }
 
@@ -499,6 +519,7 @@ impl<'a> Context<'a> {
             Ok(l) => l,
             Err(o) => return o,
         };
+        self.end_stale_records();
         let (sh, req) = (self.sh, self.req);
         let limits = self.limits(link.ids()[0]);
         if let Some((SubnetLimits { rate: Some((rate, burst)), .. }, cell)) = limits {
@@ -516,7 +537,7 @@ impl<'a> Context<'a> {
                     Ok(c) => c,
                     Err(o) => return o,
                 };
-                match sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip) {
+                match sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, (req.relay_info, self.classes)) {
                     Some((ip, sid)) => (ip, sid, cell),
                     None => return Outcome::Silent(Silence::NoAddress),
                 }
@@ -588,6 +609,7 @@ impl<'a> Context<'a> {
             }
         }
         self.push(EventKind::Bound, ip, expires);
+        self.publish(ip, expires);
         let spec = ReplySpec { kind: MessageType::Ack, yiaddr: ip, lease: Some(times), rapid };
         self.send(&spec, sid, true)
     }
@@ -609,6 +631,13 @@ impl<'a> Context<'a> {
     /// REQUEST (RFC 2131 §4.3.2): in SELECTING state when it names a server, else in
     /// INIT-REBOOT, RENEWING or REBINDING state.
     fn request(&mut self) -> Outcome {
+        if self.end_stale_records() {
+            // Its port's address went to a new CPE: tell the old one at once.
+            return match self.link() {
+                Ok(link) => self.nak(&link),
+                Err(o) => o,
+            };
+        }
         match self.req.opts.server_id {
             Some(server_id) => self.selecting(server_id),
             None => self.confirm(),
@@ -661,7 +690,7 @@ impl<'a> Context<'a> {
             Ok(c) => c,
             Err(o) => return o,
         };
-        if sh.take_specific(requested, req.key, &req.mac) {
+        if sh.pool_allows(requested, self.classes) && sh.take_specific(requested, req.key, &req.mac) {
             return self.bind(None, requested, sid, false, cell);
         }
         self.nak(&link)
@@ -721,6 +750,7 @@ impl<'a> Context<'a> {
         self.table.remove(record);
         sh.unhold(limit);
         let expires = self.after(sh.decline_probation);
+        sh.unpublish(ip, 0);
         match sh.space().quarantine(ip) {
             Some(d) => {
                 self.table.insert(
@@ -737,7 +767,7 @@ impl<'a> Context<'a> {
             None => {
                 // A reserved (or out-of-pool) address has no probation: the client just gives
                 // it back, and the journal must not restore a probation that never was.
-                sh.free(ip);
+                sh.end_hold(ip, &req.key);
                 self.push(EventKind::Released, ip, self.now);
             }
         }
@@ -782,7 +812,7 @@ impl<'a> Context<'a> {
     /// Writes the reply `spec` from subnet `sid`; `commit`: it depends on this call's events.
     fn send(&mut self, spec: &ReplySpec, sid: u16, commit: bool) -> Outcome {
         let subnet = self.sh.subnet(sid);
-        match reply::write(subnet, spec, self.req, self.out) {
+        match reply::write(subnet, (&self.sh.isp.classes, self.classes), spec, self.req, self.out) {
             Ok((len, to)) => Outcome::Reply(Reply { len, to, kind: spec.kind, commit, from: subnet.server_id }),
             // Only a too-small output buffer gets here: mandatory options always fit in 548.
             Err(e) => Outcome::Dropped(DropReason::Malformed(e)),

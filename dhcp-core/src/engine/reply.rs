@@ -1,5 +1,6 @@
 //! Writing OFFER, ACK and NAK messages, and where they go (RFC 2131 §4.1, §4.3).
 
+use super::classes::{ClassMask, ClassTable};
 use super::shared::SubnetRt;
 use super::{Destination, Request};
 use crate::wire::dhcp::{self, DhcpWriter};
@@ -20,6 +21,7 @@ pub(super) struct ReplySpec {
 /// Writes the reply into `out`; returns its length and destination.
 pub(super) fn write(
     subnet: &SubnetRt,
+    classes: (&ClassTable, ClassMask),
     spec: &ReplySpec,
     req: &Request<'_>,
     out: &mut [u8],
@@ -66,34 +68,7 @@ pub(super) fn write(
     let keep = req.client_id.map_or(0, |v| DhcpWriter::encoded_len(v.len()))
         + req.relay_info.map_or(0, |v| DhcpWriter::encoded_len(v.len()));
     if !nak {
-        let mut sent = [0u64; 4];
-        let mut put = |w: &mut DhcpWriter<'_>, c: u8, v: &[u8]| {
-            let bit = 1u64 << (c & 63);
-            if sent[(c >> 6) as usize] & bit == 0 && DhcpWriter::encoded_len(v.len()) + keep <= w.room() {
-                sent[(c >> 6) as usize] |= bit;
-                // Cannot fail: room was checked.
-                let _ = w.option(c, v);
-            }
-        };
-        // The subnet mask always: clients cannot configure an address without it.
-        if let Some(v) = subnet.options.get(code::SUBNET_MASK) {
-            put(&mut w, code::SUBNET_MASK, v);
-        }
-        match req.prl {
-            // Options in the order the client asked for them (RFC 2131 §4.3.1).
-            Some(list) => {
-                for &c in list {
-                    if let Some(v) = subnet.options.get(c) {
-                        put(&mut w, c, v);
-                    }
-                }
-            }
-            None => {
-                for (c, v) in subnet.options.iter() {
-                    put(&mut w, c, v);
-                }
-            }
-        }
+        put_options(&mut w, subnet, classes, req.prl, keep);
     }
     // RFC 6842: echo the client identifier.
     if let Some(id) = req.client_id {
@@ -105,6 +80,53 @@ pub(super) fn write(
     }
     let len = w.finish();
     Ok((len, destination(spec, req, giaddr, ciaddr)))
+}
+
+/// The options of an OFFER or ACK: the mask, then what the client asked for (or everything),
+/// a class's option before the subnet's of the same code, then the class options not yet sent;
+/// each code once, and only while `keep` bytes stay free for the echoes that end the message.
+fn put_options(
+    w: &mut DhcpWriter<'_>,
+    subnet: &SubnetRt,
+    classes: (&ClassTable, ClassMask),
+    prl: Option<&[u8]>,
+    keep: usize,
+) {
+    let mut sent = [0u64; 4];
+    let mut put = |w: &mut DhcpWriter<'_>, c: u8, v: &[u8]| {
+        let bit = 1u64 << (c & 63);
+        if sent[(c >> 6) as usize] & bit == 0 && DhcpWriter::encoded_len(v.len()) + keep <= w.room() {
+            sent[(c >> 6) as usize] |= bit;
+            // Cannot fail: room was checked.
+            let _ = w.option(c, v);
+        }
+    };
+    // A class's option comes before the subnet's of the same code.
+    let (table, mask) = classes;
+    let get = |c| (mask != 0).then(|| table.option(mask, c)).flatten().or_else(|| subnet.options.get(c));
+    // The subnet mask always: clients cannot configure an address without it.
+    if let Some(v) = get(code::SUBNET_MASK) {
+        put(w, code::SUBNET_MASK, v);
+    }
+    match prl {
+        // Options in the order the client asked for them (RFC 2131 §4.3.1).
+        Some(list) => {
+            for &c in list {
+                if let Some(v) = get(c) {
+                    put(w, c, v);
+                }
+            }
+        }
+        None => {
+            for (c, v) in table.options(mask).chain(subnet.options.iter()) {
+                put(w, c, v);
+            }
+        }
+    }
+    // Class options go out whether asked for or not (CPE provisioning: 43, 125).
+    for (c, v) in table.options(mask) {
+        put(w, c, v);
+    }
 }
 
 /// RFC 2131 §4.1, "If the 'giaddr' field ... is nonzero" and the paragraphs after it.

@@ -2,7 +2,10 @@
 //! relays, limits), the lock-free address space, who holds each reserved address, and the
 //! limit counts. Read-only after start-up except what is atomic.
 
+use super::board::{Entry, LeaseBoard};
+use super::classes::{pool_allows, ClassMask, ClassTable};
 use super::limits::{Cell, LimitTable, SubnetLimits};
+use super::ports::{holder_hash, PortReservations, Took};
 use super::{Ingress, Seconds};
 use crate::config::{Cidr, ClientMatch, Config, ConfigError, DeclinePolicy, LimitKey, Subnet};
 use crate::lease::space::PoolId;
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Maps looked up per message: foldhash, randomly seeded (SipHash costs more than the rest of
 /// subnet selection).
-type FastMap<K, V> = HashMap<K, V, RandomState>;
+pub(super) type FastMap<K, V> = HashMap<K, V, RandomState>;
 
 /// Number of an interface named in the configuration (its position in
 /// [`Shared::interfaces`]).
@@ -131,6 +134,7 @@ struct Reservations {
     by_id: FastMap<ClientKey, (Ipv4Addr, u16)>,
     by_mac: FastMap<[u8; 6], (Ipv4Addr, u16)>,
     by_ip: FastMap<Ipv4Addr, (ClientMatch, usize)>,
+    ports: PortReservations,
 }
 
 impl Reservations {
@@ -139,10 +143,12 @@ impl Reservations {
             match &r.client {
                 ClientMatch::Mac(m) => self.by_mac.insert(*m, (r.ip, sid)),
                 ClientMatch::ClientId(id) => self.by_id.insert(ClientKey::from_client_id(id), (r.ip, sid)),
+                ClientMatch::CircuitId(_) | ClientMatch::RemoteId(_) => None,
             };
             let slot = self.by_ip.len();
             self.by_ip.insert(r.ip, (r.client.clone(), slot));
         }
+        self.ports.add(s, sid);
     }
 }
 
@@ -205,6 +211,48 @@ pub struct Shared {
     workers: u32,
     /// Key of the steering hash (`dhcp_common::steering_hash`) that picks each client's worker.
     steering_key: u32,
+    /// Port reservations, classes, the lease board.
+    pub(super) isp: Isp,
+}
+
+/// The ISP features' shared parts.
+#[derive(Debug)]
+pub(super) struct Isp {
+    /// Reservations by subscriber port (option 82).
+    pub(super) ports: PortReservations,
+    pub(super) classes: ClassTable,
+    /// Class mask of each pool, by [`PoolId`] (0: any client).
+    pool_masks: Vec<ClassMask>,
+    /// Leases by address for leasequery; `None` when leasequery is off.
+    board: Option<LeaseBoard>,
+    /// Board slots of reserved addresses outside the pools (after the pool addresses').
+    board_extra: FastMap<Ipv4Addr, usize>,
+    /// Leasequery clients besides the global trusted relays.
+    leasequery_from: Vec<Cidr>,
+}
+
+impl Isp {
+    /// Pools get their class masks in [`PoolId`] order (subnets, then their pools); the board
+    /// covers every pool address and every reserved address outside the pools.
+    fn new<'a>(
+        cfg: &Config,
+        space: &AddressSpace,
+        ports: PortReservations,
+        reserved: impl Iterator<Item = &'a Ipv4Addr>,
+    ) -> Isp {
+        let classes = ClassTable::new(cfg);
+        let pool_masks = cfg.subnets.iter().flat_map(|s| classes.pool_masks(s)).collect();
+        let mut board_extra = FastMap::default();
+        let mut board = None;
+        if cfg.leasequery {
+            for ip in reserved.filter(|ip| !space.in_pool(**ip)) {
+                board_extra.insert(*ip, space.capacity() + board_extra.len());
+            }
+            board = Some(LeaseBoard::new(space.capacity() + board_extra.len()));
+        }
+        let leasequery_from = cfg.leasequery_from.clone();
+        Isp { ports: ports.finish(), classes, pool_masks, board, board_extra, leasequery_from }
+    }
 }
 
 fn encode_ips(ips: &[Ipv4Addr]) -> Box<[u8]> {
@@ -253,6 +301,7 @@ impl Shared {
         for ip in res.by_ip.keys() {
             space.reserve(*ip);
         }
+        let isp = Isp::new(cfg, &space, core::mem::take(&mut res.ports), res.by_ip.keys());
         let trust_configured =
             !cfg.trusted_relays.is_empty() || cfg.subnets.iter().any(|s| !s.trusted_relays.is_empty());
         Ok(Shared {
@@ -275,6 +324,7 @@ impl Shared {
             rapid_commit: cfg.rapid_commit,
             workers: workers.max(1),
             steering_key: 0,
+            isp,
         })
     }
 
@@ -416,6 +466,8 @@ impl Shared {
         Some(match owner {
             ClientMatch::Mac(m) => m == mac,
             ClientMatch::ClientId(id) => ClientKey::from_client_id(id) == *key,
+            // A port's address is taken through `allocate` (see `ports`).
+            ClientMatch::CircuitId(_) | ClientMatch::RemoteId(_) => false,
         })
     }
 
@@ -458,7 +510,12 @@ impl Shared {
         key: ClientKey,
         mac: &[u8; 6],
         requested: Option<Ipv4Addr>,
+        facts: (Option<&[u8]>, ClassMask),
     ) -> Option<(Ipv4Addr, u16)> {
+        let (relay_info, classes) = facts;
+        if let Some(taken) = self.take_port(link, &key, relay_info) {
+            return Some(taken);
+        }
         if let Some((ip, sid)) = self.reservation(&key, mac) {
             if link.ids().contains(&sid) && self.take_reserved(ip) {
                 return Some((ip, sid));
@@ -466,13 +523,17 @@ impl Shared {
         }
         if let Some(ip) = requested {
             if let Some(sid) = self.subnet_in_link(link, ip) {
-                if !self.is_reserved(ip) && self.space.claim(ip) == Claim::Taken {
+                if !self.is_reserved(ip) && self.pool_allows(ip, classes) && self.space.claim(ip) == Claim::Taken {
                     return Some((ip, sid));
                 }
             }
         }
-        let pools =
-            || link.ids().iter().flat_map(|&sid| self.subnets[sid as usize].pools.iter().map(move |&p| (p, sid)));
+        let pools = || {
+            link.ids()
+                .iter()
+                .flat_map(|&sid| self.subnets[sid as usize].pools.iter().map(move |&p| (p, sid)))
+                .filter(move |&(p, _)| pool_allows(self.isp.pool_masks[p as usize], classes))
+        };
         pools()
             .find_map(|(pool, sid)| self.space.take_free(pool).map(|ip| (ip, sid)))
             .or_else(|| pools().find_map(|(pool, sid)| self.space.reclaim_declined(pool).map(|ip| (ip, sid))))
@@ -484,5 +545,100 @@ impl Shared {
             Some(mine) => mine && self.take_reserved(ip),
             None => self.space.claim(ip) == Claim::Taken,
         }
+    }
+}
+
+/// The ISP features' part: port reservations, class-kept pools, the lease board, leasequery.
+impl Shared {
+    /// The reservation of the message's port (option 82 from a trusted relay), taken for the
+    /// client: another client holding it loses it at once (its board entry goes too).
+    fn take_port(&self, link: &Link<'_>, key: &ClientKey, relay_info: Option<&[u8]>) -> Option<(Ipv4Addr, u16)> {
+        let (n, ip, sid) = self.isp.ports.lookup(relay_info)?;
+        if !link.ids().contains(&sid) {
+            return None;
+        }
+        if let Took::Moved(prev) = self.isp.ports.take(n, holder_hash(key)) {
+            self.unpublish(ip, prev);
+        }
+        Some((ip, sid))
+    }
+
+    /// Whether a client of classes `classes` may have `ip` (a pool kept for other classes:
+    /// no; an address outside the pools: yes).
+    pub(super) fn pool_allows(&self, ip: Ipv4Addr, classes: ClassMask) -> bool {
+        self.isp.classes.is_empty()
+            || self.space.pool_of(ip).is_none_or(|p| pool_allows(self.isp.pool_masks[p as usize], classes))
+    }
+
+    /// Ends `key`'s hold on `ip`: its board entry, and the address back to its pool or
+    /// reservation (a port's address only if `key` still holds it).
+    pub(super) fn end_hold(&self, ip: Ipv4Addr, key: &ClientKey) {
+        let holder = holder_hash(key);
+        self.unpublish(ip, holder);
+        if !self.isp.ports.free(ip, holder) {
+            self.free(ip);
+        }
+    }
+
+    /// Whether `key`'s record of `ip` is stale: a port's address that another client took over.
+    pub(super) fn port_stale(&self, ip: Ipv4Addr, key: &ClientKey) -> bool {
+        self.isp.ports.holds(ip, holder_hash(key)) == Some(false)
+    }
+
+    /// Puts back a port's holder from the journal (see [`PortReservations::restore`]).
+    pub(super) fn restore_port(&self, ip: Ipv4Addr, key: &ClientKey) -> Option<bool> {
+        self.isp.ports.restore(ip, holder_hash(key))
+    }
+
+    fn board_index(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.space.index(ip).or_else(|| self.isp.board_extra.get(&ip).copied())
+    }
+
+    /// Whether leasequery is on (and the board kept).
+    pub(super) fn leasequery_on(&self) -> bool {
+        self.isp.board.is_some()
+    }
+
+    /// Whether `ip` has a place on the board: a pool or reserved address, which we are
+    /// authoritative for.
+    pub(super) fn on_board(&self, ip: Ipv4Addr) -> bool {
+        self.board_index(ip).is_some()
+    }
+
+    /// Publishes a lease (no-op without leasequery).
+    pub(super) fn publish(&self, ip: Ipv4Addr, e: &Entry) {
+        if let (Some(b), Some(i)) = (&self.isp.board, self.board_index(ip)) {
+            b.publish(i, e);
+        }
+    }
+
+    /// Ends the published lease of `holder` on `ip` (0: of whoever).
+    pub(super) fn unpublish(&self, ip: Ipv4Addr, holder: u64) {
+        if let (Some(b), Some(i)) = (&self.isp.board, self.board_index(ip)) {
+            b.clear(i, holder);
+        }
+    }
+
+    /// The lease published on `ip`.
+    pub(super) fn published(&self, ip: Ipv4Addr) -> Option<Entry> {
+        self.isp.board.as_ref()?.read(self.board_index(ip)?)
+    }
+
+    /// Bytes of the lease board (0 without leasequery).
+    pub fn lease_board_bytes(&self) -> usize {
+        self.isp.board.as_ref().map_or(0, LeaseBoard::bytes)
+    }
+
+    /// Whether `src` may send DHCPLEASEQUERY: listed in `leasequery_from` or a global
+    /// trusted relay.
+    pub(super) fn leasequery_allowed(&self, src: Ipv4Addr) -> bool {
+        self.isp.leasequery_from.iter().chain(&self.trusted).any(|c| c.contains(src))
+    }
+
+    /// Whether a relay is trusted for some subnet (its option 82 may place the client in a
+    /// class before the subnet is known).
+    pub(super) fn relay_trusted_anywhere(&self, relay: Ipv4Addr) -> bool {
+        !self.trust_configured
+            || self.trusted.iter().chain(self.subnets.iter().flat_map(|s| &s.trusted)).any(|c| c.contains(relay))
     }
 }

@@ -70,6 +70,13 @@ counters! {
     decline_ignored => "pkt4-decline-ignored",
     /// Probations ended before their time to keep a pool's share in probation capped.
     probations_ended_early => "declined-addresses-ended-early",
+    /// Leases ended because another client took over their subscriber port's address.
+    port_takeovers => "reservation-port-takeovers",
+    /// DHCPLEASEQUERY messages (RFC 4388), and the answers by kind.
+    leasequery_received => "pkt4-lease-query-received",
+    leasequery_active => "pkt4-lease-query-response-active-sent",
+    leasequery_unassigned => "pkt4-lease-query-response-unassigned-sent",
+    leasequery_unknown => "pkt4-lease-query-response-unknown-sent",
 }
 
 impl Stats {
@@ -80,6 +87,7 @@ impl Stats {
             Some(MessageType::Decline) => self.decline_received += 1,
             Some(MessageType::Release) => self.release_received += 1,
             Some(MessageType::Inform) => self.inform_received += 1,
+            Some(MessageType::LeaseQuery) => self.leasequery_received += 1,
             _ => {}
         }
     }
@@ -89,6 +97,9 @@ impl Stats {
             Outcome::Reply(r) => match r.kind {
                 MessageType::Offer => self.offer_sent += 1,
                 MessageType::Nak => self.nak_sent += 1,
+                MessageType::LeaseActive => self.leasequery_active += 1,
+                MessageType::LeaseUnassigned => self.leasequery_unassigned += 1,
+                MessageType::LeaseUnknown => self.leasequery_unknown += 1,
                 _ => self.ack_sent += 1,
             },
             Outcome::Silent(Silence::ForeignServer) => self.not_for_us += 1,
@@ -113,7 +124,7 @@ mod tests {
         let mut sum = a;
         sum.add(&Stats { received: 4, leases_expired: 5, ..Stats::default() });
         let named = sum.named();
-        assert_eq!(named.len(), 24);
+        assert_eq!(named.len(), 29);
         assert_eq!(named[0], ("pkt4-received", 7));
         assert_eq!(named[6], ("pkt4-offer-sent", 2));
         assert_eq!(named[14], ("reclaimed-leases", 5));

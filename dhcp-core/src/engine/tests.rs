@@ -724,4 +724,5 @@ fn declining_a_reserved_address_is_a_release_not_a_probation() {
     assert_eq!(dora(&mut s, &a), x, "still reserved for its client");
 }
 
+mod isp;
 mod safety;

@@ -170,6 +170,11 @@ impl AddressSpace {
         self.locate(ip.into()).map(|(id, _)| id)
     }
 
+    /// The address's position among all pool addresses (0..capacity), if in a pool.
+    pub fn index(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.index_of(ip.into()).map(|i| i as usize)
+    }
+
     /// Whether `ip` is a dynamic (pool) address.
     pub fn in_pool(&self, ip: Ipv4Addr) -> bool {
         self.index_of(ip.into()).is_some()

@@ -33,6 +33,14 @@ pub mod code {
     pub const REBINDING_TIME: u8 = 59;
     pub const VENDOR_CLASS_ID: u8 = 60;
     pub const CLIENT_ID: u8 = 61;
+    /// RFC 3004.
+    pub const USER_CLASS: u8 = 77;
+    /// RFC 4388: seconds since the client's last transaction with the server.
+    pub const CLIENT_LAST_TRANSACTION_TIME: u8 = 91;
+    /// RFC 4388: the addresses bound to the client.
+    pub const ASSOCIATED_IP: u8 = 92;
+    /// RFC 3925: vendor-identifying vendor-specific information.
+    pub const VENDOR_IDENTIFYING_INFO: u8 = 125;
     /// RFC 4039.
     pub const RAPID_COMMIT: u8 = 80;
     /// RFC 3046.
@@ -63,6 +71,14 @@ pub enum MessageType {
     Nak = 6,
     Release = 7,
     Inform = 8,
+    /// RFC 4388 §6.1: a querier asks about a lease.
+    LeaseQuery = 10,
+    /// RFC 4388: the address is ours but not leased.
+    LeaseUnassigned = 11,
+    /// RFC 4388: nothing known of the address or client.
+    LeaseUnknown = 12,
+    /// RFC 4388: the address is leased; the reply says to whom and until when.
+    LeaseActive = 13,
 }
 
 impl MessageType {
@@ -76,6 +92,10 @@ impl MessageType {
             6 => MessageType::Nak,
             7 => MessageType::Release,
             8 => MessageType::Inform,
+            10 => MessageType::LeaseQuery,
+            11 => MessageType::LeaseUnassigned,
+            12 => MessageType::LeaseUnknown,
+            13 => MessageType::LeaseActive,
             _ => return None,
         })
     }
@@ -160,6 +180,10 @@ pub struct Options<'a> {
     pub client_id: Option<Value<'a>>,
     pub parameter_request_list: Option<Value<'a>>,
     pub relay_agent_info: Option<Value<'a>>,
+    /// Vendor class identifier (60), its first instance.
+    pub vendor_class: Option<&'a [u8]>,
+    /// User class (77), its first instance.
+    pub user_class: Option<&'a [u8]>,
     /// Areas holding options, in reading order: options field, then `file`, then `sname`.
     areas: [&'a [u8]; 3],
 }
@@ -244,6 +268,12 @@ impl<'a> Options<'a> {
                 code::CLIENT_ID => note(&mut self.client_id, v),
                 code::PARAMETER_REQUEST_LIST => note(&mut self.parameter_request_list, v),
                 code::RELAY_AGENT_INFO => note(&mut self.relay_agent_info, v),
+                code::VENDOR_CLASS_ID => {
+                    self.vendor_class.get_or_insert(v);
+                }
+                code::USER_CLASS => {
+                    self.user_class.get_or_insert(v);
+                }
                 _ => {}
             }
         }

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
+use super::isp;
 use super::schema::{RawFile, RawLimits, RawOption, RawReservation, RawServer, RawSubnet};
 use super::settings::{self, ServerConfig, ServerSettings};
 use super::source::{FileError, Loc, SourceMap};
 use super::value::{
     fmt_client, parse_hex, parse_ifname, parse_ip, parse_mac, parse_pool, parse_relay, parse_server_id,
 };
-use super::{Cidr, ClientMatch, Config, Limits, Reservation, Subnet};
+use super::{Cidr, ClientClass, ClientMatch, Config, Limits, Reservation, Subnet};
 
 /// Parses and checks a configuration file's text; `file` names it in errors. Does not look at
 /// the host (see [`check_host`](super::check_host)).
@@ -25,7 +26,10 @@ pub fn parse(text: &str, file: &str) -> Result<(ServerConfig, SourceMap), FileEr
 /// Reads, parses and checks a configuration file (not against the host: see
 /// [`check_host`](super::check_host)).
 pub fn load(path: &Path) -> Result<(ServerConfig, SourceMap), FileError> {
-    parse(&read(path)?, &path.display().to_string())
+    let (mut cfg, map) = parse(&read(path)?, &path.display().to_string())?;
+    // Read again on reload: the server keeps access to it (see crate::privilege).
+    cfg.server.confinement.config_file = Some(path.to_path_buf());
+    Ok((cfg, map))
 }
 
 /// Reads the file's text; errors name the file.
@@ -39,7 +43,7 @@ pub(crate) fn read(path: &Path) -> Result<String, FileError> {
 }
 
 /// `parse` applied to a spanned string, errors at its position.
-fn value<T>(
+pub(super) fn value<T>(
     map: &SourceMap,
     s: &Spanned<String>,
     parse: impl FnOnce(&str) -> Result<T, String>,
@@ -111,8 +115,10 @@ pub(crate) fn decode(text: &str, file: &str) -> Result<(ServerConfig, SourceMap)
     if let Some(rs) = &raw.server {
         decode_server(&mut map, rs, &mut server)?;
     }
+    isp::decode_top(&mut map, &raw, &mut engine)?;
     for (i, rs) in raw.subnet.iter().enumerate() {
-        engine.subnets.push(decode_subnet(&mut map, i, rs)?);
+        let s = decode_subnet(&mut map, i, rs, &engine.classes)?;
+        engine.subnets.push(s);
     }
     Ok((ServerConfig { engine, server }, map))
 }
@@ -143,11 +149,17 @@ fn decode_server(map: &mut SourceMap, rs: &RawServer, server: &mut ServerSetting
     }
     server.busy_poll = rs.busy_poll.unwrap_or(false);
     server.pin_workers = rs.pin_workers.unwrap_or(false);
+    server.confinement.user = rs.user.clone();
     Ok(())
 }
 
 /// `subnets[i]`, its places recorded under that path.
-fn decode_subnet(map: &mut SourceMap, i: usize, rs: &Spanned<RawSubnet>) -> Result<Subnet, FileError> {
+fn decode_subnet(
+    map: &mut SourceMap,
+    i: usize,
+    rs: &Spanned<RawSubnet>,
+    classes: &[ClientClass],
+) -> Result<Subnet, FileError> {
     let rs = rs.get_ref();
     let at = format!("subnets[{i}]");
     let cidr: Cidr = value(map, &rs.subnet, str::parse)?;
@@ -177,6 +189,7 @@ fn decode_subnet(map: &mut SourceMap, i: usize, rs: &Spanned<RawSubnet>) -> Resu
         s.pools.push(value(map, p, parse_pool)?);
         map.set(format!("{at}.pools[{j}]"), Loc::of(p));
     }
+    isp::decode_subnet_classes(map, &at, rs, &mut s, classes)?;
     s.trusted_relays = relays(map, &rs.trusted_relays)?;
     s.limits = rs.limits.as_ref().map(|l| limits(map, &format!("{at}.limits"), l));
     decode_named_options(map, rs, &mut s)?;
@@ -244,7 +257,7 @@ fn decode_raw_options(map: &mut SourceMap, at: &str, rs: &RawSubnet, s: &mut Sub
     Ok(())
 }
 
-fn decode_option(map: &SourceMap, opt: &Spanned<RawOption>) -> Result<(u8, Vec<u8>), FileError> {
+pub(super) fn decode_option(map: &SourceMap, opt: &Spanned<RawOption>) -> Result<(u8, Vec<u8>), FileError> {
     let o = opt.get_ref();
     let code = *o.code.get_ref();
     let given =
@@ -279,6 +292,13 @@ fn decode_option(map: &SourceMap, opt: &Spanned<RawOption>) -> Result<(u8, Vec<u
 
 /// A reservation's client (`mac` or `client_id`) and where it was written.
 fn decode_client(map: &SourceMap, r: &RawReservation) -> Result<(ClientMatch, Loc), FileError> {
+    match (isp::decode_port_client(map, r)?, &r.mac, &r.client_id) {
+        (Some(port), None, None) => return Ok(port),
+        (Some((_, at)), _, _) => {
+            return Err(map.error(&at, "a reservation matches by one of `mac`, `client_id`, `circuit_id`, `remote_id`"))
+        }
+        (None, _, _) => {}
+    }
     match (&r.mac, &r.client_id) {
         (Some(m), None) => Ok((ClientMatch::Mac(value(map, m, parse_mac)?), Loc::of(m))),
         (None, Some(c)) => {
@@ -292,7 +312,9 @@ fn decode_client(map: &SourceMap, r: &RawReservation) -> Result<(ClientMatch, Lo
         (Some(_), Some(c)) => {
             Err(map.error(&Loc::of(c), "a reservation matches either `mac` or `client_id`, not both"))
         }
-        (None, None) => Err(map.error(&Loc::of(&r.ip), "reservation needs `mac` or `client_id`")),
+        (None, None) => {
+            Err(map.error(&Loc::of(&r.ip), "reservation needs `mac`, `client_id`, `circuit_id` or `remote_id`"))
+        }
     }
 }
 
@@ -365,8 +387,14 @@ mod tests {
         s1.pools = vec![pool("100.64.1.10", "100.64.1.250")];
         s1.options.routers = vec![ip("100.64.1.1")];
         s1.options.dns_servers = vec![ip("100.64.0.2")];
+        s1.classes = vec!["iptv".into()];
         let mut s2 = Subnet::new(ip("198.18.0.0"), 16);
-        s2.pools = vec![pool("198.18.0.10", "198.18.255.250")];
+        s2.pools = vec![pool("198.18.0.10", "198.18.254.250"), pool("198.18.255.10", "198.18.255.250")];
+        s2.pool_classes = vec![(1, vec!["acme-cpe".into()])];
+        s2.reservations = vec![
+            Reservation { client: ClientMatch::CircuitId(b"olt-1/0/7".to_vec()), ip: ip("198.18.0.5") },
+            Reservation { client: ClientMatch::RemoteId(vec![0, 0x1a, 0x2b, 0x3c]), ip: ip("198.18.0.6") },
+        ];
         s2.options.routers = vec![ip("198.18.0.1")];
         s2.trusted_relays = vec!["198.18.9.1/32".parse().unwrap()];
         s2.limits =
@@ -386,6 +414,9 @@ mod tests {
             decline_probation: 86_400,
             lease_time: 3600,
             subnets: vec![s0, s1, s2],
+            leasequery: true,
+            leasequery_from: vec!["198.18.4.10/32".parse().unwrap()],
+            classes: example_classes(),
             ..Config::default()
         };
         let server = ServerSettings {
@@ -399,8 +430,36 @@ mod tests {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: true,
+            confinement: Default::default(),
         };
         assert_eq!(cfg, ServerConfig { engine, server });
+    }
+
+    fn example_classes() -> Vec<ClientClass> {
+        vec![
+            ClientClass {
+                name: "acme-cpe".into(),
+                vendor_class: Some(b"acme".to_vec()),
+                options: vec![
+                    (43, vec![1, 4, 0xc6, 0x12, 0, 2]),
+                    (125, vec![0, 0, 0x0d, 0xe9, 5, 1, 3, b'a', b'b', b'c']),
+                ],
+                ..ClientClass::default()
+            },
+            ClientClass {
+                name: "iptv".into(),
+                user_class: Some(b"iptv".to_vec()),
+                options: vec![(66, b"tftp.iptv.example.net".to_vec())],
+                ..ClientClass::default()
+            },
+            ClientClass {
+                name: "lab".into(),
+                remote_id: Some(b"olt-9".to_vec()),
+                chaddr_prefix: Some(vec![0, 0x11, 0x22]),
+                options: vec![(6, vec![198, 18, 0, 53])],
+                ..ClientClass::default()
+            },
+        ]
     }
 
     #[test]
@@ -457,6 +516,7 @@ mod tests {
                 accept_damaged_journal: false,
                 busy_poll: false,
                 pin_workers: false,
+                confinement: Default::default(),
             }
         );
         let s = &e.subnets[0];

@@ -5,6 +5,7 @@
 //! - `value.rs`: parsers of the values written as text, shared with the command line
 //! - `decode.rs`: file text → [`Config`] + [`ServerSettings`], errors at `FILE:LINE:COLUMN`
 //! - `settings.rs`: the server's own settings, their defaults and limits
+//! - `isp.rs`: classes, class-kept pools, reservations by option 82, leasequery
 //! - `source.rs`: where each value was given, by its path in the model
 //! - `host.rs`: checks against this host's interfaces and addresses
 
@@ -12,6 +13,7 @@ pub use dhcp_core::config::*;
 
 mod decode;
 mod host;
+mod isp;
 mod schema;
 mod settings;
 mod source;

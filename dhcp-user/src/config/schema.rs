@@ -31,6 +31,7 @@
 //! compact_size = 67108864         # bytes of journal that also start a compaction
 //! busy_poll = false
 //! pin_workers = false
+//! user = "xdhcpd"                 # run as this user once set up (default: stay, without capabilities)
 //!
 //! [[subnet]]
 //! subnet = "100.64.0.0/24"
@@ -58,7 +59,23 @@
 //!
 //! [[subnet.reservation]]
 //! mac = "02:00:00:00:00:01"       # or client_id = "01:02:00:00:00:00:01"
-//! ip = "100.64.0.5"
+//! ip = "100.64.0.5"               # or circuit_id / remote_id (text), circuit_id_hex / remote_id_hex
+//!
+//! classes = ["cpe"]               # (in [[subnet]]) its pools only for these classes
+//! [[subnet.pool]]                 # a pool kept for classes
+//! range = "100.64.0.200-100.64.0.220"
+//! classes = ["cpe"]
+//!
+//! leasequery = true               # (top level) answer RFC 4388 leasequery
+//! leasequery_from = ["198.18.2.1"]  # besides the trusted relays
+//!
+//! [[class]]
+//! name = "cpe"
+//! vendor_class = "acme"           # prefix of option 60; also user_class, circuit_id, remote_id
+//!                                 # (text, or *_hex bytes) and chaddr_prefix = "00:11:22"
+//! [[class.option]]                # as [[subnet.option]]
+//! code = 43
+//! hex = "01:04:ab:00:00:01"
 //! ```
 
 use serde::Deserialize;
@@ -86,6 +103,11 @@ pub(super) struct RawFile {
     pub(super) server: Option<RawServer>,
     #[serde(default)]
     pub(super) subnet: Vec<Spanned<RawSubnet>>,
+    pub(super) leasequery: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(super) leasequery_from: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) class: Vec<Spanned<RawClass>>,
 }
 
 /// `[server]`.
@@ -101,6 +123,7 @@ pub(super) struct RawServer {
     pub(super) compact_size: Option<Spanned<u64>>,
     pub(super) busy_poll: Option<bool>,
     pub(super) pin_workers: Option<bool>,
+    pub(super) user: Option<String>,
 }
 
 /// `[[subnet]]`.
@@ -131,6 +154,36 @@ pub(super) struct RawSubnet {
     pub(super) option: Vec<Spanned<RawOption>>,
     #[serde(default)]
     pub(super) reservation: Vec<Spanned<RawReservation>>,
+    #[serde(default)]
+    pub(super) classes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) pool: Vec<Spanned<RawPool>>,
+}
+
+/// `[[subnet.pool]]`: a pool kept for clients of some classes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPool {
+    pub(super) range: Spanned<String>,
+    pub(super) classes: Vec<Spanned<String>>,
+}
+
+/// `[[class]]`: its name, what it matches (each as text, or as `_hex` bytes), its options.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClass {
+    pub(super) name: Spanned<String>,
+    pub(super) vendor_class: Option<Spanned<String>>,
+    pub(super) vendor_class_hex: Option<Spanned<String>>,
+    pub(super) user_class: Option<Spanned<String>>,
+    pub(super) user_class_hex: Option<Spanned<String>>,
+    pub(super) circuit_id: Option<Spanned<String>>,
+    pub(super) circuit_id_hex: Option<Spanned<String>>,
+    pub(super) remote_id: Option<Spanned<String>>,
+    pub(super) remote_id_hex: Option<Spanned<String>>,
+    pub(super) chaddr_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) option: Vec<Spanned<RawOption>>,
 }
 
 /// `[[subnet.option]]`: a code and exactly one value key. Integers are big-endian (network
@@ -156,6 +209,10 @@ pub(super) struct RawOption {
 pub(super) struct RawReservation {
     pub(super) mac: Option<Spanned<String>>,
     pub(super) client_id: Option<Spanned<String>>,
+    pub(super) circuit_id: Option<Spanned<String>>,
+    pub(super) circuit_id_hex: Option<Spanned<String>>,
+    pub(super) remote_id: Option<Spanned<String>>,
+    pub(super) remote_id_hex: Option<Spanned<String>>,
     pub(super) ip: Spanned<String>,
 }
 

@@ -40,6 +40,8 @@ pub struct ServerSettings {
     pub busy_poll: bool,
     /// Pin worker N to CPU N (modulo the CPU count).
     pub pin_workers: bool,
+    /// The user to run as once set up, and the files kept in reach (see [`crate::privilege`]).
+    pub confinement: crate::privilege::Confinement,
 }
 
 /// How packets reach the workers.
@@ -71,6 +73,7 @@ impl Default for ServerSettings {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: false,
+            confinement: Default::default(),
         }
     }
 }

@@ -96,6 +96,8 @@ pub(crate) fn fmt_client(c: &ClientMatch) -> String {
     match c {
         ClientMatch::Mac(m) => format!("mac {}", hex(m)),
         ClientMatch::ClientId(id) => format!("client_id {}", hex(id)),
+        ClientMatch::CircuitId(id) => format!("circuit_id {}", hex(id)),
+        ClientMatch::RemoteId(id) => format!("remote_id {}", hex(id)),
     }
 }
 

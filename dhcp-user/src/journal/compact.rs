@@ -11,8 +11,8 @@
 
 use super::format::{FileKind, Header, RecordKind, HEADER_LEN, RECORD_LEN, VERSION};
 use super::replay::{self, Journals};
-use super::{sync_dir, Core};
-use std::fs::{self, File};
+use super::{files, sync_dir, Core};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -67,7 +67,7 @@ pub(super) fn run(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
     let r = merge(core, cancel);
     if r.is_err() {
         // A half-written snapshot is useless and may be what filled the disk.
-        let _ = fs::remove_file(&core.paths.tmp);
+        let _ = files::remove(&core.paths.tmp);
     }
     r
 }
@@ -84,7 +84,7 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
         return Ok(Outcome::Stale);
     };
     if old.generation <= covered {
-        fs::remove_file(&p.old).map_err(ctx("removing", &p.old))?;
+        files::remove(&p.old).map_err(ctx("removing", &p.old))?;
         return Ok(Outcome::Stale);
     }
     let mut journals = Journals::default();
@@ -113,7 +113,7 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
     if crash_here(core, CrashPoint::Renamed) {
         return Ok(Outcome::Cancelled);
     }
-    fs::remove_file(&p.old).map_err(ctx("removing", &p.old))?;
+    files::remove(&p.old).map_err(ctx("removing", &p.old))?;
     Ok(Outcome::Done {
         leases: counts.0,
         probations: counts.1,
@@ -134,7 +134,7 @@ impl SnapshotWriter {
     fn create(core: &Core, generation: u64, now: u32) -> io::Result<SnapshotWriter> {
         let p = &core.paths;
         let at = |e: io::Error| io::Error::new(e.kind(), format!("creating {}: {e}", p.tmp.display()));
-        let file = File::create(&p.tmp).map_err(at)?;
+        let file = files::create(&p.tmp).map_err(at)?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         w.write_all(&Header { kind: FileKind::Snapshot, generation, created: now, version: VERSION }.encode())
             .map_err(at)?;
@@ -196,7 +196,7 @@ impl SnapshotWriter {
         if stopped {
             if !crash_here(core, CrashPoint::TmpPartial) {
                 drop(self);
-                let _ = fs::remove_file(&p.tmp);
+                let _ = files::remove(&p.tmp);
             }
             return Ok(None);
         }
@@ -217,7 +217,7 @@ impl SnapshotWriter {
         if crash_here(core, CrashPoint::TmpWritten) {
             return Ok(false);
         }
-        fs::rename(&p.tmp, &p.snapshot).map_err(at("renaming into", &p.snapshot))?;
+        files::rename(&p.tmp, &p.snapshot).map_err(at("renaming into", &p.snapshot))?;
         sync_dir(&p.dir).map_err(at("syncing", &p.dir))?;
         Ok(true)
     }

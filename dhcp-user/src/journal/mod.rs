@@ -38,6 +38,7 @@
 //! deletes `PATH.old`.
 
 mod compact;
+mod files;
 mod filter;
 mod format;
 mod recover;
@@ -56,7 +57,7 @@ use core::net::Ipv4Addr;
 use dhcp_io::sys::Doorbell;
 use format::{FileKind, Header, Record, RECORD_LEN, VERSION};
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -760,14 +761,13 @@ pub fn random_u32() -> u32 {
 /// steering hashes recorded with older leases, if any, were made with another key).
 pub fn steering_key(path: &Path) -> io::Result<(u32, bool)> {
     let file = Paths::new(path).key;
-    match fs::read_to_string(&file) {
+    match files::open_read(&file).and_then(io::read_to_string) {
         Ok(text) => u32::from_str_radix(text.trim(), 16)
             .map(|k| (k, false))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", file.display()))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            use std::os::unix::fs::OpenOptionsExt;
             let key = random_u32();
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&file)?;
+            let mut f = files::create_new(&file)?;
             f.write_all(format!("{key:08x}\n").as_bytes())?;
             f.sync_all()?;
             sync_dir(&Paths::new(path).dir)?;
@@ -793,13 +793,13 @@ fn create_journal(paths: &Paths, generation: u64, now: u32) -> io::Result<File> 
         &paths.next,
         Header { kind: FileKind::Journal, generation, created: now, version: VERSION },
     )?;
-    fs::rename(&paths.next, &paths.journal)?;
+    files::rename(&paths.next, &paths.journal)?;
     sync_dir(&paths.dir)?;
     Ok(f)
 }
 
 fn create_with_header(path: &Path, h: Header) -> io::Result<File> {
-    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+    let mut f = files::create(path)?;
     f.write_all(&h.encode())?;
     f.sync_all()?;
     Ok(f)
@@ -807,26 +807,30 @@ fn create_with_header(path: &Path, h: Header) -> io::Result<File> {
 
 /// Makes renames, creations and deletions in `dir` durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    files::sync_dir(dir)
 }
 
 fn remove_if_exists(p: &Path) -> io::Result<()> {
-    match fs::remove_file(p) {
+    match files::remove(p) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
 }
 
+/// Fails as opening would if another process holds the lease files of `path`, without
+/// keeping the lock: the server checks this before it touches an interface.
+pub fn ensure_unlocked(path: &Path) -> Result<()> {
+    let paths = Paths::new(path);
+    if files::exists(&paths.lock).with_context(|| format!("{}", paths.lock.display()))? {
+        drop(lock_exclusive(&paths.lock)?);
+    }
+    Ok(())
+}
+
 /// Takes `PATH.lock` for the life of the writer: a second server on the same files would
 /// interleave records and delete each other's journals.
 fn lock_exclusive(path: &Path) -> Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let f = files::open_or_create(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: flock on a file descriptor we own and keep open; no memory is involved.
     let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if r != 0 {

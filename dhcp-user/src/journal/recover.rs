@@ -14,9 +14,9 @@
 
 use super::format::{FileKind, Header, HEADER_LEN, RECORD_LEN, VERSION};
 use super::replay::{self, FileReport, Journals};
-use super::{create_journal, remove_if_exists, sync_dir, Paths, Recovered, RecoveryStats};
+use super::{create_journal, files, remove_if_exists, sync_dir, Paths, Recovered, RecoveryStats};
 use anyhow::{bail, Context, Result};
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -94,7 +94,7 @@ fn read_old(paths: &Paths, covered: u64, journals: &mut Journals, stats: &mut Re
     let old = &paths.old;
     match replay::peek(old).with_context(|| reading(old))? {
         Some((h, _)) if h.kind == FileKind::Journal && h.generation <= covered => {
-            fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;
+            files::remove(old).with_context(|| format!("removing {}", old.display()))?;
             sync_dir(&paths.dir).with_context(|| format!("syncing {}", paths.dir.display()))?;
             stats.stale_old_removed = true;
             Ok(covered)
@@ -201,13 +201,13 @@ fn keep_aside(paths: &Paths, d: &replay::DamageReport) -> io::Result<PathBuf> {
     let base = paths.with(&format!(".damaged-{name}-{}", d.offset));
     let mut target = base.clone();
     let mut n = 1;
-    while target.exists() {
+    while files::exists(&target)? {
         target = PathBuf::from(format!("{}.{n}", base.display()));
         n += 1;
     }
-    let mut src = File::open(&d.file)?;
+    let mut src = files::open_read(&d.file)?;
     src.seek(SeekFrom::Start(d.offset))?;
-    let mut out = OpenOptions::new().write(true).create_new(true).open(&target)?;
+    let mut out = files::create_new(&target)?;
     io::copy(&mut src.take(d.dropped_bytes), &mut out)?;
     out.sync_all()?;
     sync_dir(&paths.dir)?;
@@ -234,11 +234,7 @@ fn open_current(
     if rep.header.version != VERSION || damaged {
         return set_aside(paths, &rep.header, now, stats);
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&paths.journal)
-        .with_context(|| format!("opening {}", paths.journal.display()))?;
+    let file = files::open_rw(&paths.journal).with_context(|| format!("opening {}", paths.journal.display()))?;
     if rep.len > rep.committed_end {
         // The torn tail of an interrupted write (copied aside above if it was more than one
         // record): appends continue after the last commit record.
@@ -259,7 +255,7 @@ fn set_aside(paths: &Paths, h: &Header, now: u32, stats: &mut RecoveryStats) -> 
             paths.old.display()
         );
     }
-    fs::rename(&paths.journal, &paths.old).with_context(|| format!("renaming {}", paths.journal.display()))?;
+    files::rename(&paths.journal, &paths.old).with_context(|| format!("renaming {}", paths.journal.display()))?;
     let generation = h.generation + 1;
     let file =
         create_journal(paths, generation, now).with_context(|| format!("creating {}", paths.journal.display()))?;

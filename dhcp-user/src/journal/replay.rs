@@ -23,11 +23,10 @@
 
 use super::filter::Filter;
 use super::format::{self, Damage, FileKind, Header, Item, Record, RecordKind, Scanner, HEADER_LEN};
-use super::Recovered;
+use super::{files, Recovered};
 use crate::lease::{ClientKey, LeaseState};
 use core::net::Ipv4Addr;
 use hashbrown::HashMap;
-use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::Path;
 
@@ -192,7 +191,7 @@ pub(super) struct FileReport {
 
 /// Reads only the header of `path`: `Ok(None)` if the file does not exist or is empty.
 pub(super) fn peek(path: &Path) -> io::Result<Option<(Header, u64)>> {
-    let mut f = match File::open(path) {
+    let mut f = match files::open_read(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -220,7 +219,7 @@ pub(super) fn read(path: &Path, kind: FileKind, mut each: impl FnMut(Record)) ->
             format!("expected a {kind:?} file, found a {:?}", header.kind),
         ));
     }
-    let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut r = BufReader::with_capacity(1 << 20, files::open_read(path)?);
     format::fill(&mut r, &mut [0u8; HEADER_LEN])?;
     let mut scan = Scanner::new(r, HEADER_LEN as u64, header.version);
     // Batches are only known whole at their commit record (version 1 journals have none).

@@ -6,6 +6,7 @@ use super::format::{Record, RecordKind, HEADER_LEN, RECORD_LEN, VERSION};
 use super::replay::Replay;
 use super::*;
 use crate::engine::EventKind;
+use std::fs;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize};
 use std::time::Instant;

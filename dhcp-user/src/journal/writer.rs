@@ -5,8 +5,8 @@
 //! number. Records queued meanwhile form the next batch, so one sync covers all workers.
 
 use super::format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN, VERSION};
-use super::{compact, create_with_header, lock, sync_dir, Core, Durability, Hooks, JournalError};
-use std::fs::{self, File};
+use super::{compact, create_with_header, files, lock, sync_dir, Core, Durability, Hooks, JournalError};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -368,13 +368,13 @@ impl WriterThread {
             &p.next,
             Header { kind: FileKind::Journal, generation, created: now, version: VERSION },
         )?;
-        if let Err(e) = fs::rename(&p.journal, &p.old) {
-            let _ = fs::remove_file(&p.next);
+        if let Err(e) = files::rename(&p.journal, &p.old) {
+            let _ = files::remove(&p.next);
             return Err(e);
         }
-        if let Err(e) = fs::rename(&p.next, &p.journal) {
+        if let Err(e) = files::rename(&p.next, &p.journal) {
             // Put the journal back under its name, where recovery looks for it.
-            if let Err(e2) = fs::rename(&p.old, &p.journal) {
+            if let Err(e2) = files::rename(&p.old, &p.journal) {
                 self.rotation_broken = true;
                 self.core.log(format_args!(
                     "rotation failed ({e}) and could not be undone ({e2}): appending to {}, compaction off",
@@ -383,7 +383,7 @@ impl WriterThread {
                 // The open file is now `PATH.old`: recovery reads it; nothing may delete it.
                 self.old_pending = false;
             }
-            let _ = fs::remove_file(&p.next);
+            let _ = files::remove(&p.next);
             return Err(e);
         }
         self.store = Store::new(file, self.core.hooks.clone());
