@@ -42,7 +42,8 @@ fn main() -> anyhow::Result<()> {
     eprintln!("wrote {n} leases in {written:.1} s: {sizes}");
     let mut rows = Vec::new();
     for workers in [1u32, 2] {
-        let runs: Vec<serde_json::Value> = (0..RUNS).map(|_| spawn(&path, workers)).collect::<anyhow::Result<_>>()?;
+        let runs: Vec<serde_json::Value> =
+            (0..RUNS).map(|_| spawn(&dir, &path, workers)).collect::<anyhow::Result<_>>()?;
         for r in &runs {
             anyhow::ensure!(r["restored"] == n, "recovered {} leases of {n}", r["restored"]);
         }
@@ -79,15 +80,26 @@ fn main() -> anyhow::Result<()> {
     }
     println!("{}", serde_json::json!({ "files": sizes, "rows": rows }));
     lease_dir::remove(&path);
+    let _ = std::fs::remove_dir(dir.join("run"));
     let _ = std::fs::remove_dir(&dir);
     Ok(())
 }
 
-/// Recovers `path` in a fresh process (a clean heap each time); its JSON line.
-fn spawn(path: &Path, workers: u32) -> anyhow::Result<serde_json::Value> {
+/// Recovers a copy of lease file `path` in a fresh process (a clean heap each time); its JSON
+/// line. A copy: the run compacts its files afterwards, and every run must start from the same.
+fn spawn(dir: &Path, path: &Path, workers: u32) -> anyhow::Result<serde_json::Value> {
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run)?;
+    let copy = run.join("leases");
+    lease_dir::remove(&copy);
+    // The snapshot is only ever replaced by a rename, never written in place: a link will do.
+    std::fs::hard_link(PathBuf::from(format!("{}.snapshot", path.display())), run.join("leases.snapshot"))?;
+    std::fs::copy(path, &copy)?;
+    std::fs::copy(PathBuf::from(format!("{}.key", path.display())), run.join("leases.key"))?;
     let out = Command::new(std::env::current_exe()?)
-        .args(["recover", &path.display().to_string(), &workers.to_string()])
+        .args(["recover", &copy.display().to_string(), &workers.to_string()])
         .output()?;
+    lease_dir::remove(&copy);
     anyhow::ensure!(out.status.success(), "recovery failed: {}", String::from_utf8_lossy(&out.stderr));
     let line = String::from_utf8(out.stdout)?;
     let v: serde_json::Value = serde_json::from_str(line.trim())?;
