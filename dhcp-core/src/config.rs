@@ -395,6 +395,37 @@ impl Config {
         Ok(())
     }
 
+    /// One subnet's own settings: prefix, server id, lease times and their order, limits, VLAN.
+    fn validate_subnet(&self, s: &Subnet, at: &str) -> Result<(), ConfigError> {
+        if s.prefix_len > 30 || s.prefix_len < 1 {
+            return Err(err(at, format!("prefix length /{} leaves no room for clients (1..=30)", s.prefix_len)));
+        }
+        if u32::from(s.network) & !s.mask() != 0 {
+            return Err(err(at, format!("{}/{} has host bits set", s.network, s.prefix_len)));
+        }
+        if s.server_id.is_none() && self.server_id.is_unspecified() {
+            return Err(err(at, "no server id: set server_id globally or for the subnet"));
+        }
+        if let Some(lt) = s.lease_time {
+            check_range(&format!("{at}.lease_time"), lt, 60, MAX_LEASE_TIME)?;
+        }
+        if let Some(l) = &s.limits {
+            l.validate(&format!("{at}.limits"))?;
+        }
+        let lease = s.lease_time.unwrap_or(self.lease_time);
+        let t1 = s.renewal_time.unwrap_or(lease / 2);
+        let t2 = s.rebinding_time.unwrap_or(lease / 8 * 7);
+        if !(t1 < t2 && t2 < lease) {
+            return Err(err(at, format!("need renewal_time ({t1}) < rebinding_time ({t2}) < lease_time ({lease})")));
+        }
+        if let Some(v) = s.vlan {
+            if v == 0 || v > 4094 {
+                return Err(err(format!("{at}.vlan"), format!("VLAN id {v} outside 1..=4094")));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks everything the engine relies on. The first problem found is returned.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.subnets.is_empty() {
@@ -414,82 +445,10 @@ impl Config {
         let mut reserved: Vec<(Ipv4Addr, String)> = Vec::new();
         for (i, s) in self.subnets.iter().enumerate() {
             let at = format!("subnets[{i}]");
-            if s.prefix_len > 30 || s.prefix_len < 1 {
-                return Err(err(&at, format!("prefix length /{} leaves no room for clients (1..=30)", s.prefix_len)));
-            }
-            if u32::from(s.network) & !s.mask() != 0 {
-                return Err(err(&at, format!("{}/{} has host bits set", s.network, s.prefix_len)));
-            }
-            if s.server_id.is_none() && self.server_id.is_unspecified() {
-                return Err(err(&at, "no server id: set server_id globally or for the subnet"));
-            }
-            if let Some(lt) = s.lease_time {
-                check_range(&format!("{at}.lease_time"), lt, 60, MAX_LEASE_TIME)?;
-            }
-            if let Some(l) = &s.limits {
-                l.validate(&format!("{at}.limits"))?;
-            }
-            let lease = s.lease_time.unwrap_or(self.lease_time);
-            let t1 = s.renewal_time.unwrap_or(lease / 2);
-            let t2 = s.rebinding_time.unwrap_or(lease / 8 * 7);
-            if !(t1 < t2 && t2 < lease) {
-                return Err(err(
-                    &at,
-                    format!("need renewal_time ({t1}) < rebinding_time ({t2}) < lease_time ({lease})"),
-                ));
-            }
-            if let Some(v) = s.vlan {
-                if v == 0 || v > 4094 {
-                    return Err(err(format!("{at}.vlan"), format!("VLAN id {v} outside 1..=4094")));
-                }
-            }
-            for (j, p) in s.pools.iter().enumerate() {
-                let pat = format!("{at}.pools[{j}]");
-                if p.first > p.last {
-                    return Err(err(&pat, format!("first address {} is after last {}", p.first, p.last)));
-                }
-                if !s.contains(p.first) || !s.contains(p.last) {
-                    return Err(err(
-                        &pat,
-                        format!("{}-{} is outside subnet {}/{}", p.first, p.last, s.network, s.prefix_len),
-                    ));
-                }
-                if p.first == s.network || p.last == s.broadcast() {
-                    return Err(err(&pat, "pool includes the subnet's network or broadcast address"));
-                }
-                let (a, b) = (u32::from(p.first), u32::from(p.last));
-                if let Some((_, _, other)) = pools.iter().find(|(x, y, _)| a <= *y && *x <= b) {
-                    return Err(err(&pat, format!("overlaps {other}")));
-                }
-                pools.push((a, b, pat));
-            }
-            for (k, r) in s.reservations.iter().enumerate() {
-                let rat = format!("{at}.reservations[{k}]");
-                if !s.contains(r.ip) || r.ip == s.network || r.ip == s.broadcast() {
-                    return Err(err(
-                        &rat,
-                        format!("{} is not a host address of subnet {}/{}", r.ip, s.network, s.prefix_len),
-                    ));
-                }
-                if let ClientMatch::ClientId(id) | ClientMatch::CircuitId(id) | ClientMatch::RemoteId(id) = &r.client {
-                    if id.is_empty() || id.len() > 255 {
-                        return Err(err(&rat, "client id, circuit id and remote id must be 1 to 255 bytes"));
-                    }
-                }
-                if let Some((_, other)) = reserved.iter().find(|(ip, _)| *ip == r.ip) {
-                    return Err(err(&rat, format!("{} is already reserved by {other}", r.ip)));
-                }
-                reserved.push((r.ip, rat));
-            }
-            for (k, (code, v)) in s.options.raw.iter().enumerate() {
-                let oat = format!("{at}.options.raw[{k}]");
-                if matches!(code, 0 | 50..=59 | 61 | 80 | 82 | 255) {
-                    return Err(err(&oat, format!("option {code} is set by the server itself")));
-                }
-                if v.len() > 1020 {
-                    return Err(err(&oat, "value longer than 1020 bytes"));
-                }
-            }
+            self.validate_subnet(s, &at)?;
+            validate_pools(s, &at, &mut pools)?;
+            validate_reservations(s, &at, &mut reserved)?;
+            validate_raw_options(s, &at)?;
         }
         self.validate_isp()?;
         // Subnets must not overlap either: an address would belong to two of them.
@@ -502,6 +461,64 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A subnet's pools: ordered, inside the subnet, off its network and broadcast addresses, and
+/// overlapping no pool seen so far (`pools`, across subnets).
+fn validate_pools(s: &Subnet, at: &str, pools: &mut Vec<(u32, u32, String)>) -> Result<(), ConfigError> {
+    for (j, p) in s.pools.iter().enumerate() {
+        let pat = format!("{at}.pools[{j}]");
+        if p.first > p.last {
+            return Err(err(&pat, format!("first address {} is after last {}", p.first, p.last)));
+        }
+        if !s.contains(p.first) || !s.contains(p.last) {
+            return Err(err(&pat, format!("{}-{} is outside subnet {}/{}", p.first, p.last, s.network, s.prefix_len)));
+        }
+        if p.first == s.network || p.last == s.broadcast() {
+            return Err(err(&pat, "pool includes the subnet's network or broadcast address"));
+        }
+        let (a, b) = (u32::from(p.first), u32::from(p.last));
+        if let Some((_, _, other)) = pools.iter().find(|(x, y, _)| a <= *y && *x <= b) {
+            return Err(err(&pat, format!("overlaps {other}")));
+        }
+        pools.push((a, b, pat));
+    }
+    Ok(())
+}
+
+/// A subnet's reservations: host addresses of the subnet, identities of a sane length, and no
+/// address reserved twice (`reserved`, across subnets).
+fn validate_reservations(s: &Subnet, at: &str, reserved: &mut Vec<(Ipv4Addr, String)>) -> Result<(), ConfigError> {
+    for (k, r) in s.reservations.iter().enumerate() {
+        let rat = format!("{at}.reservations[{k}]");
+        if !s.contains(r.ip) || r.ip == s.network || r.ip == s.broadcast() {
+            return Err(err(&rat, format!("{} is not a host address of subnet {}/{}", r.ip, s.network, s.prefix_len)));
+        }
+        if let ClientMatch::ClientId(id) | ClientMatch::CircuitId(id) | ClientMatch::RemoteId(id) = &r.client {
+            if id.is_empty() || id.len() > 255 {
+                return Err(err(&rat, "client id, circuit id and remote id must be 1 to 255 bytes"));
+            }
+        }
+        if let Some((_, other)) = reserved.iter().find(|(ip, _)| *ip == r.ip) {
+            return Err(err(&rat, format!("{} is already reserved by {other}", r.ip)));
+        }
+        reserved.push((r.ip, rat));
+    }
+    Ok(())
+}
+
+/// Raw options: none the server sets itself, none too long to encode.
+fn validate_raw_options(s: &Subnet, at: &str) -> Result<(), ConfigError> {
+    for (k, (code, v)) in s.options.raw.iter().enumerate() {
+        let oat = format!("{at}.options.raw[{k}]");
+        if matches!(code, 0 | 50..=59 | 61 | 80 | 82 | 255) {
+            return Err(err(&oat, format!("option {code} is set by the server itself")));
+        }
+        if v.len() > 1020 {
+            return Err(err(&oat, "value longer than 1020 bytes"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

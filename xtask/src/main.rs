@@ -6,9 +6,11 @@
 //! - `demo`: setup, then the main job: the server in network namespaces under load.
 //! - `bench`: criterion and memory benchmarks in release mode; writes BENCHMARKS.md
 //!   (`--part NAME`: one part alone, its section only).
+//! - `fuzz`: the cargo-fuzz targets (a campaign, or the smoke run `test` includes).
 
 mod bench;
 mod demo;
+mod fuzz;
 mod kea;
 mod setup;
 mod system;
@@ -43,6 +45,20 @@ enum Task {
         #[arg(long = "part", value_name = "NAME")]
         parts: Vec<String>,
     },
+    /// Fuzz each target (or TARGET) for N seconds; crashes are saved and fail the command.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Pin the fuzzer to this CPU (leave the others to the rest of the machine).
+        #[arg(long)]
+        core: Option<usize>,
+        /// Only the smoke run of `cargo xtask test`: each target over its seeds, then briefly.
+        #[arg(long)]
+        smoke: bool,
+        /// One of frame, options, engine, journal, config (default: all).
+        target: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -66,6 +82,18 @@ fn main() -> Result<()> {
             } else {
                 bench::parts::run(&root, &parts, quick)
             }
+        }
+        Task::Fuzz { seconds, core, smoke, target } => {
+            setup::run()?;
+            if smoke {
+                let (passed, failed) = fuzz::smoke(&root)?;
+                println!("\nxtask: {passed} passed, {failed} failed");
+                if failed > 0 {
+                    bail!("{failed} fuzz targets crashed");
+                }
+                return Ok(());
+            }
+            fuzz::campaign(&root, seconds, core, target.as_deref())
         }
     }
 }
@@ -101,6 +129,10 @@ fn test() -> Result<()> {
             }
         }
     }
+    step("fuzz targets (each over its seed corpus, then a few seconds)");
+    let (fuzz_passed, fuzz_failed) = fuzz::smoke(&root())?;
+    passed += fuzz_passed;
+    failed += fuzz_failed;
     // One closing line for the whole run, whatever order the test binaries ran in.
     println!("\nxtask: {passed} passed, {failed} failed");
     if failed > 0 {

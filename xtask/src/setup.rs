@@ -43,6 +43,7 @@ pub(crate) fn run() -> Result<()> {
     debian_packages()?;
     toolchains()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     Ok(())
 }
 
@@ -99,6 +100,17 @@ fn toolchains() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// cargo-fuzz drives the libFuzzer targets in `fuzz/` (`cargo xtask fuzz`, and briefly in
+/// `cargo xtask test`).
+fn cargo_fuzz() -> Result<()> {
+    if Command::new("cargo").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        eprintln!("    cargo-fuzz: present");
+        return Ok(());
+    }
+    eprintln!("    cargo-fuzz: installing");
+    run_cmd(Command::new("cargo").args(["+stable", "install", "cargo-fuzz", "--locked"]))
 }
 
 fn bpf_linker() -> Result<()> {

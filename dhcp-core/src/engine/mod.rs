@@ -288,7 +288,8 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] next has work: the next second, if anything is held.
     pub fn poll_timeout(&self) -> Option<Seconds> {
-        (!self.table.is_empty()).then(|| self.table.handled_until() + 1)
+        // At the end of the clock's range every deadline (saturated to it) has been handled.
+        self.table.handled_until().checked_add(1).filter(|_| !self.table.is_empty())
     }
 
     /// Puts back a lease read from the journal at start-up.
@@ -376,6 +377,10 @@ impl Engine {
             Err(why) => return Outcome::Dropped(why),
         };
         self.stats.count_type(mt);
+        let changes_leases = matches!(MessageType::from_u8(mt), Some(MessageType::Discover | MessageType::Request));
+        if changes_leases && !reply::fits(&req, out.len()) {
+            return Outcome::Dropped(DropReason::Malformed(wire::Error::NoRoom));
+        }
         let Engine { shared, table, stats } = self;
         let classes = classes_of(shared, ingress, &req);
         let mut cx = Context { sh: shared, table, stats, now, ingress, req: &req, out, events, classes };
@@ -814,7 +819,8 @@ impl<'a> Context<'a> {
         let subnet = self.sh.subnet(sid);
         match reply::write(subnet, (&self.sh.isp.classes, self.classes), spec, self.req, self.out) {
             Ok((len, to)) => Outcome::Reply(Reply { len, to, kind: spec.kind, commit, from: subnet.server_id }),
-            // Only a too-small output buffer gets here: mandatory options always fit in 548.
+            // Unreachable for OFFER and ACK (`reply::fits` was checked first); a NAK or INFORM
+            // reply that does not fit changed nothing.
             Err(e) => Outcome::Dropped(DropReason::Malformed(e)),
         }
     }

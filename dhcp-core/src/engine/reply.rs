@@ -27,12 +27,7 @@ pub(super) fn write(
     out: &mut [u8],
 ) -> Result<(usize, Destination)> {
     let p = &req.pkt;
-    // The client's maximum message size counts the IP and UDP headers (RFC 2132 §9.10); below
-    // 576 it is invalid and the default applies.
-    let limit = match req.opts.max_message_size {
-        Some(m) if m >= 576 => m as usize - 28,
-        _ => dhcp::DEFAULT_MAX_MESSAGE_LEN,
-    };
+    let limit = limit(req);
     let nak = spec.kind == MessageType::Nak;
     let giaddr = p.giaddr();
     let ciaddr = p.ciaddr();
@@ -65,8 +60,7 @@ pub(super) fn write(
         w.option(code::RAPID_COMMIT, &[])?;
     }
     // Room kept for the echoes that must end the message.
-    let keep = req.client_id.map_or(0, |v| DhcpWriter::encoded_len(v.len()))
-        + req.relay_info.map_or(0, |v| DhcpWriter::encoded_len(v.len()));
+    let keep = echoes(req);
     if !nak {
         put_options(&mut w, subnet, classes, req.prl, keep);
     }
@@ -127,6 +121,35 @@ fn put_options(
     for (c, v) in table.options(mask) {
         put(w, c, v);
     }
+}
+
+/// The largest reply the client takes. Its maximum message size counts the IP and UDP
+/// headers (RFC 2132 §9.10); below 576 it is invalid and the default applies.
+fn limit(req: &Request<'_>) -> usize {
+    match req.opts.max_message_size {
+        Some(m) if m >= 576 => m as usize - 28,
+        _ => dhcp::DEFAULT_MAX_MESSAGE_LEN,
+    }
+}
+
+/// Bytes of the echoes that must end every reply (client identifier, relay agent information).
+fn echoes(req: &Request<'_>) -> usize {
+    req.client_id.map_or(0, |v| DhcpWriter::encoded_len(v.len()))
+        + req.relay_info.map_or(0, |v| DhcpWriter::encoded_len(v.len()))
+}
+
+/// Whether the largest reply [`write`] may produce without optional options (an ACK with lease
+/// times and rapid commit, and the echoes) fits in `out_len` bytes and the client's limit.
+/// Checked before any lease changes: a reply that cannot be sent must leave no lease behind.
+pub(super) fn fits(req: &Request<'_>, out_len: usize) -> bool {
+    let mandatory = dhcp::HEADER_LEN
+        + DhcpWriter::encoded_len(1) // message type
+        + DhcpWriter::encoded_len(4) // server identifier
+        + 3 * DhcpWriter::encoded_len(4) // lease time, T1, T2
+        + DhcpWriter::encoded_len(0) // rapid commit
+        + echoes(req)
+        + 1; // END
+    mandatory <= limit(req).min(out_len)
 }
 
 /// RFC 2131 §4.1, "If the 'giaddr' field ... is nonzero" and the paragraphs after it.

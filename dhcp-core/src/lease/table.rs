@@ -134,6 +134,7 @@ impl ClientTable {
     /// Adds a record with its deadline. Clients (not probations) must not be present already.
     pub fn insert(&mut self, key: ClientKey, ip: u32, state: LeaseState, expires: u32) -> RecordId {
         debug_assert!(state != LeaseState::Vacant);
+        let expires = self.due(expires);
         let i = self.take_slot(Lease { key, ip, expires, prev: NIL, next: NIL }, state);
         if state != LeaseState::Quarantined {
             let h = key.table_hash(&self.hasher);
@@ -150,6 +151,7 @@ impl ClientTable {
     /// at start, nearly all new, pays for one.
     pub fn insert_new(&mut self, key: ClientKey, ip: u32, state: LeaseState, expires: u32) -> Option<RecordId> {
         debug_assert!(state != LeaseState::Vacant && state != LeaseState::Quarantined);
+        let expires = self.due(expires);
         let h = key.table_hash(&self.hasher);
         let (chunks, hasher) = (&self.chunks, &self.hasher);
         let entry = self.index.entry(
@@ -185,6 +187,7 @@ impl ClientTable {
     /// Changes a record's state and deadline (offer accepted, lease renewed).
     pub fn update(&mut self, RecordId(i): RecordId, state: LeaseState, expires: u32) {
         debug_assert!(state != LeaseState::Quarantined && self.slot(i).state != LeaseState::Quarantined);
+        let expires = self.due(expires);
         self.unlink(i);
         let s = self.slot_mut(i);
         s.state = state;
@@ -209,6 +212,13 @@ impl ClientTable {
         self.vacant = i;
         self.live -= 1;
         (s.lease, s.state)
+    }
+
+    /// A deadline the wheel can still fire: one at or before the last handled second (a
+    /// probation of zero, a clock stepped back) would sit in a slot already passed and wait a
+    /// whole turn of the wheel; it ends at the next second instead.
+    fn due(&self, expires: u32) -> u32 {
+        expires.max(self.handled_until.saturating_add(1))
     }
 
     fn link(&mut self, i: u32) {
@@ -357,6 +367,20 @@ mod tests {
         assert_eq!(ended, [2]);
         t.expire(WHEEL as u32 * 3 + 7, |l, _, _| ended.push(l.ip));
         assert_eq!(ended, [2, 1]);
+    }
+
+    #[test]
+    fn deadlines_already_passed_fire_at_the_next_second() {
+        // Before: a deadline at or before the last handled second (a clock stepped back, a
+        // probation of zero) waited a whole turn of the wheel.
+        let mut t = ClientTable::new(1000, 0);
+        t.insert(key(1), 1, LeaseState::Offered, 1000);
+        let b = t.insert(key(2), 2, LeaseState::Offered, 2000);
+        t.update(b, LeaseState::Bound, 900);
+        let mut ended = Vec::new();
+        t.expire(1001, |l, _, _| ended.push(l.ip));
+        ended.sort();
+        assert_eq!(ended, [1, 2]);
     }
 
     #[test]

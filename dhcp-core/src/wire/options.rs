@@ -259,8 +259,11 @@ impl<'a> Options<'a> {
                 // Option 52 counts only in the options field (RFC 2132 §9.3): one in `file` or
                 // `sname` must not change which areas are read.
                 code::OVERLOAD if !options_field => {}
+                // Like every option the server acts on: each instance is checked, the first
+                // counts (a later one must not change which areas are read).
                 code::OVERLOAD => match *v {
-                    [x @ 1..=3] => self.overload = x,
+                    [x @ 1..=3] if self.overload == 0 => self.overload = x,
+                    [1..=3] => {}
                     [_] => return Err(Error::Malformed("option 52 value outside 1..=3")),
                     _ => return Err(Error::BadOptionLength(code)),
                 },
@@ -400,6 +403,20 @@ mod tests {
         let o = Options::parse(&[53, 1, 1, 52, 1, 1, 255], &file, &[54, 4, 100, 64, 0, 1, 255]).unwrap();
         assert_eq!((o.overload, o.server_id), (1, None));
         assert!(matches!(Options::parse(&[52, 1, 0], &[], &[]), Err(Error::Malformed(_))));
+    }
+
+    #[test]
+    fn only_the_first_overload_counts() {
+        // Before: the last option 52 won, so a second one changed which areas were read.
+        let file = [54, 4, 100, 64, 0, 1, 255];
+        let sname = [54, 4, 100, 64, 0, 2, 255];
+        let o = Options::parse(&[53, 1, 1, 52, 1, 2, 52, 1, 1, 255], &file, &sname).unwrap();
+        assert_eq!((o.overload, o.server_id), (2, Some(Ipv4Addr::new(100, 64, 0, 2))));
+        // Every instance is still checked, as for the other fixed-size options.
+        assert!(matches!(
+            Options::parse(&[53, 1, 1, 52, 1, 1, 52, 1, 9, 255], &file, &sname),
+            Err(Error::Malformed(_))
+        ));
     }
 
     #[test]

@@ -46,15 +46,8 @@ pub(super) fn recover(
         replay::peek(&paths.snapshot).with_context(|| reading(&paths.snapshot))?.map_or(0, |h| h.0.generation);
     let newest = read_old(paths, covered, &mut journals, &mut stats)?;
     let current = read_current(paths, newest, &mut journals, &mut stats)?;
-    let (snapshot, ended) = replay::merge(&paths.snapshot, journals, now, |r| {
-        let r = replay::recovered(&r);
-        match r.state {
-            crate::lease::LeaseState::Bound => stats.bound += 1,
-            _ => stats.quarantined += 1,
-        }
-        sink(r)
-    })
-    .with_context(|| reading(&paths.snapshot))?;
+    let (snapshot, ended) = replay::merge(&paths.snapshot, journals, now, |r| sink(live(&mut stats, &r)))
+        .with_context(|| reading(&paths.snapshot))?;
     if let Some(s) = &snapshot {
         note(&mut stats, s);
     }
@@ -80,7 +73,7 @@ pub(super) fn inspect(paths: &Paths, now: u32, sink: &mut dyn FnMut(Recovered)) 
             }
         }
     }
-    let (snapshot, ended) = replay::merge(&paths.snapshot, journals, now, |r| sink(replay::recovered(&r)))?;
+    let (snapshot, ended) = replay::merge(&paths.snapshot, journals, now, |r| sink(live(&mut stats, &r)))?;
     if let Some(s) = &snapshot {
         note(&mut stats, s);
     }
@@ -138,6 +131,16 @@ fn read_current(
         note(stats, rep);
     }
     Ok(rep)
+}
+
+/// Counts one live lease or probation (the same for a start and for `inspect`).
+fn live(stats: &mut RecoveryStats, r: &super::format::Record) -> Recovered {
+    let r = replay::recovered(r);
+    match r.state {
+        crate::lease::LeaseState::Bound => stats.bound += 1,
+        _ => stats.quarantined += 1,
+    }
+    r
 }
 
 fn note(stats: &mut RecoveryStats, rep: &FileReport) {

@@ -229,3 +229,74 @@ fn oversized_pools_are_refused() {
     assert_eq!(e.path, "subnets[0].pools[0]");
     assert!(e.reason.contains("at most 16777216"), "{e}");
 }
+
+#[test]
+fn offers_leases_and_probations_at_the_end_of_time_end_there() {
+    // Before: `poll_timeout` computed `handled_until + 1` and overflowed (a panic in debug
+    // builds) once the clock reached its last second.
+    let mut cfg = config("100.64.0.10", "100.64.0.20");
+    cfg.lease_time = crate::config::MAX_LEASE_TIME;
+    cfg.offer_timeout = crate::config::MAX_OFFER_TIMEOUT;
+    cfg.decline_probation = crate::config::MAX_DECLINE_PROBATION;
+    let shared = Arc::new(Shared::new(&cfg, 1).unwrap());
+    let now = u32::MAX - 1000;
+    let mut s = Server { engine: Engine::new(shared, now, 16), now, events: Vec::new(), out: [0; 1500] };
+    let (a, b, c) = (Client::new(1), Client::new(2), Client::new(3));
+    let (_, offer) = s.ask(&a.discover());
+    assert_eq!(s.engine.lookup(&a.key()), Some((offer.yiaddr(), LeaseState::Offered, u32::MAX)));
+    let x = dora(&mut s, &b);
+    assert_eq!(s.engine.lookup(&b.key()), Some((x, LeaseState::Bound, u32::MAX)));
+    let y = dora(&mut s, &c);
+    s.send(&c.decline(y));
+    assert!(s.events.iter().any(|e| e.kind == EventKind::Declined && e.expires == u32::MAX));
+    s.take_events();
+    s.advance(999);
+    assert!(s.take_events().is_empty(), "nothing wraps into the past");
+    assert_eq!(s.engine.poll_timeout(), Some(u32::MAX));
+    s.advance(1);
+    let mut ended: Vec<EventKind> = s.take_events().into_iter().map(|e| e.0).collect();
+    ended.sort_by_key(|k| *k as u8);
+    assert_eq!(ended, [EventKind::Expired, EventKind::OfferExpired, EventKind::ProbationEnded]);
+    assert_eq!(s.engine.poll_timeout(), None);
+    // An offer made in the clock's last second: there is no later second to wait for.
+    let (_, offer) = s.ask(&a.discover());
+    assert_eq!(s.engine.lookup(&a.key()), Some((offer.yiaddr(), LeaseState::Offered, u32::MAX)));
+    assert_eq!(s.engine.poll_timeout(), None);
+}
+
+#[test]
+fn a_reply_that_does_not_fit_changes_no_lease() {
+    // Before: the offer (or lease) was recorded, then the reply failed with NoRoom: an address
+    // held for a client that never heard of it.
+    let mut s = Server::new(config("100.64.0.10", "100.64.0.20"));
+    let mut c = Client::new(1);
+    // 300 bytes of client identifier, echoed in every reply: more than 548 bytes in all.
+    c.client_id = Some(vec![7; 300]);
+    let dropped = Outcome::Dropped(DropReason::Malformed(wire::Error::NoRoom));
+    assert_eq!(s.send(&c.discover()), dropped);
+    assert_eq!(s.send(&c.discover_requesting(ip("100.64.0.10"))), dropped);
+    c.prl.clear();
+    c.extra.push((80, vec![]));
+    assert_eq!(s.send(&c.discover()), dropped, "rapid commit too");
+    assert_eq!(s.send(&c.select(SERVER, ip("100.64.0.10"))), dropped);
+    assert_eq!((s.engine.records(), s.events.len()), (0, 0), "no lease change");
+    // A client that says it takes larger messages is served.
+    c.extra.push((code::MAX_MESSAGE_SIZE, 1500u16.to_be_bytes().to_vec()));
+    assert_eq!(dora(&mut s, &c), ip("100.64.0.10"));
+}
+
+#[test]
+fn a_probation_of_zero_ends_at_the_next_second() {
+    // Before: its deadline went into the wheel slot of "now", already passed, and the address
+    // stayed out of the pool for a whole turn of the wheel (18 hours).
+    let mut cfg = config("100.64.0.10", "100.64.0.11");
+    cfg.decline_probation = 0;
+    let mut s = Server::new(cfg);
+    let a = Client::new(1);
+    let x = dora(&mut s, &a);
+    assert_eq!(s.send(&a.decline(x)), Outcome::Silent(Silence::Done));
+    s.take_events();
+    s.advance(1);
+    assert_eq!(s.take_events(), [(EventKind::ProbationEnded, x)]);
+    assert_eq!(s.engine.records(), 0);
+}
