@@ -1,6 +1,7 @@
 //! Fixtures shared by the benchmarks in this package (see BENCHMARKS.md for the numbers).
 
 pub mod journal_load;
+pub mod lease_dir;
 
 use dhcp_user::client::{mac_for, ClientMsg};
 use dhcp_user::config::{Config, Pool, Subnet};

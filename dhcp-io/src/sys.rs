@@ -1,7 +1,8 @@
 //! Small system-call helpers shared by both packet paths, the server and the load generator:
 //! checked results, raw socket options, the one poll helper, CPU pinning, interfaces, a
-//! doorbell one thread rings to wake another's poll, and rate-limited logging for events that
-//! can happen once per packet.
+//! doorbell one thread rings to wake another's poll, rate-limited logging for events that
+//! can happen once per packet, and the manners of background threads (lowest CPU and I/O
+//! priority, writeback in paced steps) so that they never stall a worker or its journal.
 //!
 //! Where `nix` has a safe wrapper we use it; raw `libc` remains for what it lacks (socket
 //! options it does not know, `ppoll` with sub-millisecond timeouts).
@@ -102,6 +103,48 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     let mut set = nix::sched::CpuSet::new();
     set.set(cpu).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("no CPU {cpu}: {e}")))?;
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
+}
+
+/// Lowers the calling thread to the lowest CPU priority (nice 19) and the idle I/O class: for
+/// background work (compaction) that must yield the cores to the workers and the disk to the
+/// journal's syncs. Applies to this thread only (Linux: a thread id is a process id here).
+pub fn background_thread() -> io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    const IOPRIO_CLASS_SHIFT: libc::c_long = 13;
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority takes plain integers; on Linux, PRIO_PROCESS with a thread id changes
+    // that thread only.
+    check(unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) }, "setpriority")?;
+    // SAFETY: ioprio_set takes three integers (who, which, priority) and touches no memory of
+    // ours; `which` 0 is the calling thread.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        )
+    };
+    check(rc as libc::c_int, "ioprio_set")?;
+    Ok(())
+}
+
+/// Paced writeback of a file written in one stream: writes `start..end` (just written) back
+/// to disk and waits until it is there. Called every few hundred KiB, it keeps a big
+/// sequential write from piling up dirty pages that the kernel would later flush at once (and
+/// that a journal's `fdatasync` on the same file system would have to wait behind). Not a
+/// durability point: the file is still synced before it counts.
+pub fn write_behind(file: &impl AsFd, start: u64, end: u64) -> io::Result<()> {
+    use libc::{SYNC_FILE_RANGE_WAIT_AFTER, SYNC_FILE_RANGE_WAIT_BEFORE, SYNC_FILE_RANGE_WRITE};
+    let fd = file.as_fd().as_raw_fd();
+    let how = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+    // SAFETY: sync_file_range takes a file descriptor we borrow for the call and plain
+    // integers; it touches no memory of ours.
+    let rc = unsafe { libc::sync_file_range(fd, start as i64, end.saturating_sub(start) as i64, how) };
+    check(rc, "sync_file_range")?;
+    Ok(())
 }
 
 /// A `sockaddr_in` for an IPv4 socket address.
@@ -258,5 +301,40 @@ mod tests {
     fn loopback_has_an_index() {
         assert!(if_index("lo").unwrap() > 0);
         assert!(if_index("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn background_thread_gets_lowest_cpu_and_idle_io_priority() {
+        let (nice, ioprio) = std::thread::spawn(|| {
+            background_thread().unwrap();
+            // SAFETY: plain integers in, no memory touched.
+            let tid = unsafe { libc::gettid() };
+            // SAFETY: as above.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) };
+            // SAFETY: as above (ioprio_get of the calling thread).
+            let io = unsafe { libc::syscall(libc::SYS_ioprio_get, 1 as libc::c_long, 0 as libc::c_long) };
+            (nice, io)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(nice, 19);
+        assert_eq!(ioprio >> 13, 3, "idle I/O class");
+    }
+
+    #[test]
+    fn write_behind_keeps_the_file_intact() {
+        use std::io::{Read, Write};
+        let path = std::env::temp_dir().join(format!("xdhcpd-write-behind-{}", std::process::id()));
+        let mut f = std::fs::File::options().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
+        let chunk = vec![7u8; 1 << 16];
+        for i in 0..4u64 {
+            f.write_all(&chunk).unwrap();
+            write_behind(&f, i << 16, (i + 1) << 16).unwrap();
+        }
+        let mut back = Vec::new();
+        std::fs::File::open(&path).unwrap().read_to_end(&mut back).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(back.len(), 4 << 16);
+        assert!(back.iter().all(|&b| b == 7));
     }
 }

@@ -3,7 +3,8 @@
 //! The path of one message, top to bottom: the I/O layer ([`dhcp_io`]) receives a batch →
 //! [`worker`] runs each message through its [`engine`] (which uses [`lease`] and answers in
 //! [`wire`] format) → the batch's lease changes go to the [`journal`] → replies go out.
-//! [`config`] and [`cli`] read what to serve; [`server`] puts it together; [`privilege`] gives
+//! [`config`] and [`cli`] read what to serve; [`server`] puts it together ([`restore`] puts the
+//! recovered leases into the engines); [`privilege`] gives
 //! up what serving does not need once set up; [`service`] tells a service manager how it goes;
 //! [`logging`] is the binary's logger behind the `log` facade; [`clock`] the one wall clock.
 
@@ -17,6 +18,7 @@ pub mod control;
 pub mod journal;
 pub mod logging;
 pub mod privilege;
+pub mod restore;
 pub mod server;
 pub mod service;
 pub mod worker;

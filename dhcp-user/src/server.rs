@@ -122,23 +122,20 @@ pub fn recover(
         compact_size: s.compact_size,
         ..JournalOptions::new(s.durability, interval)
     };
-    let (mut restored, mut refused) = (0u64, 0u64);
     let started = std::time::Instant::now();
-    let (journal, stats) = Journal::open_streaming(path, opts, now, &mut |r| {
-        let hash = if r.steer != 0 && !new_key { r.steer } else { lease_hash(&r, shared.steering_key()) };
-        let w = dhcp_common::owner(hash, workers) as usize;
-        match engines[w].restore(now, r.client, r.mac, r.ip, r.expires, r.state) {
-            Ok(()) => restored += 1,
-            Err(e) => {
-                refused += 1;
-                dhcp_io::log_limited!(log::Level::Warn, "lease of {} not restored: {e:?}", r.ip);
-            }
-        }
-    })
-    .with_context(|| format!("opening lease file {}", path.display()))?;
+    let key = shared.steering_key();
+    let ((journal, stats), n) = crate::restore::into_engines(&mut engines, now, |sink| {
+        Journal::open_streaming(path, opts, now, &mut |r| {
+            let hash = if r.steer != 0 && !new_key { r.steer } else { lease_hash(&r, key) };
+            sink(dhcp_common::owner(hash, workers) as usize, r)
+        })
+        .with_context(|| format!("opening lease file {}", path.display()))
+    })?;
     log::info!(
-        "lease file {}: {restored} leases restored, {refused} refused, in {} ms; {}",
+        "lease file {}: {} leases restored, {} refused, in {} ms; {}",
         path.display(),
+        n.restored,
+        n.refused,
         started.elapsed().as_millis(),
         stats.summary()
     );

@@ -1,8 +1,14 @@
 //! `cargo xtask bench`: runs the criterion benchmarks and the memory benchmark in release mode,
 //! then writes BENCHMARKS.md from criterion's estimates, each figure beside its peer measured
-//! in the same run.
+//! in the same run; then the parts that can also run alone ([`parts`]: recovery, compaction,
+//! journal cost in the whole server, live reload, restart avalanche), each writing its own
+//! section.
 
 mod avalanche;
+mod compaction;
+mod journal_server;
+pub(crate) mod parts;
+mod recovery;
 
 use crate::{cargo, output, step};
 use anyhow::{Context, Result};
@@ -23,13 +29,6 @@ fn fact(cmd: &mut Command) -> String {
 }
 
 /// `--part NAME`: one part alone, its section of BENCHMARKS.md replaced.
-pub(crate) fn run_part(root: &Path, part: &str, clients: Option<u32>) -> Result<()> {
-    match part {
-        "avalanche" => avalanche::run_alone(root, clients.unwrap_or(avalanche::CLIENTS)),
-        _ => anyhow::bail!("no bench part {part:?} (parts: reload, avalanche)"),
-    }
-}
-
 pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     let sys = crate::system::run(root, if quick { 1 } else { 3 }, if quick { "2" } else { "5" })?;
     let system_md = system_markdown(&sys)?;
@@ -151,13 +150,16 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
         writeln!(md, "| {name} | {rate:.0} | {:.2} | {drops} |", rate / base)?;
     }
     writeln!(md)?;
-    md.push_str(&crate::reload::run(root, 3, 5)?);
-    md.push_str(&avalanche::run(root, avalanche::CLIENTS)?);
     writeln!(md, "## Reproduce\n")?;
-    writeln!(md, "```\ncargo xtask bench\ncargo xtask bench --part avalanche   # that section alone\n```")?;
+    writeln!(md, "```\ncargo xtask bench\ncargo xtask bench --part NAME   # one part alone: {}\n```", parts_list())?;
     std::fs::write(root.join("BENCHMARKS.md"), md)?;
     eprintln!("wrote BENCHMARKS.md");
-    Ok(())
+    let all: Vec<String> = parts::PARTS.iter().map(|(n, _)| n.to_string()).collect();
+    parts::run(root, &all, false)
+}
+
+fn parts_list() -> String {
+    parts::PARTS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
 /// The whole-system tables.

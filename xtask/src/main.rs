@@ -4,7 +4,8 @@
 //! - `test`: setup, formatting, lints, then every test (unit, property, integration, and each
 //!   benchmark once on small sizes).
 //! - `demo`: setup, then the main job: the server in network namespaces under load.
-//! - `bench`: criterion and memory benchmarks in release mode; writes BENCHMARKS.md.
+//! - `bench`: criterion and memory benchmarks in release mode; writes BENCHMARKS.md
+//!   (`--part NAME`: one part alone, its section only).
 //! - `fuzz`: the cargo-fuzz targets (a campaign, or the smoke run `test` includes).
 
 mod bench;
@@ -40,12 +41,10 @@ enum Task {
         /// A few minutes: one round of short whole-system runs, no criterion benchmarks.
         #[arg(long)]
         quick: bool,
-        /// Only this part, its section of BENCHMARKS.md rewritten: reload, avalanche.
-        #[arg(long, value_name = "PART")]
-        part: Option<String>,
-        /// Clients for the part (avalanche: default 1,000,000).
-        #[arg(long, value_name = "N")]
-        clients: Option<u32>,
+        /// Only this part (repeatable): recovery, compaction, journal-server, reload, Replaces its
+        /// section of BENCHMARKS.md (with --quick: prints it, small sizes).
+        #[arg(long = "part", value_name = "NAME")]
+        parts: Vec<String>,
     },
     /// Fuzz each target (or TARGET) for N seconds; crashes are saved and fail the command.
     Fuzz {
@@ -77,16 +76,12 @@ fn main() -> Result<()> {
             setup::run()?;
             demo::run(&root)
         }
-        Task::Bench { quick, part, clients } => {
+        Task::Bench { quick, parts } => {
             setup::run()?;
-            match part.as_deref() {
-                None => bench::run(&root, quick),
-                Some("reload") => {
-                    let section = reload::run(&root, if quick { 1 } else { 3 }, if quick { 3 } else { 5 })?;
-                    println!("{section}");
-                    reload::write_section(&root, &section)
-                }
-                Some(p) => bench::run_part(&root, p, clients),
+            if parts.is_empty() {
+                bench::run(&root, quick)
+            } else {
+                bench::parts::run(&root, &parts, quick)
             }
         }
         Task::Fuzz { seconds, core, smoke, target } => {
@@ -125,6 +120,16 @@ fn test() -> Result<()> {
     ]))?;
     step("tests (unit, property, integration in network namespaces, benchmark smoke runs)");
     let (mut passed, mut failed) = cargo_test(&["test", "--workspace", "--exclude", "dhcp-ebpf", "--all-targets"])?;
+    step("whole-server benchmark parts, once on small sizes");
+    for name in bench::parts::IN_XTASK_TEST {
+        match bench::parts::smoke(&root(), name) {
+            Ok(()) => passed += 1,
+            Err(e) => {
+                eprintln!("benchmark part {name} failed: {e:#}");
+                failed += 1;
+            }
+        }
+    }
     step("fuzz targets (each over its seed corpus, then a few seconds)");
     let (fuzz_passed, fuzz_failed) = fuzz::smoke(&root())?;
     passed += fuzz_passed;

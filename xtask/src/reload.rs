@@ -124,21 +124,11 @@ fn markdown(without: &[Run], with: &[Run], seconds: u64) -> Result<String> {
     Ok(md)
 }
 
-/// Replaces this part's section of BENCHMARKS.md (or appends it) with `section`.
-pub(crate) fn write_section(root: &Path, section: &str) -> Result<()> {
-    let path = root.join("BENCHMARKS.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let out = match text.find(HEADING) {
-        Some(start) => {
-            let rest = &text[start + HEADING.len()..];
-            let end = rest.find("\n## ").map_or(text.len(), |i| start + HEADING.len() + i + 1);
-            format!("{}{section}{}", &text[..start], &text[end..])
-        }
-        None => match text.find("## Reproduce") {
-            Some(i) => format!("{}{section}{}", &text[..i], &text[i..]),
-            None => format!("{text}\n{section}"),
-        },
-    };
-    std::fs::write(&path, out)?;
-    Ok(())
+/// The part (`cargo xtask bench --part reload`): three rounds of 5 s, or one of 3 s when `quick`.
+pub(crate) fn part(root: &Path, quick: bool) -> Result<String> {
+    if quick {
+        run(root, 1, 3)
+    } else {
+        run(root, 3, 5)
+    }
 }

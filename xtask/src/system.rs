@@ -159,25 +159,25 @@ pub(crate) fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
-    step("whole system: building xdhcpd and xdhcp-bench (release)");
-    cargo(&[
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "dhcp-user",
-        "-p",
-        "xdhcp-bench",
-        "--bin",
-        "xdhcpd",
-        "--bin",
-        "xdhcp-bench",
-    ])?;
+/// Builds xdhcpd and xdhcp-bench (release, else debug for quick checks) and says where they are.
+pub(crate) fn build(root: &Path, release: bool) -> Result<Bins> {
+    step("whole system: building xdhcpd and xdhcp-bench");
+    let profile = if release { "release" } else { "debug" };
+    let mut args = vec!["build", "--quiet"];
+    if release {
+        args.push("--release");
+    }
+    args.extend(["-p", "dhcp-user", "-p", "xdhcp-bench", "--bin", "xdhcpd", "--bin", "xdhcp-bench"]);
+    cargo(&args)?;
     let bins = Bins {
-        xdhcpd: crate::target_dir(root).join("release/xdhcpd"),
-        bench: crate::target_dir(root).join("release/xdhcp-bench"),
+        xdhcpd: crate::target_dir(root).join(profile).join("xdhcpd"),
+        bench: crate::target_dir(root).join(profile).join("xdhcp-bench"),
     };
+    Ok(bins)
+}
+
+pub(crate) fn run(root: &Path, rounds: usize, seconds: &str) -> Result<System> {
+    let bins = build(root, true)?;
     let pair = Pair::new("sys");
     let dir = Scratch::new("sys");
     let responders = [

@@ -310,31 +310,40 @@ impl Engine {
         if self.shared.subnet_of(ip).is_none() {
             return Err(RestoreError::NotInSubnet);
         }
-        if state != LeaseState::Quarantined && self.table.find(&client).is_some() {
-            return Err(RestoreError::Duplicate);
+        if state == LeaseState::Quarantined {
+            self.claim_restored(ip, client, &mac)?;
+            let Some(d) = self.shared.space().quarantine(ip) else { return Err(RestoreError::NotInSubnet) };
+            self.table.insert(ClientKey::quarantine(ip.into(), d.generation), ip.into(), state, expires);
+            return Ok(());
         }
+        // One probe of the client table; undone if the address turns out to be taken.
+        let Some(record) = self.table.insert_new(client, ip.into(), state, expires) else {
+            return Err(RestoreError::Duplicate);
+        };
+        if let Err(e) = self.claim_restored(ip, client, &mac) {
+            self.table.remove(record);
+            return Err(e);
+        }
+        if state == LeaseState::Bound {
+            // The time of the last transaction is not journalled: the restart stands in.
+            self.shared.publish(ip, &leasequery::restored_entry(&client, mac, expires, now));
+        }
+        Ok(())
+    }
+
+    /// Takes a restored lease's address: its port's, a reserved one for its owner, or from
+    /// the shared space.
+    fn claim_restored(&self, ip: Ipv4Addr, client: ClientKey, mac: &[u8; 6]) -> Result<(), RestoreError> {
         if let Some(ours) = self.shared.restore_port(ip, &client) {
             if !ours {
                 return Err(RestoreError::Conflict);
             }
-        } else if self.shared.reserved_ip_owned_by(ip, &client, &mac).is_some() {
-            if !self.shared.take_specific(ip, client, &mac) {
+        } else if self.shared.reserved_ip_owned_by(ip, &client, mac).is_some() {
+            if !self.shared.take_specific(ip, client, mac) {
                 return Err(RestoreError::Conflict);
             }
         } else if self.shared.space().claim(ip) == Claim::Busy {
             return Err(RestoreError::Conflict);
-        }
-        let key = match state {
-            LeaseState::Quarantined => match self.shared.space().quarantine(ip) {
-                Some(d) => ClientKey::quarantine(ip.into(), d.generation),
-                None => return Err(RestoreError::NotInSubnet),
-            },
-            _ => client,
-        };
-        self.table.insert(key, ip.into(), state, expires);
-        if state == LeaseState::Bound {
-            // The time of the last transaction is not journalled: the restart stands in.
-            self.shared.publish(ip, &leasequery::restored_entry(&client, mac, expires, now));
         }
         Ok(())
     }

@@ -4,6 +4,10 @@
 //! complete and synced, and `PATH.old` is deleted only after that rename is durable. A stale
 //! `PATH.old` left by a crash after the rename has a generation the snapshot already covers,
 //! so recovery skips it instead of replaying it twice.
+//!
+//! A good neighbour: the thread runs at the lowest CPU and I/O priority, and writes the snapshot
+//! back in paced steps ([`PACE_BYTES`], each followed by a rest as long), so that a snapshot of
+//! millions of leases does not stall a worker or the journal's syncs the ACKs wait for.
 
 use super::format::{FileKind, Header, RecordKind, HEADER_LEN, RECORD_LEN, VERSION};
 use super::replay::{self, Journals};
@@ -50,7 +54,16 @@ fn crash_here(_: &Core, _: CrashPoint) -> bool {
     false
 }
 
+/// Bytes of snapshot written back per step of paced writeback; after each step the thread
+/// rests as long as the step took (at most [`MAX_REST`]): the disk is left idle half the time
+/// for the journal's syncs, and the ACKs waiting on them.
+const PACE_BYTES: u64 = 512 << 10;
+const MAX_REST: std::time::Duration = std::time::Duration::from_millis(20);
+
 pub(super) fn run(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
+    if let Err(e) = dhcp_io::sys::background_thread() {
+        core.log(format_args!("compaction runs at normal priority: {e}"));
+    }
     let r = merge(core, cancel);
     if r.is_err() {
         // A half-written snapshot is useless and may be what filled the disk.
@@ -81,7 +94,7 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
     }
     let now = (core.clock)();
     let w = SnapshotWriter::create(core, old.generation, now)?;
-    let Some((w, counts, damage)) = w.fill(core, cancel, &journals, now)? else {
+    let Some((w, counts, damage)) = w.fill(core, cancel, journals, now)? else {
         return Ok(Outcome::Cancelled);
     };
     for d in damage.iter().filter(|d| d.synced) {
@@ -112,6 +125,9 @@ fn merge(core: &Core, cancel: &AtomicBool) -> io::Result<Outcome> {
 /// `PATH.snapshot.tmp` being written, then renamed into place.
 struct SnapshotWriter {
     w: BufWriter<File>,
+    /// Bytes handed to `w` so far, and how far they were written back.
+    written: u64,
+    paced: u64,
 }
 
 impl SnapshotWriter {
@@ -122,7 +138,20 @@ impl SnapshotWriter {
         let mut w = BufWriter::with_capacity(1 << 20, file);
         w.write_all(&Header { kind: FileKind::Snapshot, generation, created: now, version: VERSION }.encode())
             .map_err(at)?;
-        Ok(SnapshotWriter { w })
+        Ok(SnapshotWriter { w, written: HEADER_LEN as u64, paced: 0 })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.w.write_all(bytes)?;
+        self.written += bytes.len() as u64;
+        if self.written - self.paced >= PACE_BYTES {
+            self.w.flush()?;
+            let step = Instant::now();
+            dhcp_io::sys::write_behind(self.w.get_ref(), self.paced, self.written)?;
+            self.paced = self.written;
+            std::thread::sleep(step.elapsed().min(MAX_REST));
+        }
+        Ok(())
     }
 
     /// Streams the old snapshot's live records (and the journal's changes) into the new one;
@@ -133,7 +162,7 @@ impl SnapshotWriter {
         mut self,
         core: &Core,
         cancel: &AtomicBool,
-        journals: &Journals,
+        journals: Journals,
         now: u32,
     ) -> io::Result<Option<(SnapshotWriter, (usize, usize), Vec<replay::DamageReport>)>> {
         let p = &core.paths;
@@ -152,7 +181,7 @@ impl SnapshotWriter {
                 stopped = true;
                 return;
             }
-            if let Err(e) = self.w.write_all(&rec.encode()) {
+            if let Err(e) = self.write(&rec.encode()) {
                 error = Some(e);
             }
             if rec.kind == RecordKind::Bound {

@@ -39,6 +39,7 @@
 
 mod compact;
 mod files;
+mod filter;
 mod format;
 mod recover;
 mod replay;

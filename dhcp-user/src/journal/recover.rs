@@ -46,7 +46,7 @@ pub(super) fn recover(
         replay::peek(&paths.snapshot).with_context(|| reading(&paths.snapshot))?.map_or(0, |h| h.0.generation);
     let newest = read_old(paths, covered, &mut journals, &mut stats)?;
     let current = read_current(paths, newest, &mut journals, &mut stats)?;
-    let (snapshot, ended) = replay::merge(&paths.snapshot, &journals, now, |r| sink(live(&mut stats, &r)))
+    let (snapshot, ended) = replay::merge(&paths.snapshot, journals, now, |r| sink(live(&mut stats, &r)))
         .with_context(|| reading(&paths.snapshot))?;
     if let Some(s) = &snapshot {
         note(&mut stats, s);
@@ -73,7 +73,7 @@ pub(super) fn inspect(paths: &Paths, now: u32, sink: &mut dyn FnMut(Recovered)) 
             }
         }
     }
-    let (snapshot, ended) = replay::merge(&paths.snapshot, &journals, now, |r| sink(live(&mut stats, &r)))?;
+    let (snapshot, ended) = replay::merge(&paths.snapshot, journals, now, |r| sink(live(&mut stats, &r)))?;
     if let Some(s) = &snapshot {
         note(&mut stats, s);
     }

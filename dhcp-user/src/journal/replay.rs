@@ -3,7 +3,8 @@
 //! Reading is streamed: a journal's records are kept (they are few: compaction bounds a
 //! journal's size), a snapshot's (millions) are not. A snapshot record that no journal record
 //! mentions (neither its client nor its address) is final as it stands and goes straight out;
-//! only the touched ones are replayed with the journals. That gives exactly the state a replay
+//! only the touched ones are replayed with the journals. Which ones are touched is asked of a
+//! compact filter ([`Filter`]): a false positive is replayed alone and comes out unchanged. That gives exactly the state a replay
 //! of everything would give (every rule below acts on its record's client and address only),
 //! with memory for the journals, not for the whole lease set.
 //!
@@ -20,16 +21,16 @@
 //! - `ProbationEnded` ends the probation only if it is not a later one (a later decline of the
 //!   same address, recorded by another worker before this record).
 
+use super::filter::Filter;
 use super::format::{self, Damage, FileKind, Header, Item, Record, RecordKind, Scanner, HEADER_LEN};
 use super::{files, Recovered};
 use crate::lease::{ClientKey, LeaseState};
 use core::net::Ipv4Addr;
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 use std::io::{self, BufReader};
 use std::path::Path;
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Held {
@@ -59,6 +60,16 @@ pub(super) struct Replay {
 }
 
 impl Replay {
+    /// Room for the leases of `n` records without growing (growing doubles a map for a while:
+    /// a peak of memory at the worst moment, when the engines are nearly full).
+    fn with_capacity(n: usize) -> Replay {
+        Replay {
+            leases: Map::with_capacity_and_hasher(n, Default::default()),
+            holder: Map::with_capacity_and_hasher(n, Default::default()),
+            probation: Map::default(),
+        }
+    }
+
     pub(super) fn apply(&mut self, r: &Record) {
         match r.kind {
             RecordKind::Bound => {
@@ -102,21 +113,23 @@ impl Replay {
     }
 
     /// The state as records that rebuild it (what a snapshot holds), skipping entries that
-    /// ended at or before `now`.
-    pub(super) fn live(&self, now: u32) -> impl Iterator<Item = Record> + '_ {
-        let leases = self.leases.iter().filter(move |(_, l)| l.expires > now).map(|(c, l)| Record {
+    /// ended at or before `now`, consuming the state as it goes.
+    fn into_live(self, now: u32) -> impl Iterator<Item = Record> {
+        let Replay { leases, holder, probation } = self;
+        drop(holder);
+        let leases = leases.into_iter().filter(move |(_, l)| l.expires > now).map(|(c, l)| Record {
             kind: RecordKind::Bound,
-            client: *c,
+            client: c,
             mac: l.mac,
             ip: l.ip,
             expires: l.expires,
             steer: l.steer,
         });
-        let probations = self.probation.iter().filter(move |(_, p)| p.expires > now).map(|(ip, p)| Record {
+        let probations = probation.into_iter().filter(move |(_, p)| p.expires > now).map(|(ip, p)| Record {
             kind: RecordKind::Declined,
             client: p.client,
             mac: p.mac,
-            ip: *ip,
+            ip,
             expires: p.expires,
             steer: p.steer,
         });
@@ -125,10 +138,11 @@ impl Replay {
 
     /// Leases and probations still running at `now`, sorted by address, and how many had ended.
     #[cfg(test)]
-    pub(super) fn finish(&self, now: u32) -> (Vec<Recovered>, u64) {
-        let mut out: Vec<Recovered> = self.live(now).map(|r| recovered(&r)).collect();
+    pub(super) fn finish(self, now: u32) -> (Vec<Recovered>, u64) {
+        let all = self.leases.len() + self.probation.len();
+        let mut out: Vec<Recovered> = self.into_live(now).map(|r| recovered(&r)).collect();
         out.sort_by_key(|r| (r.ip, r.state as u8));
-        let ended = (self.leases.len() + self.probation.len() - out.len()) as u64;
+        let ended = (all - out.len()) as u64;
         (out, ended)
     }
 
@@ -246,38 +260,36 @@ pub(super) fn read(path: &Path, kind: FileKind, mut each: impl FnMut(Record)) ->
     Ok(Some(rep))
 }
 
-/// Journal records to replay, in order, and the clients and addresses they touch.
+/// Journal records to replay, in order.
 #[derive(Debug, Default)]
 pub(super) struct Journals {
     pub(super) records: Vec<Record>,
-    clients: Set<ClientKey>,
-    ips: Set<u32>,
 }
 
 impl Journals {
     pub(super) fn push(&mut self, r: Record) {
-        self.clients.insert(r.client);
-        self.ips.insert(r.ip);
         self.records.push(r);
-    }
-
-    fn touches(&self, r: &Record) -> bool {
-        self.ips.contains(&r.ip) || self.clients.contains(&r.client)
     }
 }
 
 /// The live set of snapshot `snapshot` (if any) with `journals` replayed over it: each live
 /// record goes to `emit`. Returns the snapshot's report and how many leases had ended by `now`.
+///
+/// Memory: the journals' records, the filter and the replayed state are all freed or
+/// consumed before the replayed leases go out, since the engines they go to are nearly full
+/// by then.
 pub(super) fn merge(
     snapshot: &Path,
-    journals: &Journals,
+    mut journals: Journals,
     now: u32,
     mut emit: impl FnMut(Record),
 ) -> io::Result<(Option<FileReport>, u64)> {
-    let mut delta = Replay::default();
+    journals.records.shrink_to_fit();
+    let touched = Filter::of(&journals.records);
+    let mut delta = Replay::with_capacity(journals.records.len());
     let mut ended = 0u64;
     let report = read(snapshot, FileKind::Snapshot, |r| {
-        if journals.touches(&r) {
+        if touched.may_touch(&r) {
             delta.apply(&r);
         } else if r.expires > now {
             emit(r);
@@ -285,13 +297,15 @@ pub(super) fn merge(
             ended += 1;
         }
     })?;
+    drop(touched);
     for r in &journals.records {
         delta.apply(r);
     }
-    let live = delta.live(now).fold(0u64, |n, r| {
+    drop(journals);
+    let (leases, probations) = delta.len();
+    let live = delta.into_live(now).fold(0u64, |n, r| {
         emit(r);
         n + 1
     });
-    let (leases, probations) = delta.len();
     Ok((report, ended + (leases + probations) as u64 - live))
 }

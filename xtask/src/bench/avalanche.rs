@@ -102,39 +102,7 @@ fn section(r: &restart::Restart, prep: &Value, a: &Value) -> Result<String> {
     Ok(md)
 }
 
-/// `cargo xtask bench --part avalanche`: the part alone, its section of BENCHMARKS.md replaced
-/// (or added before "## Reproduce").
-pub(crate) fn run_alone(root: &Path, clients: u32) -> Result<()> {
-    let md = run(root, clients)?;
-    let path = root.join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    std::fs::write(&path, replace_section(&old, &md))?;
-    eprintln!("wrote the restart avalanche into BENCHMARKS.md");
-    Ok(())
-}
-
-fn replace_section(doc: &str, section: &str) -> String {
-    let at = |h: &str| doc.find(&format!("{h}\n")).filter(|&i| i == 0 || doc[..i].ends_with('\n'));
-    match (at(HEADING), at("## Reproduce")) {
-        (Some(s), _) => {
-            let end = doc[s + HEADING.len()..].find("\n## ").map_or(doc.len(), |e| s + HEADING.len() + e + 1);
-            format!("{}{section}{}", &doc[..s], &doc[end..])
-        }
-        (None, Some(r)) => format!("{}{section}{}", &doc[..r], &doc[r..]),
-        (None, None) => format!("{doc}\n{section}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_section_is_replaced_or_added_before_reproduce() {
-        let doc = "# B\n\n## A\n\nx\n\n## Reproduce\n\ncmd\n";
-        let one = replace_section(doc, "## Restart avalanche\n\nfirst\n\n");
-        assert_eq!(one, "# B\n\n## A\n\nx\n\n## Restart avalanche\n\nfirst\n\n## Reproduce\n\ncmd\n");
-        let two = replace_section(&one, "## Restart avalanche\n\nsecond\n\n");
-        assert_eq!(two, one.replace("first", "second"));
-    }
+/// The part (`cargo xtask bench --part avalanche`): a million clients, or 10,000 when `quick`.
+pub(crate) fn part(root: &Path, quick: bool) -> Result<String> {
+    run(root, if quick { 10_000 } else { CLIENTS })
 }
