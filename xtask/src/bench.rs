@@ -28,8 +28,9 @@ fn fact(cmd: &mut Command) -> String {
     output(cmd).map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
 }
 
-/// `--part NAME`: one part alone, its section of BENCHMARKS.md replaced.
-pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
+/// The whole run: BENCHMARKS.md written anew, then every part. `with_parts` false: the parts'
+/// sections already in BENCHMARKS.md are kept as they are instead (`--no-parts`).
+pub(crate) fn run(root: &Path, quick: bool, with_parts: bool) -> Result<()> {
     let sys = crate::system::run(root, if quick { 1 } else { 3 }, if quick { "2" } else { "5" })?;
     let system_md = system_markdown(&sys)?;
     if quick {
@@ -152,8 +153,20 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<()> {
     writeln!(md)?;
     writeln!(md, "## Reproduce\n")?;
     writeln!(md, "```\ncargo xtask bench\ncargo xtask bench --part NAME   # one part alone: {}\n```", parts_list())?;
-    std::fs::write(root.join("BENCHMARKS.md"), md)?;
+    let path = root.join("BENCHMARKS.md");
+    if !with_parts {
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        for (name, _) in parts::PARTS {
+            if let Some(section) = parts::section(&old, name) {
+                md = parts::put_section(&md, name, section);
+            }
+        }
+    }
+    std::fs::write(&path, md)?;
     eprintln!("wrote BENCHMARKS.md");
+    if !with_parts {
+        return Ok(());
+    }
     let all: Vec<String> = parts::PARTS.iter().map(|(n, _)| n.to_string()).collect();
     parts::run(root, &all, false)
 }

@@ -41,10 +41,13 @@ enum Task {
         /// A few minutes: one round of short whole-system runs, no criterion benchmarks.
         #[arg(long)]
         quick: bool,
-        /// Only this part (repeatable): recovery, compaction, journal-server, reload, Replaces its
-        /// section of BENCHMARKS.md (with --quick: prints it, small sizes).
+        /// Only this part (repeatable): recovery, compaction, journal-server, reload, avalanche.
+        /// Replaces its section of BENCHMARKS.md (with --quick: prints it, small sizes).
         #[arg(long = "part", value_name = "NAME")]
         parts: Vec<String>,
+        /// Everything but the parts, whose sections in BENCHMARKS.md are kept as they are.
+        #[arg(long)]
+        no_parts: bool,
     },
     /// Fuzz each target (or TARGET) for N seconds; crashes are saved and fail the command.
     Fuzz {
@@ -76,10 +79,10 @@ fn main() -> Result<()> {
             setup::run()?;
             demo::run(&root)
         }
-        Task::Bench { quick, parts } => {
+        Task::Bench { quick, parts, no_parts } => {
             setup::run()?;
             if parts.is_empty() {
-                bench::run(&root, quick)
+                bench::run(&root, quick, !no_parts)
             } else {
                 bench::parts::run(&root, &parts, quick)
             }

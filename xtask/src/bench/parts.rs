@@ -60,6 +60,14 @@ fn markers(name: &str) -> (String, String) {
     (format!("<!-- part: {name} -->"), format!("<!-- end of part: {name} -->"))
 }
 
+/// Part `name`'s section in `md`, without its markers.
+pub(crate) fn section<'a>(md: &'a str, name: &str) -> Option<&'a str> {
+    let (start, end) = markers(name);
+    let a = md.find(&start)? + start.len();
+    let b = md[a..].find(&end)? + a;
+    Some(md[a..b].trim_matches('\n'))
+}
+
 /// `md` with part `name`'s section replaced by `section` (or added before "## Reproduce", or
 /// at the end).
 pub(crate) fn put_section(md: &str, name: &str, section: &str) -> String {
@@ -90,6 +98,8 @@ mod tests {
         assert_eq!(twice.matches("## P").count(), 1);
         assert!(twice.contains("two") && !twice.contains("one"));
         assert!(twice.ends_with("## Reproduce\n\nx\n"));
+        assert_eq!(super::section(&twice, "p"), Some("## P\n\ntwo"));
+        assert_eq!(super::section(&twice, "q"), None);
     }
 }
 
