@@ -163,6 +163,16 @@ impl Steering {
         self.set(config::SOCKETS_PER_QUEUE, per_queue)
     }
 
+    /// Turns on renewals answered in the program (`dhcp_common::renew`), replies sent from
+    /// `mac` (the interface's); returns a handle on the lease and template maps to fill.
+    pub fn kernel_renew(&mut self, mac: [u8; 6]) -> Result<crate::renew::RenewMaps> {
+        let maps = crate::renew::RenewMaps::open(&self.ebpf)?;
+        self.set(config::MAC_HI, u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]))?;
+        self.set(config::MAC_LO, u32::from_be_bytes([0, 0, mac[4], mac[5]]))?;
+        self.set(config::KERNEL_RENEW, 1)?;
+        Ok(maps)
+    }
+
     /// Current counters, summed over CPUs.
     pub fn counters(&self) -> Result<XdpCounters> {
         let map = self.ebpf.map("COUNTERS").context("XDP object has no COUNTERS map")?;

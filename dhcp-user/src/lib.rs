@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod journal;
+pub mod kernel_renew;
 pub mod logging;
 pub mod server;
 pub mod worker;

@@ -1,0 +1,179 @@
+//! Renewals answered in the XDP program (`dhcp_common::renew`, run here on the very code the
+//! program runs) against the engine: for the same renewal the two frames must be equal byte
+//! for byte (the XDP path's framing of the engine's reply, `XdpIo::seal`, against the
+//! program's rewrite of the request), over client identifiers, request lists, options,
+//! RENEWING and REBINDING; and whatever the program is not sure of it passes up.
+
+use dhcp_common::renew::{self, SCRATCH};
+use dhcp_core::client::{mac_for, ClientMsg};
+use dhcp_core::config::{Config, Pool, Subnet};
+use dhcp_core::engine::{Engine, Ingress, LeaseEvent, Outcome, Reply, Shared};
+use dhcp_core::wire::{ether, frame, options::code, options::MessageType};
+use dhcp_user::kernel_renew::{request_facts, template_of};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+const NOW: u32 = 1_700_000_000;
+const SERVER: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
+const SERVER_MAC: [u8; 6] = [0x02, 0x53, 0, 0, 0, 1];
+
+fn engine() -> Engine {
+    let mut s = Subnet::new(Ipv4Addr::new(100, 64, 0, 0), 24);
+    s.pools.push(Pool { first: Ipv4Addr::new(100, 64, 0, 10), last: Ipv4Addr::new(100, 64, 0, 200) });
+    s.lease_time = Some(3600);
+    s.options.routers = vec![SERVER];
+    s.options.dns_servers = vec![Ipv4Addr::new(100, 64, 0, 2), Ipv4Addr::new(100, 64, 0, 3)];
+    s.options.domain_name = Some("example.test".into());
+    s.options.mtu = Some(1500);
+    s.options.ntp_servers = vec![Ipv4Addr::new(100, 64, 0, 4)];
+    let cfg = Config { server_id: SERVER, subnets: vec![s], ..Config::default() };
+    Engine::new(Arc::new(Shared::new(&cfg, 1).unwrap()), NOW, 64)
+}
+
+fn handle(e: &mut Engine, msg: &[u8], out: &mut [u8]) -> Reply {
+    let mut events: Vec<LeaseEvent> = Vec::new();
+    let ingress = Ingress::broadcast(None);
+    match e.handle(NOW, &ingress, msg, out, &mut events) {
+        Outcome::Reply(r) => r,
+        o => panic!("no reply: {o:?}"),
+    }
+}
+
+/// Binds a client through DISCOVER and REQUEST; returns its address and the ACK's template.
+fn bind(e: &mut Engine, c: &ClientMsg<'_>) -> (Ipv4Addr, renew::Template) {
+    let mut buf = [0u8; 1500];
+    let mut out = [0u8; 1500];
+    let n = c.write(MessageType::Discover, &mut buf).unwrap();
+    let offer = handle(e, &buf[..n], &mut out);
+    let ip = Ipv4Addr::new(out[16], out[17], out[18], out[19]);
+    assert_eq!(offer.kind, MessageType::Offer);
+    let opts = [(code::REQUESTED_IP, &ip.octets()[..]), (code::SERVER_ID, &SERVER.octets()[..])];
+    let req = ClientMsg { options: &opts, ..*c };
+    let n = req.write(MessageType::Request, &mut buf).unwrap();
+    let ack = handle(e, &buf[..n], &mut out);
+    assert_eq!(ack.kind, MessageType::Ack);
+    (ip, template_of(&out[..ack.len], ack.from).expect("a template"))
+}
+
+fn l2(dst: [u8; 6], src: [u8; 6]) -> ether::Header {
+    ether::Header { dst, src, vlans: Default::default(), vlan_count: 0, ethertype: ether::ETHERTYPE_IPV4 }
+}
+
+/// The renewal as a frame from the client: unicast to the server (RENEWING) or broadcast
+/// (REBINDING).
+fn renewal_frame(c: &ClientMsg<'_>, ip: Ipv4Addr, rebinding: bool) -> Vec<u8> {
+    let mut buf = vec![0u8; 1500];
+    let at = frame::payload_offset(0);
+    let n = ClientMsg { ciaddr: ip, ..*c }.write(MessageType::Request, &mut buf[at..]).unwrap();
+    let (mac, dst) = if rebinding { ([0xff; 6], Ipv4Addr::BROADCAST) } else { (SERVER_MAC, SERVER) };
+    let len = frame::write_headers(&mut buf, &l2(mac, c.mac), (ip, 68), (dst, 67), n, 64).unwrap();
+    buf.truncate(len);
+    buf
+}
+
+/// What the XDP path sends for the engine's answer (as `XdpIo::seal` frames it).
+fn engine_frame(e: &mut Engine, request: &[u8]) -> Vec<u8> {
+    let at = frame::payload_offset(0);
+    let mut buf = vec![0u8; 1500];
+    let r = handle(e, &request[at..], &mut buf[at..]);
+    assert_eq!(r.kind, MessageType::Ack);
+    let dst = dhcp_io::reply_mac(&r.to, request[6..12].try_into().unwrap());
+    let len = frame::write_headers(&mut buf, &l2(dst, SERVER_MAC), (r.from, 67), (r.to.ip(), r.to.port()), r.len, 64)
+        .unwrap();
+    buf.truncate(len);
+    buf
+}
+
+/// What the program sends: `None` if it passes the request up.
+fn kernel_frame(request: &[u8], ip: Ipv4Addr, t: &renew::Template) -> Option<Vec<u8>> {
+    let mut buf = [0u8; SCRATCH];
+    buf[..request.len()].copy_from_slice(request);
+    let f = renew::plain_renewal(&buf, 14, request.len())?;
+    let (key, prl) = request_facts(&request[frame::payload_offset(0)..]).unwrap();
+    assert_eq!(renew::key(&buf, &f), key, "the program's key is the worker's");
+    assert_eq!(f.prl_hash, prl);
+    assert_eq!(buf[f.dhcp + 12..f.dhcp + 16], ip.octets());
+    let len = renew::write_reply(&mut buf, 14, &f, t, SERVER_MAC)?;
+    Some(buf[..len].to_vec())
+}
+
+fn fields_differ(a: &[u8], b: &[u8]) -> Vec<usize> {
+    (0..a.len().max(b.len())).filter(|&i| a.get(i) != b.get(i)).collect()
+}
+
+#[test]
+fn kernel_replies_equal_the_engines_byte_for_byte() {
+    let long_prl: Vec<u8> = (1..=60).collect();
+    let ids: [Option<&[u8]>; 3] = [None, Some(&[1, 2, 0, 0, 0, 0, 7]), Some(&[0xff; 32])];
+    let prls: [&[u8]; 4] = [dhcp_core::client::TYPICAL_PRL, &[], &[6, 3, 1, 42, 15], &long_prl];
+    let mut e = engine();
+    let mut n = 0;
+    for id in ids {
+        for prl in prls {
+            for flags in [0u16, 0x8000] {
+                n += 1;
+                let c = ClientMsg { client_id: id, prl, flags, ..ClientMsg::new(mac_for(n), 0x1000 + n) };
+                let (ip, t) = bind(&mut e, &c);
+                for rebinding in [false, true] {
+                    let req = renewal_frame(&ClientMsg { xid: 0x9000 + n, ..c }, ip, rebinding);
+                    let kernel = kernel_frame(&req, ip, &t).expect("a plain renewal is answered");
+                    let user = engine_frame(&mut e, &req);
+                    assert_eq!(fields_differ(&kernel, &user), Vec::<usize>::new(), "client {n} id {id:?} prl {prl:?}");
+                    frame::UdpFrame::parse(&kernel).expect("checksums verify");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn what_the_program_is_not_sure_of_goes_up() {
+    let mut e = engine();
+    let c = ClientMsg::new(mac_for(1), 1);
+    let (ip, t) = bind(&mut e, &c);
+    let ok = renewal_frame(&c, ip, false);
+    assert!(kernel_frame(&ok, ip, &t).is_some());
+    let ri: &[u8] = &[1, 3, b'a', b'b', b'c'];
+    let sid = [(code::SERVER_ID, &SERVER.octets()[..])];
+    let req_ip = [(code::REQUESTED_IP, &ip.octets()[..])];
+    let overload = [(52u8, &[1u8][..])];
+    let long_id = [7u8; 33];
+    let cases: [(&str, ClientMsg<'_>); 6] = [
+        ("relay info", ClientMsg { relay_info: Some(ri), ..c }),
+        ("server id (SELECTING)", ClientMsg { options: &sid, ..c }),
+        ("requested address (INIT-REBOOT)", ClientMsg { options: &req_ip, ..c }),
+        ("overload", ClientMsg { options: &overload, ..c }),
+        ("relayed", ClientMsg { giaddr: Ipv4Addr::new(100, 64, 1, 1), ..c }),
+        ("identifier over 32 bytes", ClientMsg { client_id: Some(&long_id), ..c }),
+    ];
+    for (what, m) in cases {
+        assert!(kernel_frame(&renewal_frame(&m, ip, false), ip, &t).is_none(), "{what} went to the kernel path");
+    }
+    // A DISCOVER, a truncated frame, a frame with a UDP length past its end.
+    let mut buf = vec![0u8; 1500];
+    let at = frame::payload_offset(0);
+    let n = ClientMsg { ciaddr: ip, ..c }.write(MessageType::Discover, &mut buf[at..]).unwrap();
+    let len = frame::write_headers(&mut buf, &l2(SERVER_MAC, c.mac), (ip, 68), (SERVER, 67), n, 64).unwrap();
+    assert!(kernel_frame(&buf[..len], ip, &t).is_none(), "discover");
+    let mut scratch = [0u8; SCRATCH];
+    scratch[..ok.len()].copy_from_slice(&ok);
+    for cut in [14, 40, 42 + 239, ok.len() - 1] {
+        assert!(renew::plain_renewal(&scratch, 14, cut).is_none(), "cut at {cut}");
+    }
+    let mut bad = scratch;
+    bad[14] = 0x46; // IPv4 options: passed up
+    assert!(renew::plain_renewal(&bad, 14, ok.len()).is_none());
+}
+
+#[test]
+fn the_template_is_cut_before_the_echoes() {
+    let mut e = engine();
+    let id: &[u8] = &[1, 2, 3];
+    let (_, t) = bind(&mut e, &ClientMsg { client_id: Some(id), ..ClientMsg::new(mac_for(3), 3) });
+    let opts = &t.options[..t.len as usize];
+    assert_eq!(&opts[..3], &[53, 1, 5]);
+    assert_eq!(t.lease_secs, 3600);
+    assert_eq!(t.server, SERVER.octets());
+    let codes: Vec<u8> = dhcp_core::wire::options::OptionIter::new(opts).map(|o| o.unwrap().0).collect();
+    assert!(!codes.contains(&code::CLIENT_ID) && codes.contains(&code::SUBNET_MASK), "{codes:?}");
+}
