@@ -93,7 +93,7 @@ fn kernel_frame(request: &[u8], ip: Ipv4Addr, t: &renew::Template) -> Option<Vec
     assert_eq!(renew::key(&buf, &f), key, "the program's key is the worker's");
     assert_eq!(f.prl_hash, prl);
     assert_eq!(buf[f.dhcp + 12..f.dhcp + 16], ip.octets());
-    let len = renew::write_reply(&mut buf, 14, &f, t, SERVER_MAC)?;
+    let len = renew::write_reply(&mut buf, 14, &f, (t, SERVER_MAC), renew::sum16)?;
     Some(buf[..len].to_vec())
 }
 

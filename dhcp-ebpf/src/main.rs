@@ -6,7 +6,8 @@
 //! kernel untouched (ARP, ICMP, SSH, DHCP in transit to other servers), so the host stays
 //! reachable. Every offset, port and tag type comes from `dhcp_common`.
 //!
-//! With `config::KERNEL_RENEW` set, a plain renewal of a lease in the `LEASES` map is answered
+//! Built with the `kernel-renew` feature (off: with it the program is still past the
+//! verifier's budget) and with `config::KERNEL_RENEW` set, a plain renewal of a lease in the `LEASES` map is answered
 //! here with XDP_TX (`dhcp_common::renew`: the checks, the key, the reply from a template in
 //! `TEMPLATES`); everything else still goes to the workers.
 //!
@@ -14,8 +15,13 @@
 #![no_std]
 #![no_main]
 
-use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX};
-use aya_ebpf::helpers::generated::{bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes};
+#[cfg(feature = "kernel-renew")]
+use aya_ebpf::bindings::xdp_action::XDP_TX;
+use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+#[cfg(feature = "kernel-renew")]
+use aya_ebpf::helpers::generated::{
+    bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+};
 use aya_ebpf::macros::{map, xdp};
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, XskMap};
 use aya_ebpf::programs::XdpContext;
@@ -152,18 +158,26 @@ fn steer(ctx: &XdpContext) -> Option<u32> {
         count(counter::FRAGMENT);
         return Some(XDP_DROP);
     }
+    #[cfg(feature = "kernel-renew")]
     if setting(config::KERNEL_RENEW) != 0 {
-        if let Some(action) = renew_in_place(ctx, l3) {
+        // Tagged frames go up: the worker puts only untagged clients in the map, and one
+        // header layout keeps the program within what the verifier follows.
+        if l3 != ETH_HLEN {
+            count(counter::RENEW_NOT_PLAIN);
+        } else if let Some(action) = renew_in_place(ctx, ETH_HLEN) {
             return Some(action);
         }
     }
     Some(redirect(ctx, l4))
 }
 
+#[cfg(feature = "kernel-renew")]
 /// Answers a plain renewal of a lease in `LEASES` with XDP_TX; `None`: let a worker answer.
 #[inline(always)]
 fn renew_in_place(ctx: &XdpContext, l3: usize) -> Option<u32> {
-    let len = ctx.data_end() - ctx.data();
+    // The helper, not `data_end - data`: the verifier allows no arithmetic on the end pointer.
+    // SAFETY: the program's own context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx as *mut _) } as usize;
     if !(ETH_HLEN..=renew::MAX_FRAME).contains(&len) {
         count(counter::RENEW_NOT_PLAIN);
         return None;
@@ -186,15 +200,16 @@ fn renew_in_place(ctx: &XdpContext, l3: usize) -> Option<u32> {
     };
     // SAFETY: a map value; user space replaces whole entries, the program writes one word.
     let lease = unsafe { &mut *lease };
-    answer(ctx, buf, l3, &facts, lease)
+    answer(ctx, buf, (l3, len), &facts, lease)
 }
 
+#[cfg(feature = "kernel-renew")]
 /// Checks the lease against the request and the horizon, writes the reply and sends it back.
 #[inline(always)]
 fn answer(
     ctx: &XdpContext,
     buf: &mut [u8; renew::SCRATCH],
-    l3: usize,
+    (l3, old): (usize, usize),
     f: &renew::Facts,
     lease: &mut Lease,
 ) -> Option<u32> {
@@ -216,11 +231,10 @@ fn answer(
     }
     let (hi, lo) = (setting(config::MAC_HI).to_be_bytes(), setting(config::MAC_LO).to_be_bytes());
     let mac = [hi[0], hi[1], hi[2], hi[3], lo[2], lo[3]];
-    let Some(total) = renew::write_reply(buf, l3, f, t, mac) else {
+    let Some(total) = renew::write_reply(buf, l3, f, (t, mac), udp_sum) else {
         count(counter::RENEW_NO_TEMPLATE);
         return None;
     };
-    let old = ctx.data_end() - ctx.data();
     // SAFETY: resizes the frame this program holds; pointers are re-read after it.
     if unsafe { bpf_xdp_adjust_tail(ctx.ctx, total as i32 - old as i32) } != 0 {
         return None;
@@ -290,6 +304,26 @@ fn redirect(ctx: &XdpContext, l4: usize) -> u32 {
             action
         }
     }
+}
+
+#[cfg(feature = "kernel-renew")]
+/// `renew::sum16` of `n` bytes from `at` with the checksum helper: two calls (it takes at most
+/// 512 bytes), `n` rounded up to whole words (the bytes after the message are zero).
+#[inline(always)]
+fn udp_sum(buf: &[u8; renew::SCRATCH], at: usize, n: usize) -> u32 {
+    let n = ((n + 3) & !3) & 1023;
+    let first = if n > 256 { 256 } else { n };
+    let rest = (n - first) & 511;
+    let at = at & 63;
+    let p = buf.as_ptr() as usize;
+    // SAFETY: both ranges lie inside the scratch value (`at` < 64, `first` <= 256, `rest`
+    // < 512: at most 832 of its 1024 bytes); the helper only reads them.
+    let s = unsafe {
+        let s = bpf_csum_diff(core::ptr::null_mut(), 0, (p + at) as *mut _, first as u32, 0);
+        bpf_csum_diff(core::ptr::null_mut(), 0, (p + at + first) as *mut _, rest as u32, s as u32)
+    };
+    // The helper adds native (little-endian) words: the same sum, bytes swapped.
+    renew::fold(s as u32).swap_bytes() as u32
 }
 
 #[cfg(not(test))]
