@@ -248,7 +248,7 @@ fn walk(msg: &View<'_>, dhcp: usize) -> Option<Facts> {
 /// 1 when `a == b`, else 0 (values below 2^63).
 #[inline(always)]
 fn eq(a: u64, b: u64) -> u64 {
-    ((a ^ b).wrapping_sub(1) >> 63) & 1
+    (core::hint::black_box((a ^ b).wrapping_sub(1)) >> 63) & 1
 }
 
 #[inline(always)]
@@ -259,7 +259,9 @@ fn ne(a: u64, b: u64) -> u64 {
 /// 1 when `a < b` (values below 2^62).
 #[inline(always)]
 fn lt(a: u64, b: u64) -> u64 {
-    (a.wrapping_sub(b) >> 63) & 1
+    // Hidden: the optimiser would see a comparison here, and BPF has no instruction that
+    // turns a comparison into a value, only branches.
+    (core::hint::black_box(a.wrapping_sub(b)) >> 63) & 1
 }
 
 /// 0 or 1 to a mask, opaque to the optimiser.
@@ -376,7 +378,7 @@ const TAIL: usize = 2 + MAX_ID + 1 + 6;
 /// `0xff` when `i < n`, else 0, without a branch.
 #[inline(always)]
 fn below(i: usize, n: usize) -> u8 {
-    ((i as i64).wrapping_sub(n as i64) >> 63) as u8
+    (core::hint::black_box((i as i64).wrapping_sub(n as i64)) >> 63) as u8
 }
 
 /// The fixed header of the ACK: op, xid, flags, ciaddr, chaddr and the cookie kept; `yiaddr`

@@ -6,8 +6,8 @@
 //! kernel untouched (ARP, ICMP, SSH, DHCP in transit to other servers), so the host stays
 //! reachable. Every offset, port and tag type comes from `dhcp_common`.
 //!
-//! Built with the `kernel-renew` feature (off: with it the program is still past the
-//! verifier's budget) and with `config::KERNEL_RENEW` set, a plain renewal of a lease in the `LEASES` map is answered
+//! Built with the `kernel-renew` feature (the default) and with `config::KERNEL_RENEW` set, a
+//! plain renewal of a lease in the `LEASES` map is answered
 //! here with XDP_TX (`dhcp_common::renew`: the checks, the key, the reply from a template in
 //! `TEMPLATES`); everything else still goes to the workers.
 //!

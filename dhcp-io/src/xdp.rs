@@ -20,8 +20,8 @@ use dhcp_common::{config, counter, socket_slot};
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dhcp-ebpf"));
 
 /// Whether the embedded program was built with its renewal path (`dhcp-ebpf` feature
-/// `kernel-renew`; off until the verifier accepts it).
-const KERNEL_RENEW_BUILT: bool = false;
+/// `kernel-renew`, on by default).
+const KERNEL_RENEW_BUILT: bool = true;
 
 /// Name of the program's entry point in the object.
 const ENTRY: &str = "dhcp_steer";
