@@ -177,3 +177,95 @@ fn the_template_is_cut_before_the_echoes() {
     let codes: Vec<u8> = dhcp_core::wire::options::OptionIter::new(opts).map(|o| o.unwrap().0).collect();
     assert!(!codes.contains(&code::CLIENT_ID) && codes.contains(&code::SUBNET_MASK), "{codes:?}");
 }
+
+/// The real program on a veth pair: a renewal from the client namespace is answered with
+/// XDP_TX, the reply the client's socket receives equals the engine's for the same request,
+/// and the program counts it; a renewal of a client not in the map goes up (counted).
+#[test]
+fn the_program_answers_a_renewal_with_xdp_tx() {
+    use dhcp_common::counter;
+    use dhcp_user::xdp::Steering;
+    use xdhcpd_tests::*;
+    if !root_or_skip("the_program_answers_a_renewal_with_xdp_tx") {
+        return;
+    }
+    // An engine whose only address is the client namespace's, so the unicast reply reaches it.
+    let mut s = Subnet::new(Ipv4Addr::new(198, 18, 0, 0), 24);
+    s.pools.push(Pool { first: CLIENT_IP, last: CLIENT_IP });
+    s.lease_time = Some(3600);
+    s.options.routers = vec![SERVER_IP];
+    let cfg = Config { server_id: SERVER_IP, subnets: vec![s], ..Config::default() };
+    let mut e = Engine::new(Arc::new(Shared::new(&cfg, 1).unwrap()), NOW, 64);
+    let id: &[u8] = &[1, 2, 3, 4, 5, 6, 7];
+    let c = ClientMsg { client_id: Some(id), ..ClientMsg::new(mac_for(7), 7) };
+    let mut buf = [0u8; 1500];
+    let mut out = [0u8; 1500];
+    let n = c.write(MessageType::Discover, &mut buf).unwrap();
+    handle(&mut e, &buf[..n], &mut out);
+    let opts = [(code::REQUESTED_IP, &CLIENT_IP.octets()[..]), (code::SERVER_ID, &SERVER_IP.octets()[..])];
+    let n = ClientMsg { options: &opts, ..c }.write(MessageType::Request, &mut buf).unwrap();
+    let ack = handle(&mut e, &buf[..n], &mut out);
+    let t = template_of(&out[..ack.len], ack.from).unwrap();
+    let renewal = {
+        let n = ClientMsg { ciaddr: CLIENT_IP, xid: 0x5151, ..c }.write(MessageType::Request, &mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    let stranger = {
+        let n = ClientMsg { ciaddr: CLIENT_IP, xid: 0x5252, ..ClientMsg::new(mac_for(8), 8) }
+            .write(MessageType::Request, &mut buf)
+            .unwrap();
+        buf[..n].to_vec()
+    };
+    let (key, prl_hash) = request_facts(&renewal).unwrap();
+    let expected = {
+        let r = handle(&mut e, &renewal, &mut out);
+        out[..r.len].to_vec()
+    };
+
+    let pair = Pair::new("krenew");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let server = pair.server.spawn(move || {
+        let mut steering = Steering::attach("s0", 67).expect("attach to s0");
+        let mac = dhcp_io::sys::mac_address("s0").unwrap();
+        let mut maps = steering.kernel_renew(mac).expect("kernel renewals");
+        maps.set_template(3, &t).unwrap();
+        let horizon_ns = dhcp_io::renew::monotonic_ns() + 10 * 3600 * 1_000_000_000;
+        let lease =
+            renew::Lease { ciaddr: CLIENT_IP.octets(), template: 3, prl_hash, vlans: 0, horizon_ns, renewed_ns: 0 };
+        maps.insert(&key, &lease).unwrap();
+        ready_tx.send(()).unwrap();
+        done_rx.recv().unwrap();
+        (steering.counters().unwrap(), maps.get(&key).unwrap())
+    });
+    ready_rx.recv().unwrap();
+    let got = pair
+        .client
+        .spawn(move || {
+            // A program on the client's side too: veth delivers XDP_TX frames only to a peer
+            // that has one (it passes everything here: no sockets registered).
+            let _peer = Steering::attach("c0", 68).expect("attach to c0");
+            let sock = udp_on("c0", 68);
+            sock.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
+            let mut got = Vec::new();
+            for msg in [&renewal, &stranger] {
+                sock.send_to(msg, (SERVER_IP, 67)).unwrap();
+                let mut b = [0u8; 1500];
+                got.push(sock.recv_from(&mut b).ok().map(|(n, from)| (b[..n].to_vec(), from)));
+            }
+            got
+        })
+        .join()
+        .unwrap();
+    done_tx.send(()).unwrap();
+    let (counters, lease) = server.join().unwrap();
+    let named: Vec<_> = counters.named().collect();
+    assert_eq!(counters.get(counter::RENEWED), 1, "{named:?}");
+    assert_eq!(counters.get(counter::RENEW_NO_LEASE), 1, "{named:?}");
+    assert!(lease.renewed_ns != 0, "the program recorded the renewal");
+    let (reply, from) = got[0].clone().expect("the renewal was answered");
+    assert_eq!(from, std::net::SocketAddr::from((SERVER_IP, 67)));
+    assert_eq!(fields_differ(&reply, &expected), Vec::<usize>::new());
+    // The stranger went up to the workers: there are none, so nothing answers it.
+    assert!(got[1].is_none(), "{:?}", got[1]);
+}
