@@ -141,6 +141,7 @@ fn spawn<I: PacketIo + Send + 'static>(
     engines: Vec<Engine>,
     ios: Vec<I>,
     ctx: &SpawnCtx<'_>,
+    renew: Option<&dhcp_io::renew::RenewMaps>,
 ) -> Result<Vec<Handle<I>>> {
     let workers = engines.len() as u32;
     let idle = Idle { busy_poll: ctx.settings.busy_poll, ..Idle::default() };
@@ -150,6 +151,12 @@ fn spawn<I: PacketIo + Send + 'static>(
         let worker = Worker::new(w as u32, workers, engine, io, ctx.journal.clone(), ctx.stop.clone())
             .context("starting a worker")?
             .with_idle(idle);
+        let worker = match renew {
+            Some(m) => {
+                worker.with_kernel_renew(crate::kernel_renew::KernelRenew::new(m.try_clone()?, w as u32, workers))
+            }
+            None => worker,
+        };
         let guard = PanicGuard { worker: w, stop: ctx.stop.clone() };
         let h = std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || {
             if pin {
@@ -238,10 +245,14 @@ impl Path {
     /// Runs the workers until they stop; returns their counters.
     fn serve(self, engines: Vec<Engine>, ctx: &SpawnCtx<'_>) -> Result<WorkerReport> {
         match self {
-            Path::Udp(ios) => join(spawn(engines, ios, ctx)?).map(|(total, _)| total),
+            Path::Udp(ios) => join(spawn(engines, ios, ctx, None)?).map(|(total, _)| total),
             Path::Xdp(mut x) => {
                 let ios = std::mem::take(&mut x.ios);
-                let result = join(spawn(engines, ios, ctx)?);
+                let renew = match ctx.settings.kernel_renew {
+                    true => Some(x.steering.kernel_renew(x.mac).context("kernel renewals")?),
+                    false => None,
+                };
+                let result = join(spawn(engines, ios, ctx, renew.as_ref())?);
                 x.log_counters();
                 // Dropping `x` detaches the program, then closes the sockets, then the UMEMs.
                 result.map(|(total, ios)| {
@@ -276,6 +287,8 @@ struct XdpPath {
     ios: Vec<XdpIo>,
     /// Held for its drop: the UMEMs go last.
     _set: XskSet,
+    /// The interface's hardware address (replies sent by the program come from it).
+    mac: [u8; 6],
 }
 
 impl XdpPath {
@@ -303,7 +316,7 @@ impl XdpPath {
             "backend xdp on {name}: {} receive queues x {workers} AF_XDP sockets, {mode}",
             dhcp_io::sys::rx_queues(name)
         );
-        Ok(XdpPath { steering, retired: Vec::new(), ios, _set: set })
+        Ok(XdpPath { steering, retired: Vec::new(), ios, _set: set, mac })
     }
 
     fn log_counters(&self) {
@@ -382,7 +395,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let settings = ServerSettings::default();
         let ctx = SpawnCtx { journal: None, stop: stop.clone(), settings: &settings };
-        let handles = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx).unwrap();
+        let handles = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx, None).unwrap();
         let err = join(handles).unwrap_err().to_string();
         assert!(err.contains("worker 1 panicked: a bug in one worker"), "{err}");
         // Joining returned at all: the others stopped too.

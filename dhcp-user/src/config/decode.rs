@@ -143,6 +143,7 @@ fn decode_server(map: &mut SourceMap, rs: &RawServer, server: &mut ServerSetting
     }
     server.busy_poll = rs.busy_poll.unwrap_or(false);
     server.pin_workers = rs.pin_workers.unwrap_or(false);
+    server.kernel_renew = rs.kernel_renew.unwrap_or(false);
     Ok(())
 }
 
@@ -399,6 +400,7 @@ mod tests {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: true,
+            kernel_renew: false,
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }
@@ -457,6 +459,7 @@ mod tests {
                 accept_damaged_journal: false,
                 busy_poll: false,
                 pin_workers: false,
+                kernel_renew: false,
             }
         );
         let s = &e.subnets[0];

@@ -31,6 +31,7 @@
 //! compact_size = 67108864         # bytes of journal that also start a compaction
 //! busy_poll = false
 //! pin_workers = false
+//! kernel_renew = false            # XDP path: renewals answered in the XDP program
 //!
 //! [[subnet]]
 //! subnet = "100.64.0.0/24"
@@ -101,6 +102,7 @@ pub(super) struct RawServer {
     pub(super) compact_size: Option<Spanned<u64>>,
     pub(super) busy_poll: Option<bool>,
     pub(super) pin_workers: Option<bool>,
+    pub(super) kernel_renew: Option<bool>,
 }
 
 /// `[[subnet]]`.

@@ -40,6 +40,9 @@ pub struct ServerSettings {
     pub busy_poll: bool,
     /// Pin worker N to CPU N (modulo the CPU count).
     pub pin_workers: bool,
+    /// XDP path: renewals of leases the workers put in the program's map are answered in the
+    /// XDP program with XDP_TX (`kernel_renew`, issue 12). Off by default.
+    pub kernel_renew: bool,
 }
 
 /// How packets reach the workers.
@@ -71,6 +74,7 @@ impl Default for ServerSettings {
             accept_damaged_journal: false,
             busy_poll: false,
             pin_workers: false,
+            kernel_renew: false,
         }
     }
 }
