@@ -269,3 +269,72 @@ fn the_program_answers_a_renewal_with_xdp_tx() {
     // The stranger went up to the workers: there are none, so nothing answers it.
     assert!(got[1].is_none(), "{:?}", got[1]);
 }
+
+/// The server's counter `name` in its exit log (`xdp-renewed 3`).
+fn logged_counter(log: &std::path::Path, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let at = text.rfind(&format!("{name} "))? + name.len() + 1;
+    text[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// udhcpc on the XDP path with `--kernel-renew on`: bound by the workers, then renewed twice
+/// by the program (its counter moved), and the address still is the client's.
+#[test]
+fn udhcpc_renews_through_the_program() {
+    use dhcp_user::xdp::Steering;
+    use xdhcpd_tests::*;
+    if !root_or_skip("udhcpc_renews_through_the_program") {
+        return;
+    }
+    let pair = Pair::new("kudhcpc");
+    let dir = Scratch::new("kudhcpc");
+    // veth hands XDP_TX frames only to a peer with a program of its own: one that passes all.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let peer = pair.client.spawn(move || {
+        let _p = Steering::attach("c0", 68).expect("attach to c0");
+        ready_tx.send(()).unwrap();
+        let _ = done_rx.recv();
+    });
+    ready_rx.recv().unwrap();
+    let mut args = quick_args("198.18.0.100-198.18.0.100", "xdp");
+    args.extend(["--kernel-renew".to_string(), "on".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = dir.path("server.log");
+    let mut server = start_xdhcpd(&pair.server, env!("CARGO_BIN_EXE_xdhcpd"), &args, &log);
+    let events = dir.path("events").display().to_string();
+    let script = dir.path("udhcpc.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1 ip=$ip\" >> {events}\ncase \"$1\" in\n  bound|renew) ip addr replace \"$ip/24\" dev \"$interface\" ;;\nesac\n"
+        ),
+    )
+    .unwrap();
+    sh(&["chmod", "+x", &script.display().to_string()]);
+    let script = script.display().to_string();
+    let mut client = Process::start(
+        &pair.client,
+        "udhcpc",
+        &["udhcpc", "-i", "c0", "-f", "-t", "5", "-T", "1", "-s", &script],
+        &dir.path("udhcpc.log"),
+    );
+    let count = |needle: &str| std::fs::read_to_string(&events).unwrap_or_default().matches(needle).count();
+    let wait = std::time::Duration::from_secs(20);
+    assert!(eventually(wait, || (count("bound ip=198.18.0.100") == 1).then_some(())).is_some(), "bound");
+    for n in 1..=2 {
+        client.signal(libc::SIGUSR1);
+        let renewed = eventually(wait, || (count("renew ip=198.18.0.100") >= n).then_some(()));
+        assert!(renewed.is_some(), "renewal {n}: {}", std::fs::read_to_string(&events).unwrap_or_default());
+    }
+    client.stop();
+    server.stop();
+    done_tx.send(()).unwrap();
+    peer.join().unwrap();
+    let renewed = logged_counter(&log, "xdp-renewed");
+    assert!(
+        renewed >= Some(2),
+        "renewals answered in the program: {renewed:?}\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+}
