@@ -338,3 +338,76 @@ fn udhcpc_renews_through_the_program() {
         std::fs::read_to_string(&log).unwrap()
     );
 }
+
+/// A server from a configuration file with `kernel_renew = true` and fast renewals (T1 3 s),
+/// and a pass-all program on the client's side of the veth pair. Runs `client` (arguments
+/// built from the scratch folder and its hook script writing `$reason ip=$new_ip_address`),
+/// waits for two renewals, and returns the program's renewal count from the server's log.
+fn renew_through_program(tag: &str, client: impl Fn(&str) -> Vec<String>) -> Option<u64> {
+    use dhcp_user::xdp::Steering;
+    use xdhcpd_tests::*;
+    let pair = Pair::new(tag);
+    let dir = Scratch::new(tag);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let peer = pair.client.spawn(move || {
+        let _p = Steering::attach("c0", 68).expect("attach to c0");
+        ready_tx.send(()).unwrap();
+        let _ = done_rx.recv();
+    });
+    ready_rx.recv().unwrap();
+    let cfg = dir.path("xdhcpd.toml");
+    std::fs::write(
+        &cfg,
+        "server_id = \"198.18.0.1\"\nlease_time = 60\n\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"xdp\"\nkernel_renew = true\n\n[[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"198.18.0.100-198.18.0.100\"]\nrenewal_time = 3\nrebinding_time = 5\n",
+    )
+    .unwrap();
+    let log = dir.path("server.log");
+    let cfg = cfg.display().to_string();
+    let mut server = start_xdhcpd(&pair.server, env!("CARGO_BIN_EXE_xdhcpd"), &["--config", &cfg], &log);
+    let events = dir.path("events").display().to_string();
+    let script = dir.path("hook.sh");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$reason ip=$new_ip_address\" >> {events}\n")).unwrap();
+    sh(&["chmod", "+x", &script.display().to_string()]);
+    let args = client(&script.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _ = std::fs::remove_file("/var/lib/dhcpcd/c0.lease");
+    let mut c = Process::start(&pair.client, args[0], &args, &dir.path("client.log"));
+    let count = |needle: &str| std::fs::read_to_string(&events).unwrap_or_default().matches(needle).count();
+    let renewed =
+        eventually(std::time::Duration::from_secs(30), || (count("RENEW ip=198.18.0.100") >= 2).then_some(()));
+    c.stop();
+    server.stop();
+    done_tx.send(()).unwrap();
+    peer.join().unwrap();
+    let _ = std::fs::remove_file("/var/lib/dhcpcd/c0.lease");
+    assert!(renewed.is_some(), "two renewals: {}", std::fs::read_to_string(&events).unwrap_or_default());
+    logged_counter(&log, "xdp-renewed")
+}
+
+#[test]
+fn dhclient_renews_through_the_program() {
+    if !xdhcpd_tests::root_or_skip("dhclient_renews_through_the_program") {
+        return;
+    }
+    let n = renew_through_program("kdhclient", |script| {
+        let dir = std::path::Path::new(script).parent().unwrap().to_path_buf();
+        let (lf, pf) = (dir.join("dhclient.leases"), dir.join("dhclient.pid"));
+        let (lf, pf) = (lf.display().to_string(), pf.display().to_string());
+        ["dhclient", "-d", "-v", "-1", "-lf", &lf, "-pf", &pf, "-sf", script, "c0"].map(String::from).to_vec()
+    });
+    assert!(n >= Some(1), "renewals answered in the program: {n:?}");
+}
+
+#[test]
+fn dhcpcd_renews_through_the_program() {
+    if !xdhcpd_tests::root_or_skip("dhcpcd_renews_through_the_program") {
+        return;
+    }
+    let n = renew_through_program("kdhcpcd", |script| {
+        ["dhcpcd", "-4", "-B", "-d", "-t", "20", "-c", script, "-f", "/dev/null", "--noarp", "c0"]
+            .map(String::from)
+            .to_vec()
+    });
+    assert!(n >= Some(1), "renewals answered in the program: {n:?}");
+}
