@@ -411,3 +411,88 @@ fn dhcpcd_renews_through_the_program() {
     });
     assert!(n >= Some(1), "renewals answered in the program: {n:?}");
 }
+
+/// The durable horizon under kill -9: a client renewed only by the program past its journaled
+/// expiry keeps its address across a crash (recovery holds it until the horizon), so another
+/// client asking after the restart gets nothing from the one-address pool.
+#[test]
+fn kill_9_after_kernel_renewals_keeps_the_address_held() {
+    use dhcp_user::xdp::Steering;
+    use xdhcpd_tests::*;
+    if !root_or_skip("kill_9_after_kernel_renewals_keeps_the_address_held") {
+        return;
+    }
+    let pair = Pair::new("khorizon");
+    let dir = Scratch::new("khorizon");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let peer = pair.client.spawn(move || {
+        let _p = Steering::attach("c0", 68).expect("attach to c0");
+        ready_tx.send(()).unwrap();
+        let _ = done_rx.recv();
+    });
+    ready_rx.recv().unwrap();
+    let cfg = dir.path("xdhcpd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server_id = \"198.18.0.1\"\nlease_time = 60\n\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"xdp\"\nkernel_renew = true\nlease_file = \"{}\"\n\n[[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"198.18.0.100-198.18.0.100\"]\nrenewal_time = 20\nrebinding_time = 40\n",
+            dir.path("leases").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    // A copy: the restart must run this very binary (the build folder is shared).
+    let bin = dir.path("xdhcpd");
+    std::fs::copy(env!("CARGO_BIN_EXE_xdhcpd"), &bin).unwrap();
+    let bin = bin.display().to_string();
+    let bin = bin.as_str();
+    let mut server = start_xdhcpd(&pair.server, bin, &["--config", &cfg], &dir.path("server.log"));
+    let events = dir.path("events").display().to_string();
+    let script = dir.path("udhcpc.sh");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$1 ip=$ip\" >> {events}\n")).unwrap();
+    sh(&["chmod", "+x", &script.display().to_string()]);
+    let script = script.display().to_string();
+    let mut client = Process::start(
+        &pair.client,
+        "udhcpc",
+        &["udhcpc", "-i", "c0", "-f", "-t", "5", "-T", "1", "-s", &script],
+        &dir.path("udhcpc.log"),
+    );
+    let count = |needle: &str| std::fs::read_to_string(&events).unwrap_or_default().matches(needle).count();
+    let wait = std::time::Duration::from_secs(20);
+    assert!(eventually(wait, || (count("bound ip=198.18.0.100") == 1).then_some(())).is_some(), "bound");
+    let bound = std::time::Instant::now();
+    // Renewals (forced every 5 s) answered by the program, past the journaled expiry (60 s,
+    // the shortest lease the configuration takes).
+    let mut n = 0;
+    while bound.elapsed() < std::time::Duration::from_secs(64) {
+        n += 1;
+        client.signal(libc::SIGUSR1);
+        let renewed = eventually(wait, || (count("renew ip=198.18.0.100") >= n).then_some(()));
+        assert!(renewed.is_some(), "renewal {n}: {}", std::fs::read_to_string(&events).unwrap_or_default());
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    server.signal(libc::SIGKILL);
+    server.wait_for(wait);
+    client.signal(libc::SIGKILL);
+    client.wait_for(wait);
+    let _server = start_xdhcpd(&pair.server, bin, &["--config", &cfg], &dir.path("server2.log"));
+    let got = pair.client.spawn(|| dora(&RawClient::new("c0"), 9, std::time::Duration::from_secs(3))).join().unwrap();
+    assert_eq!(got, None, "the address renewed in the program was given to another client after the crash");
+    done_tx.send(()).unwrap();
+    peer.join().unwrap();
+}
+
+/// DISCOVER then REQUEST for scripted client `n` (broadcast replies): the ACKed address.
+fn dora(c: &xdhcpd_tests::RawClient, n: u32, limit: std::time::Duration) -> Option<Ipv4Addr> {
+    let mut buf = [0u8; 600];
+    let m = ClientMsg { flags: 0x8000, ..ClientMsg::new(mac_for(n), 0x7000 + n) };
+    let len = m.write(MessageType::Discover, &mut buf).unwrap();
+    let offer = c.exchange(&buf[..len], limit)?;
+    let ip = Ipv4Addr::new(offer[16], offer[17], offer[18], offer[19]);
+    let opts = [(code::SERVER_ID, &[198u8, 18, 0, 1][..]), (code::REQUESTED_IP, &ip.octets()[..])];
+    let len = ClientMsg { options: &opts, ..m }.write(MessageType::Request, &mut buf).unwrap();
+    let ack = c.exchange(&buf[..len], limit)?;
+    (ack[242] == MessageType::Ack as u8).then_some(ip)
+}
