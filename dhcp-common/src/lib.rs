@@ -229,7 +229,13 @@ pub mod config {
     /// Non-zero: steer only datagrams to the limited broadcast address or to an address in
     /// the program's `ADDRESSES` map (this host's); pass the rest, in transit to others.
     pub const ONLY_OURS: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// Non-zero: answer renewals found in the lease map in the program ([`crate::renew`]).
+    pub const KERNEL_RENEW: u32 = 4;
+    /// The interface's MAC address, the source of replies sent with XDP_TX: bytes 0..4 and
+    /// 4..6 (network order, as in the frame).
+    pub const MAC_HI: u32 = 5;
+    pub const MAC_LO: u32 = 6;
+    pub const LEN: u32 = 7;
 }
 
 /// Slots of the steering program's per-CPU `COUNTERS` array.
@@ -249,7 +255,18 @@ pub mod counter {
     pub const NO_SOCKET: u32 = 5;
     /// DHCP to an address that is not this host's (in transit): left to the kernel.
     pub const NOT_OURS: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// Renewals answered in the program with XDP_TX ([`crate::renew`]).
+    pub const RENEWED: u32 = 7;
+    /// Renewals passed up to the workers, by reason: the message is not a plain renewal the
+    /// program answers (type, options, relay, overload, lengths), no lease in the map, the
+    /// map's address or request list differs, the horizon would be passed, no template or the
+    /// frame could not be rewritten.
+    pub const RENEW_NOT_PLAIN: u32 = 8;
+    pub const RENEW_NO_LEASE: u32 = 9;
+    pub const RENEW_MISMATCH: u32 = 10;
+    pub const RENEW_HORIZON: u32 = 11;
+    pub const RENEW_NO_TEMPLATE: u32 = 12;
+    pub const COUNT: u32 = 13;
     /// Names for logs and statistics, by slot.
     pub const NAMES: [&str; COUNT as usize] = [
         "xdp-seen",
@@ -259,8 +276,16 @@ pub mod counter {
         "xdp-redirected",
         "xdp-no-socket",
         "xdp-not-ours",
+        "xdp-renewed",
+        "xdp-renew-up-not-plain",
+        "xdp-renew-up-no-lease",
+        "xdp-renew-up-mismatch",
+        "xdp-renew-up-horizon",
+        "xdp-renew-up-no-template",
     ];
 }
+
+pub mod renew;
 
 #[cfg(test)]
 mod tests {

@@ -6,16 +6,28 @@
 //! kernel untouched (ARP, ICMP, SSH, DHCP in transit to other servers), so the host stays
 //! reachable. Every offset, port and tag type comes from `dhcp_common`.
 //!
+//! Built with the `kernel-renew` feature (the default) and with `config::KERNEL_RENEW` set, a
+//! plain renewal of a lease in the `LEASES` map is answered
+//! here with XDP_TX (`dhcp_common::renew`: the checks, the key, the reply from a template in
+//! `TEMPLATES`); everything else still goes to the workers.
+//!
 //! Built for `bpfel-unknown-none` by `dhcp-io`'s build script (aya-build).
 #![no_std]
 #![no_main]
 
+#[cfg(feature = "kernel-renew")]
+use aya_ebpf::bindings::xdp_action::XDP_TX;
 use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
+#[cfg(feature = "kernel-renew")]
+use aya_ebpf::helpers::generated::{
+    bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_get_buff_len, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+};
 use aya_ebpf::macros::{map, xdp};
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, XskMap};
 use aya_ebpf::programs::XdpContext;
 use aya_log_ebpf::debug;
 use dhcp_common::frame::*;
+use dhcp_common::renew::{self, Lease, LeaseKey, Template};
 use dhcp_common::{bootp, config, counter, is_vlan_tpid, message_hash, owner, socket_slot, Message, MAX_SOCKETS};
 use dhcp_common::{MAX_ADDRESSES, SERVER_PORT};
 
@@ -34,6 +46,18 @@ static ADDRESSES: HashMap<u32, u8> = HashMap::with_max_entries(MAX_ADDRESSES, 0)
 /// Per-CPU counters (`dhcp_common::counter`): no atomic operations on the fast path.
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Leases whose renewals the program answers (user space keeps it).
+#[map]
+static LEASES: HashMap<LeaseKey, Lease> = HashMap::with_max_entries(renew::MAX_LEASES, 0);
+
+/// Reply templates (options of an ACK), by slot.
+#[map]
+static TEMPLATES: Array<Template> = Array::with_max_entries(renew::MAX_TEMPLATES, 0);
+
+/// Per-CPU copy of the frame being answered.
+#[map]
+static SCRATCH: PerCpuArray<[u8; renew::SCRATCH]> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn count(slot: u32) {
@@ -134,7 +158,95 @@ fn steer(ctx: &XdpContext) -> Option<u32> {
         count(counter::FRAGMENT);
         return Some(XDP_DROP);
     }
+    #[cfg(feature = "kernel-renew")]
+    if setting(config::KERNEL_RENEW) != 0 {
+        // Tagged frames go up: the worker puts only untagged clients in the map, and one
+        // header layout keeps the program within what the verifier follows.
+        if l3 != ETH_HLEN {
+            count(counter::RENEW_NOT_PLAIN);
+        } else if let Some(action) = renew_in_place(ctx, ETH_HLEN) {
+            return Some(action);
+        }
+    }
     Some(redirect(ctx, l4))
+}
+
+#[cfg(feature = "kernel-renew")]
+/// Answers a plain renewal of a lease in `LEASES` with XDP_TX; `None`: let a worker answer.
+#[inline(always)]
+fn renew_in_place(ctx: &XdpContext, l3: usize) -> Option<u32> {
+    // The helper, not `data_end - data`: the verifier allows no arithmetic on the end pointer.
+    // SAFETY: the program's own context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx as *mut _) } as usize;
+    if !(ETH_HLEN..=renew::MAX_FRAME).contains(&len) {
+        count(counter::RENEW_NOT_PLAIN);
+        return None;
+    }
+    let buf = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch value; nothing else uses it while the program runs here.
+    let buf = unsafe { &mut *buf };
+    // SAFETY: `len` bytes (at most MAX_FRAME < SCRATCH) from the frame into the scratch value.
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx as *mut _, 0, buf.as_mut_ptr() as *mut _, len as u32) } != 0 {
+        return None;
+    }
+    let Some(facts) = renew::plain_renewal(buf, l3, len) else {
+        count(counter::RENEW_NOT_PLAIN);
+        return None;
+    };
+    let key = renew::key(buf, &facts);
+    let Some(lease) = LEASES.get_ptr_mut(key) else {
+        count(counter::RENEW_NO_LEASE);
+        return None;
+    };
+    // SAFETY: a map value; user space replaces whole entries, the program writes one word.
+    let lease = unsafe { &mut *lease };
+    answer(ctx, buf, (l3, len), &facts, lease)
+}
+
+#[cfg(feature = "kernel-renew")]
+/// Checks the lease against the request and the horizon, writes the reply and sends it back.
+#[inline(always)]
+fn answer(
+    ctx: &XdpContext,
+    buf: &mut [u8; renew::SCRATCH],
+    (l3, old): (usize, usize),
+    f: &renew::Facts,
+    lease: &mut Lease,
+) -> Option<u32> {
+    let d = f.dhcp;
+    let ciaddr = [buf[(d + 12) & 1023], buf[(d + 13) & 1023], buf[(d + 14) & 1023], buf[(d + 15) & 1023]];
+    if lease.ciaddr != ciaddr || lease.prl_hash != f.prl_hash || lease.vlans != renew::vlans(buf, l3) {
+        count(counter::RENEW_MISMATCH);
+        return None;
+    }
+    let Some(t) = TEMPLATES.get(lease.template).filter(|t| t.len != 0) else {
+        count(counter::RENEW_NO_TEMPLATE);
+        return None;
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now + t.lease_secs as u64 * 1_000_000_000 > lease.horizon_ns {
+        count(counter::RENEW_HORIZON);
+        return None;
+    }
+    let (hi, lo) = (setting(config::MAC_HI).to_be_bytes(), setting(config::MAC_LO).to_be_bytes());
+    let mac = [hi[0], hi[1], hi[2], hi[3], lo[2], lo[3]];
+    let Some(total) = renew::write_reply(buf, l3, f, (t, mac), udp_sum) else {
+        count(counter::RENEW_NO_TEMPLATE);
+        return None;
+    };
+    // SAFETY: resizes the frame this program holds; pointers are re-read after it.
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, total as i32 - old as i32) } != 0 {
+        return None;
+    }
+    let n = (total & 1023) as u32;
+    // SAFETY: `n` bytes (at most MAX_FRAME) from the scratch value into the resized frame.
+    if n == 0 || unsafe { bpf_xdp_store_bytes(ctx.ctx as *mut _, 0, buf.as_mut_ptr() as *mut _, n) } != 0 {
+        return Some(XDP_DROP);
+    }
+    lease.renewed_ns = now;
+    count(counter::RENEWED);
+    Some(XDP_TX)
 }
 
 /// Offset of the IPv4 header after up to `MAX_VLAN_TAGS` (two) tags, written out: the verifier
@@ -192,6 +304,26 @@ fn redirect(ctx: &XdpContext, l4: usize) -> u32 {
             action
         }
     }
+}
+
+#[cfg(feature = "kernel-renew")]
+/// `renew::sum16` of `n` bytes from `at` with the checksum helper: two calls (it takes at most
+/// 512 bytes), `n` rounded up to whole words (the bytes after the message are zero).
+#[inline(always)]
+fn udp_sum(buf: &[u8; renew::SCRATCH], at: usize, n: usize) -> u32 {
+    let n = ((n + 3) & !3) & 1023;
+    let first = if n > 256 { 256 } else { n };
+    let rest = (n - first) & 511;
+    let at = at & 63;
+    let p = buf.as_ptr() as usize;
+    // SAFETY: both ranges lie inside the scratch value (`at` < 64, `first` <= 256, `rest`
+    // < 512: at most 832 of its 1024 bytes); the helper only reads them.
+    let s = unsafe {
+        let s = bpf_csum_diff(core::ptr::null_mut(), 0, (p + at) as *mut _, first as u32, 0);
+        bpf_csum_diff(core::ptr::null_mut(), 0, (p + at + first) as *mut _, rest as u32, s as u32)
+    };
+    // The helper adds native (little-endian) words: the same sum, bytes swapped.
+    renew::fold(s as u32).swap_bytes() as u32
 }
 
 #[cfg(not(test))]

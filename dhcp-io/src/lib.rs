@@ -20,6 +20,7 @@
 //! packet, or block except in [`PacketIo::wait`].
 
 pub mod cbpf;
+pub mod renew;
 pub mod sys;
 pub mod udp;
 pub mod xdp;

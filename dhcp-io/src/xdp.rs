@@ -19,6 +19,10 @@ use dhcp_common::{config, counter, socket_slot};
 /// The compiled program, embedded at build time.
 static PROGRAM: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dhcp-ebpf"));
 
+/// Whether the embedded program was built with its renewal path (`dhcp-ebpf` feature
+/// `kernel-renew`, on by default).
+const KERNEL_RENEW_BUILT: bool = true;
+
 /// Name of the program's entry point in the object.
 const ENTRY: &str = "dhcp_steer";
 
@@ -161,6 +165,19 @@ impl Steering {
             }
         }
         self.set(config::SOCKETS_PER_QUEUE, per_queue)
+    }
+
+    /// Turns on renewals answered in the program (`dhcp_common::renew`), replies sent from
+    /// `mac` (the interface's); returns a handle on the lease and template maps to fill.
+    pub fn kernel_renew(&mut self, mac: [u8; 6]) -> Result<crate::renew::RenewMaps> {
+        if !KERNEL_RENEW_BUILT {
+            bail!("this build's XDP program does not answer renewals (dhcp-ebpf feature kernel-renew is off)");
+        }
+        let maps = crate::renew::RenewMaps::open(&self.ebpf)?;
+        self.set(config::MAC_HI, u32::from_be_bytes([mac[0], mac[1], mac[2], mac[3]]))?;
+        self.set(config::MAC_LO, u32::from_be_bytes([0, 0, mac[4], mac[5]]))?;
+        self.set(config::KERNEL_RENEW, 1)?;
+        Ok(maps)
     }
 
     /// Current counters, summed over CPUs.

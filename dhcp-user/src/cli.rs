@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Pin worker N to CPU N.
     #[arg(long)]
     pub pin_workers: bool,
+    /// XDP path: answer renewals in the XDP program (on|off; default: `[server] kernel_renew`).
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    pub kernel_renew: Option<bool>,
     /// Start even if the lease file's synced data is damaged: the leases in the damaged bytes
     /// are lost (the log says which bytes, and they are copied aside first).
     #[arg(long)]
@@ -270,6 +273,9 @@ impl ServeArgs {
         if self.pin_workers {
             cfg.server.pin_workers = true;
         }
+        if let Some(on) = self.kernel_renew {
+            cfg.server.kernel_renew = on;
+        }
         cfg.server.accept_damaged_journal = self.accept_damaged_journal;
         if let Some(u) = &self.user {
             cfg.server.confinement.user = Some(u.clone());
@@ -377,6 +383,15 @@ pub fn check_config_offline(path: &Path) -> Result<ServerConfig, FileError> {
     config::load(path).map(|(cfg, _)| cfg)
 }
 
+/// `on` or `off`.
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, not {s:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +489,7 @@ mod tests {
             pin_workers: false,
             confinement: Default::default(),
             control: Default::default(),
+            kernel_renew: false,
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }

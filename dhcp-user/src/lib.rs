@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod journal;
+pub mod kernel_renew;
 pub mod logging;
 pub mod privilege;
 pub mod restore;

@@ -176,6 +176,7 @@ fn spawn<I: PacketIo + Send + 'static>(
     engines: Vec<Engine>,
     ios: Vec<I>,
     ctx: &SpawnCtx<'_>,
+    renew: Option<&dhcp_io::renew::RenewMaps>,
 ) -> Result<(Vec<Handle<I>>, Vec<WorkerLink>)> {
     let workers = engines.len() as u32;
     let mut links = Vec::with_capacity(engines.len());
@@ -190,6 +191,12 @@ fn spawn<I: PacketIo + Send + 'static>(
         let published = Arc::new(crate::worker::control::Published::default());
         let worker = worker.with_control(rx, published.clone());
         links.push(WorkerLink { commands: tx, bell: worker.bell(), published });
+        let worker = match renew {
+            Some(m) => {
+                worker.with_kernel_renew(crate::kernel_renew::KernelRenew::new(m.try_clone()?, w as u32, workers))
+            }
+            None => worker,
+        };
         let guard = PanicGuard { worker: w, stop: ctx.stop.clone() };
         let h = std::thread::Builder::new().name(format!("xdhcpd-w{w}")).spawn(move || {
             if pin {
@@ -286,10 +293,14 @@ impl Path {
     /// Runs the workers until they stop; returns their counters.
     fn serve(self, engines: Vec<Engine>, ctx: &mut SpawnCtx<'_>) -> Result<WorkerReport> {
         match self {
-            Path::Udp(ios) => serve_watched(engines, ios, ctx, None).map(|(total, _)| total),
+            Path::Udp(ios) => serve_watched(engines, ios, ctx, None, None).map(|(total, _)| total),
             Path::Xdp(mut x) => {
                 let ios = std::mem::take(&mut x.ios);
-                let result = serve_watched(engines, ios, ctx, Some(&x.steering));
+                let renew = match ctx.settings.kernel_renew {
+                    true => Some(x.steering.kernel_renew(x.mac).context("kernel renewals")?),
+                    false => None,
+                };
+                let result = serve_watched(engines, ios, ctx, Some(&x.steering), renew.as_ref());
                 x.log_counters();
                 // Dropping `x` detaches the program, then closes the sockets, then the UMEMs.
                 result.map(|(total, ios)| {
@@ -324,10 +335,11 @@ fn serve_watched<I: PacketIo + Send + 'static>(
     ios: Vec<I>,
     ctx: &mut SpawnCtx<'_>,
     xdp: Option<&Steering>,
+    renew: Option<&dhcp_io::renew::RenewMaps>,
 ) -> Result<(WorkerReport, Vec<I>)> {
     let beats: Vec<Arc<Heartbeat>> = ios.iter().map(|_| Arc::default()).collect();
     let ios = ios.into_iter().zip(&beats).map(|(io, b)| Beating::new(io, b.clone())).collect();
-    let (handles, links) = spawn(engines, ios, ctx)?;
+    let (handles, links) = spawn(engines, ios, ctx, renew)?;
     let watchdog = match ctx.notifier.take() {
         Some(n) => Some(crate::service::watch(n, beats, ctx.stop.clone())?),
         None => None,
@@ -365,6 +377,8 @@ struct XdpPath {
     ios: Vec<XdpIo>,
     /// Held for its drop: the UMEMs go last.
     _set: XskSet,
+    /// The interface's hardware address (replies sent by the program come from it).
+    mac: [u8; 6],
 }
 
 impl XdpPath {
@@ -391,7 +405,7 @@ impl XdpPath {
             "backend xdp on {name}: {} receive queues x {workers} AF_XDP sockets, {mode}",
             dhcp_io::sys::rx_queues(name)
         );
-        Ok(XdpPath { steering, retired: Vec::new(), ios, _set: set })
+        Ok(XdpPath { steering, retired: Vec::new(), ios, _set: set, mac })
     }
 
     fn log_counters(&self) {
@@ -473,7 +487,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let settings = ServerSettings::default();
         let ctx = SpawnCtx { journal: None, stop: stop.clone(), settings: &settings, notifier: None, supervise: None };
-        let (handles, _) = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx).unwrap();
+        let (handles, _) = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx, None).unwrap();
         let err = join(handles).unwrap_err().to_string();
         assert!(err.contains("worker 1 panicked: a bug in one worker"), "{err}");
         // Joining returned at all: the others stopped too.

@@ -115,6 +115,8 @@ pub struct Worker<I: PacketIo> {
     scratch: Box<[u8; MAX_MESSAGE]>,
     /// Commands and published counters, when a control plane runs.
     control: Option<control::ControlPort>,
+    /// Renewals answered in the XDP program: this worker's side (`None`: off).
+    kernel: Option<crate::kernel_renew::KernelRenew>,
 }
 
 impl<I: PacketIo> Worker<I> {
@@ -149,7 +151,14 @@ impl<I: PacketIo> Worker<I> {
             events: Vec::with_capacity(4 * BATCH),
             scratch: Box::new([0; MAX_MESSAGE]),
             control: None,
+            kernel: None,
         })
+    }
+
+    /// Puts the leases this worker ACKs in the XDP program's renewal map.
+    pub fn with_kernel_renew(mut self, k: crate::kernel_renew::KernelRenew) -> Self {
+        self.kernel = Some(k);
+        self
     }
 
     pub fn with_idle(mut self, idle: Idle) -> Self {
@@ -244,9 +253,17 @@ impl<I: PacketIo> Worker<I> {
             return None;
         }
         let ingress = Ingress { interface: d.meta.interface, vlan: d.meta.vlan, src: d.meta.src, steer };
+        if let Some(k) = &mut self.kernel {
+            k.before(d.request);
+        }
+        let mark = self.events.len();
         let Outcome::Reply(r) = self.engine.handle(now, &ingress, d.request, d.reply, &mut self.events) else {
             return None;
         };
+        if let Some(k) = &mut self.kernel {
+            let tagged = d.meta.vlan.is_some();
+            k.after(now, d.request, &d.reply[..r.len], &r, &self.events[mark..], tagged);
+        }
         if !self.io.seal(frame, &Transmit { to: r.to, from: r.from, len: r.len }) {
             self.report.send_failed += 1;
             return None;
@@ -256,6 +273,9 @@ impl<I: PacketIo> Worker<I> {
 
     /// Queues the lease changes made so far; returns what covers them.
     fn append_events(&mut self) -> Ticket {
+        if let Some(k) = &mut self.kernel {
+            k.adjust(&mut self.engine, &mut self.events);
+        }
         let ticket = match &self.journal {
             Some(j) if !self.events.is_empty() => j.append(&self.events),
             _ => Ticket::NONE,

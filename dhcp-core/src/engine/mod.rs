@@ -288,6 +288,20 @@ impl Engine {
         });
     }
 
+    /// Holds a bound lease at least until `until` (a renewal answered elsewhere, such as in
+    /// the XDP program, may extend it that far). `false` if the client holds no bound lease.
+    pub fn hold_until(&mut self, client: &ClientKey, until: Seconds) -> bool {
+        let Some(record) = self.table.find(client) else { return false };
+        let (lease, state) = self.table.get(record);
+        if state != LeaseState::Bound {
+            return false;
+        }
+        if lease.expires < until {
+            self.table.update(record, LeaseState::Bound, until);
+        }
+        true
+    }
+
     /// When [`Engine::handle_timeout`] next has work: the next second, if anything is held.
     pub fn poll_timeout(&self) -> Option<Seconds> {
         // At the end of the clock's range every deadline (saturated to it) has been handled.

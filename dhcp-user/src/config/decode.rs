@@ -152,6 +152,7 @@ fn decode_server(map: &mut SourceMap, rs: &RawServer, server: &mut ServerSetting
     }
     server.busy_poll = rs.busy_poll.unwrap_or(false);
     server.pin_workers = rs.pin_workers.unwrap_or(false);
+    server.kernel_renew = rs.kernel_renew.unwrap_or(false);
     server.confinement.user = rs.user.clone();
     Ok(())
 }
@@ -457,6 +458,7 @@ mod tests {
                 listen: Some("127.0.0.1:9767".parse().unwrap()),
                 token_file: None,
             },
+            kernel_renew: false,
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }
@@ -550,6 +552,7 @@ mod tests {
                     listen: Some("198.18.5.1:9000".parse().unwrap()),
                     token_file: Some("/tmp/token".into()),
                 },
+                kernel_renew: false,
             }
         );
         let s = &e.subnets[0];

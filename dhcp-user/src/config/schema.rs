@@ -32,6 +32,7 @@
 //! busy_poll = false
 //! pin_workers = false
 //! user = "xdhcpd"                 # run as this user once set up (default: stay, without capabilities)
+//! kernel_renew = false            # XDP path: renewals answered in the XDP program
 //!
 //! [control]                       # the HTTP API (metrics, leases, reload); off by default
 //! listen = "127.0.0.1:9767"
@@ -129,6 +130,7 @@ pub(super) struct RawServer {
     pub(super) busy_poll: Option<bool>,
     pub(super) pin_workers: Option<bool>,
     pub(super) user: Option<String>,
+    pub(super) kernel_renew: Option<bool>,
 }
 
 /// `[control]`.

@@ -44,6 +44,9 @@ pub struct ServerSettings {
     pub confinement: crate::privilege::Confinement,
     /// The control API (`[control]`, `--control`): off unless given.
     pub control: crate::control::ControlSettings,
+    /// XDP path: renewals of leases the workers put in the program's map are answered in the
+    /// XDP program with XDP_TX (`kernel_renew`, issue 12). Off by default.
+    pub kernel_renew: bool,
 }
 
 /// How packets reach the workers.
@@ -77,6 +80,7 @@ impl Default for ServerSettings {
             pin_workers: false,
             confinement: Default::default(),
             control: Default::default(),
+            kernel_renew: false,
         }
     }
 }
