@@ -199,6 +199,7 @@ fn metrics_count_the_exchange(r: &Response) {
         "xdhcpd_pkt4_sent_total{type=\"offer\"} 1",
         "xdhcpd_pkt4_sent_total{type=\"ack\"} 1",
         "xdhcpd_pool_addresses{subnet=\"198.18.0.0/24\",pool=\"198.18.0.100-198.18.0.100\",state=\"assigned\"} 1",
+        "xdhcpd_pool_addresses{subnet=\"198.18.0.0/24\",pool=\"198.18.0.100-198.18.0.100\",state=\"offered\"} 0",
         "xdhcpd_journal_fsync_seconds_bucket{le=\"+Inf\"}",
     ] {
         assert!(r.body.contains(line), "no `{line}` in:\n{}", r.body);

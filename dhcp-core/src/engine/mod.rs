@@ -339,6 +339,7 @@ impl Engine {
             return Err(e);
         }
         if state == LeaseState::Bound {
+            self.shared.space().mark_bound(ip);
             // The time of the last transaction is not journalled: the restart stands in.
             self.shared.publish(ip, &leasequery::restored_entry(&client, mac, expires, now));
         }
@@ -633,6 +634,7 @@ impl<'a> Context<'a> {
                 self.insert(self.req.key, ip, LeaseState::Bound, expires, cell);
             }
         }
+        self.sh.space().mark_bound(ip);
         self.push(EventKind::Bound, ip, expires);
         self.publish(ip, expires);
         let spec = ReplySpec { kind: MessageType::Ack, yiaddr: ip, lease: Some(times), rapid };

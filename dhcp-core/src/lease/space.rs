@@ -27,6 +27,11 @@ const HELD: u32 = 1;
 const DECLINED: u32 = 2;
 const RESERVED: u32 = 3;
 const STATE_MASK: u32 = 0x3;
+/// A held address whose offer became a lease (statistics: offered against leased). Cleared by
+/// every change of state.
+const BOUND: u32 = 0x4;
+/// What a change of state replaces.
+const CLEAR: u32 = STATE_MASK | BOUND;
 /// The address is on its pool's free stack (possibly as a stale entry).
 const LISTED: u32 = 0x100;
 /// The number of the address's latest decline, in the top 16 bits.
@@ -191,7 +196,7 @@ impl AddressSpace {
             let mut cur = word.load(Ordering::Acquire);
             loop {
                 let free = cur & STATE_MASK == FREE;
-                let new = if free { (cur & !STATE_MASK & !LISTED) | HELD } else { cur & !LISTED };
+                let new = if free { (cur & !CLEAR & !LISTED) | HELD } else { cur & !LISTED };
                 match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
                     Ok(_) if free => return Some(Ipv4Addr::from(r.first + (index - r.base))),
                     Ok(_) => break, // stale entry: someone claimed it directly
@@ -242,7 +247,7 @@ impl AddressSpace {
                 return Claim::Busy;
             }
             // Keep LISTED: the stack entry stays and is skipped when popped.
-            match word.compare_exchange_weak(cur, (cur & !STATE_MASK) | HELD, Ordering::AcqRel, Ordering::Acquire) {
+            match word.compare_exchange_weak(cur, (cur & !CLEAR) | HELD, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Claim::Taken,
                 Err(seen) => cur = seen,
             }
@@ -260,7 +265,7 @@ impl AddressSpace {
                 return false;
             }
             let listed = cur & LISTED != 0;
-            let new = (cur & !STATE_MASK & !LISTED) | FREE | LISTED;
+            let new = (cur & !CLEAR & !LISTED) | FREE | LISTED;
             match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     if !listed {
@@ -319,7 +324,7 @@ impl AddressSpace {
                 return false;
             }
             let listed = cur & LISTED != 0;
-            let new = (cur & !STATE_MASK & !LISTED) | FREE | LISTED;
+            let new = (cur & !CLEAR & !LISTED) | FREE | LISTED;
             match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     if !listed {
@@ -343,12 +348,26 @@ impl AddressSpace {
             if cur & STATE_MASK != DECLINED || (cur >> GEN_SHIFT) as u16 != generation {
                 continue; // stale: that probation ended already
             }
-            let new = (cur & !STATE_MASK) | HELD;
+            let new = (cur & !CLEAR) | HELD;
             if word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire).is_ok() {
                 return Some(Ipv4Addr::from(r.first + (index - r.base)));
             }
         }
         None
+    }
+
+    /// Notes that the holder of `ip` leased it (its offer was accepted, or a lease was restored).
+    /// No-op unless the address is held. One load when already noted (a renewal).
+    pub fn mark_bound(&self, ip: Ipv4Addr) {
+        let Some(index) = self.index_of(ip.into()) else { return };
+        let word = &self.state[index as usize];
+        let mut cur = word.load(Ordering::Acquire);
+        while cur & STATE_MASK == HELD && cur & BOUND == 0 {
+            match word.compare_exchange_weak(cur, cur | BOUND, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(seen) => cur = seen,
+            }
+        }
     }
 
     /// Marks a free pool address as reserved for a fixed client (at start-up).
@@ -364,7 +383,7 @@ impl AddressSpace {
             if cur & STATE_MASK != from {
                 return false;
             }
-            match word.compare_exchange_weak(cur, (cur & !STATE_MASK) | to, Ordering::AcqRel, Ordering::Acquire) {
+            match word.compare_exchange_weak(cur, (cur & !CLEAR) | to, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return true,
                 Err(seen) => cur = seen,
             }
@@ -386,6 +405,15 @@ impl AddressSpace {
     pub fn pool_range(&self, pool: PoolId) -> (Ipv4Addr, Ipv4Addr) {
         let r = self.ranges[pool as usize];
         (r.first.into(), r.last.into())
+    }
+
+    /// Held addresses of `pool` that are leased (the rest of the held ones are offered). A scan:
+    /// for statistics, never on the per-packet path.
+    pub fn census_bound(&self, pool: PoolId) -> usize {
+        let r = self.ranges[pool as usize];
+        let n = (r.last - r.first) as usize + 1;
+        let words = &self.state[r.base as usize..r.base as usize + n];
+        words.iter().filter(|w| w.load(Ordering::Relaxed) & (STATE_MASK | BOUND) == HELD | BOUND).count()
     }
 
     /// Counts addresses of `pool` in each state (free, held, declined, reserved). A scan: for
@@ -420,6 +448,26 @@ mod tests {
         assert!(s.release(got[1]));
         assert!(!s.release(got[1]), "double release is refused");
         assert_eq!(s.take_free(0), Some(got[1]));
+    }
+
+    #[test]
+    fn a_lease_counts_as_bound_until_its_address_changes_state() {
+        let s = AddressSpace::new(&[pool("100.64.0.10", "100.64.0.12")]);
+        let (a, b) = (s.take_free(0).unwrap(), s.take_free(0).unwrap());
+        assert_eq!(s.census_bound(0), 0, "offers only");
+        s.mark_bound(a);
+        s.mark_bound(a);
+        assert_eq!((s.census(0)[1], s.census_bound(0)), (2, 1));
+        assert!(s.release(a));
+        assert_eq!(s.census_bound(0), 0, "a release clears it");
+        s.mark_bound(b);
+        s.quarantine(b).unwrap();
+        assert_eq!(s.census_bound(0), 0, "a decline clears it");
+        s.mark_bound(a);
+        assert_eq!(s.census_bound(0), 0, "a free address is not marked");
+        let again: Vec<_> = (0..2).filter_map(|_| s.take_free(0)).collect();
+        assert!(again.contains(&a));
+        assert_eq!(s.census_bound(0), 0, "taken again: an offer");
     }
 
     #[test]

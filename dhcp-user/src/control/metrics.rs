@@ -120,25 +120,35 @@ fn engine_families(t: &mut Text, engine: &[u64; Stats::COUNT]) {
     }
 }
 
-/// Per subnet and pool: addresses in total, assigned (leased or offered), declined (in
-/// probation), reserved and free.
+/// A pool's addresses in total, assigned (leased), offered, declined (in probation), reserved
+/// and free: two scans of its state words, off the packet path.
+fn pool_counts(shared: &dhcp_core::engine::Shared, p: dhcp_core::lease::space::PoolId) -> [(&'static str, usize); 6] {
+    let [free, held, declined, reserved] = shared.space().census(p);
+    let assigned = shared.space().census_bound(p).min(held);
+    [
+        ("total", free + held + declined + reserved),
+        ("assigned", assigned),
+        ("offered", held - assigned),
+        ("declined", declined),
+        ("reserved", reserved),
+        ("free", free),
+    ]
+}
+
+/// Per subnet and pool: [`pool_counts`].
 fn pools(t: &mut Text, hub: &Hub) {
     let shared = hub.current();
     let mut samples = Vec::new();
     for (net, len, pools) in shared.subnet_pools() {
         for &p in pools {
             let (first, last) = shared.space().pool_range(p);
-            let [free, held, declined, reserved] = shared.space().census(p);
             let labels = |state: &str| format!("subnet=\"{net}/{len}\",pool=\"{first}-{last}\",state=\"{state}\"");
-            let total = free + held + declined + reserved;
-            for (state, n) in
-                [("total", total), ("assigned", held), ("declined", declined), ("reserved", reserved), ("free", free)]
-            {
+            for (state, n) in pool_counts(&shared, p) {
                 samples.push((labels(state), n as f64));
             }
         }
     }
-    t.family("pool_addresses", "gauge", "Pool addresses by state (assigned: leased or offered)", &samples);
+    t.family("pool_addresses", "gauge", "Pool addresses by state (assigned: leased)", &samples);
 }
 
 fn workers(t: &mut Text, hub: &Hub) {
@@ -209,12 +219,11 @@ pub fn json(hub: &Hub) -> Value {
     for (net, len, ids) in shared.subnet_pools() {
         for &p in ids {
             let (first, last) = shared.space().pool_range(p);
-            let [free, held, declined, reserved] = shared.space().census(p);
-            pools.push(json!({
-                "subnet": format!("{net}/{len}"), "pool": format!("{first}-{last}"),
-                "total": free + held + declined + reserved, "assigned": held, "declined": declined,
-                "reserved": reserved, "free": free,
-            }));
+            let mut pool = json!({ "subnet": format!("{net}/{len}"), "pool": format!("{first}-{last}") });
+            for (state, n) in pool_counts(&shared, p) {
+                pool[state] = json!(n);
+            }
+            pools.push(pool);
         }
     }
     let journal = hub.journal.as_ref().map(|j| {
