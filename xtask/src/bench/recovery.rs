@@ -34,9 +34,10 @@ pub(crate) fn run(_root: &Path, quick: bool) -> Result<String> {
     )?;
     writeln!(
         md,
-        "| workers | leases | recovery (median of 3) | each run (s) | peak RSS | steady RSS | peak / steady |"
+        "| workers | leases | recovery (median of 3) | each run (s) | peak RSS | steady RSS | peak / steady \
+         | peak / compaction's peak |"
     )?;
-    writeln!(md, "|---:|---:|---:|---|---:|---:|---:|")?;
+    writeln!(md, "|---:|---:|---:|---|---:|---:|---:|---:|")?;
     let rows = v["rows"].as_array().cloned().unwrap_or_default();
     for r in &rows {
         let runs: Vec<String> = r["seconds_all"]
