@@ -277,26 +277,47 @@ fn logged_counter(log: &std::path::Path, name: &str) -> Option<u64> {
     text[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
+/// An XDP program that passes everything, on the client's `c0` while this lives: veth hands
+/// XDP_TX frames only to a peer that has a program of its own.
+struct PeerProgram {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PeerProgram {
+    fn attach(pair: &xdhcpd_tests::Pair) -> PeerProgram {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = pair.client.spawn(move || {
+            let _p = dhcp_user::xdp::Steering::attach("c0", 68).expect("attach to c0");
+            ready_tx.send(()).unwrap();
+            let _ = done_rx.recv();
+        });
+        ready_rx.recv().unwrap();
+        PeerProgram { done: Some(done_tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for PeerProgram {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// udhcpc on the XDP path with `--kernel-renew on`: bound by the workers, then renewed twice
 /// by the program (its counter moved), and the address still is the client's.
 #[test]
 fn udhcpc_renews_through_the_program() {
-    use dhcp_user::xdp::Steering;
     use xdhcpd_tests::*;
     if !root_or_skip("udhcpc_renews_through_the_program") {
         return;
     }
     let pair = Pair::new("kudhcpc");
     let dir = Scratch::new("kudhcpc");
-    // veth hands XDP_TX frames only to a peer with a program of its own: one that passes all.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let peer = pair.client.spawn(move || {
-        let _p = Steering::attach("c0", 68).expect("attach to c0");
-        ready_tx.send(()).unwrap();
-        let _ = done_rx.recv();
-    });
-    ready_rx.recv().unwrap();
+    let _peer = PeerProgram::attach(&pair);
     let mut args = quick_args("198.18.0.100-198.18.0.100", "xdp");
     args.extend(["--kernel-renew".to_string(), "on".to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -329,8 +350,6 @@ fn udhcpc_renews_through_the_program() {
     }
     client.stop();
     server.stop();
-    done_tx.send(()).unwrap();
-    peer.join().unwrap();
     let renewed = logged_counter(&log, "xdp-renewed");
     assert!(
         renewed >= Some(2),
@@ -344,18 +363,10 @@ fn udhcpc_renews_through_the_program() {
 /// built from the scratch folder and its hook script writing `$reason ip=$new_ip_address`),
 /// waits for two renewals, and returns the program's renewal count from the server's log.
 fn renew_through_program(tag: &str, client: impl Fn(&str) -> Vec<String>) -> Option<u64> {
-    use dhcp_user::xdp::Steering;
     use xdhcpd_tests::*;
     let pair = Pair::new(tag);
     let dir = Scratch::new(tag);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let peer = pair.client.spawn(move || {
-        let _p = Steering::attach("c0", 68).expect("attach to c0");
-        ready_tx.send(()).unwrap();
-        let _ = done_rx.recv();
-    });
-    ready_rx.recv().unwrap();
+    let _peer = PeerProgram::attach(&pair);
     let cfg = dir.path("xdhcpd.toml");
     std::fs::write(
         &cfg,
@@ -378,8 +389,6 @@ fn renew_through_program(tag: &str, client: impl Fn(&str) -> Vec<String>) -> Opt
         eventually(std::time::Duration::from_secs(30), || (count("RENEW ip=198.18.0.100") >= 2).then_some(()));
     c.stop();
     server.stop();
-    done_tx.send(()).unwrap();
-    peer.join().unwrap();
     let _ = std::fs::remove_file("/var/lib/dhcpcd/c0.lease");
     assert!(renewed.is_some(), "two renewals: {}", std::fs::read_to_string(&events).unwrap_or_default());
     logged_counter(&log, "xdp-renewed")
@@ -417,21 +426,13 @@ fn dhcpcd_renews_through_the_program() {
 /// client asking after the restart gets nothing from the one-address pool.
 #[test]
 fn kill_9_after_kernel_renewals_keeps_the_address_held() {
-    use dhcp_user::xdp::Steering;
     use xdhcpd_tests::*;
     if !root_or_skip("kill_9_after_kernel_renewals_keeps_the_address_held") {
         return;
     }
     let pair = Pair::new("khorizon");
     let dir = Scratch::new("khorizon");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let peer = pair.client.spawn(move || {
-        let _p = Steering::attach("c0", 68).expect("attach to c0");
-        ready_tx.send(()).unwrap();
-        let _ = done_rx.recv();
-    });
-    ready_rx.recv().unwrap();
+    let _peer = PeerProgram::attach(&pair);
     let cfg = dir.path("xdhcpd.toml");
     std::fs::write(
         &cfg,
@@ -480,8 +481,6 @@ fn kill_9_after_kernel_renewals_keeps_the_address_held() {
     let _server = start_xdhcpd(&pair.server, bin, &["--config", &cfg], &dir.path("server2.log"));
     let got = pair.client.spawn(|| dora(&RawClient::new("c0"), 9, std::time::Duration::from_secs(3))).join().unwrap();
     assert_eq!(got, None, "the address renewed in the program was given to another client after the crash");
-    done_tx.send(()).unwrap();
-    peer.join().unwrap();
 }
 
 /// DISCOVER then REQUEST for scripted client `n` (broadcast replies): the ACKed address.
