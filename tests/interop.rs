@@ -78,16 +78,6 @@ fn dora(c: &RawClient, n: u32, limit: Duration) -> Option<Ipv4Addr> {
     (reply_type(&ack) == Some(MessageType::Ack)).then_some(ip)
 }
 
-/// Writes an executable client hook script `name` in `dir`: `log` is a shell line whose output
-/// is appended to the events file, `rest` the rest of the script. Returns (script, events).
-fn hook_script(dir: &Scratch, name: &str, log: &str, rest: &str) -> (String, String) {
-    let events = dir.path("events").display().to_string();
-    let script = dir.path(name);
-    std::fs::write(&script, format!("#!/bin/sh\n{log} >> {events}\n{rest}")).unwrap();
-    sh(&["chmod", "+x", &script.display().to_string()]);
-    (script.display().to_string(), events)
-}
-
 /// A udhcpc event script that logs `EVENT ip=...` lines and configures the address.
 fn udhcpc_script(dir: &Scratch) -> (String, String) {
     hook_script(

@@ -76,19 +76,13 @@ fn events(path: &str) -> String {
 
 /// Starts udhcpc on c0 with vendor class `acme-cpe`; its script logs `EVENT ip=.. o43=.. o125=..`.
 fn start_udhcpc(t: &Topology, dir: &Scratch, n: u32) -> (Process, String) {
-    let events = dir.path(&format!("events{n}")).display().to_string();
-    let script = dir.path(&format!("udhcpc{n}.sh"));
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$1 ip=$ip o43=$opt43 o125=$opt125\" >> {events}\n\
-             case \"$1\" in\n  deconfig) ip addr flush dev \"$interface\" ;;\n  \
-             bound|renew) ip addr replace \"$ip/${{mask:-24}}\" dev \"$interface\" ;;\nesac\n"
-        ),
-    )
-    .unwrap();
-    sh(&["chmod", "+x", &script.display().to_string()]);
-    let script = script.display().to_string();
+    let (script, events) = hook_script(
+        dir,
+        &format!("udhcpc{n}.sh"),
+        "echo \"$1 ip=$ip o43=$opt43 o125=$opt125\"",
+        "case \"$1\" in\n  deconfig) ip addr flush dev \"$interface\" ;;\n  \
+         bound|renew) ip addr replace \"$ip/${mask:-24}\" dev \"$interface\" ;;\nesac\n",
+    );
     let args = ["udhcpc", "-i", "c0", "-f", "-t", "10", "-T", "1", "-V", "acme-cpe", "-s", &script];
     (Process::start(&t.client, "udhcpc", &args, &dir.path(&format!("udhcpc{n}.log"))), events)
 }

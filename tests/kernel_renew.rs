@@ -323,17 +323,12 @@ fn udhcpc_renews_through_the_program() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = dir.path("server.log");
     let mut server = start_xdhcpd(&pair.server, env!("CARGO_BIN_EXE_xdhcpd"), &args, &log);
-    let events = dir.path("events").display().to_string();
-    let script = dir.path("udhcpc.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho \"$1 ip=$ip\" >> {events}\ncase \"$1\" in\n  bound|renew) ip addr replace \"$ip/24\" dev \"$interface\" ;;\nesac\n"
-        ),
-    )
-    .unwrap();
-    sh(&["chmod", "+x", &script.display().to_string()]);
-    let script = script.display().to_string();
+    let (script, events) = hook_script(
+        &dir,
+        "udhcpc.sh",
+        "echo \"$1 ip=$ip\"",
+        "case \"$1\" in\n  bound|renew) ip addr replace \"$ip/24\" dev \"$interface\" ;;\nesac\n",
+    );
     let mut client = Process::start(
         &pair.client,
         "udhcpc",
@@ -449,11 +444,7 @@ fn kill_9_after_kernel_renewals_keeps_the_address_held() {
     let bin = bin.display().to_string();
     let bin = bin.as_str();
     let mut server = start_xdhcpd(&pair.server, bin, &["--config", &cfg], &dir.path("server.log"));
-    let events = dir.path("events").display().to_string();
-    let script = dir.path("udhcpc.sh");
-    std::fs::write(&script, format!("#!/bin/sh\necho \"$1 ip=$ip\" >> {events}\n")).unwrap();
-    sh(&["chmod", "+x", &script.display().to_string()]);
-    let script = script.display().to_string();
+    let (script, events) = hook_script(&dir, "udhcpc.sh", "echo \"$1 ip=$ip\"", "");
     let mut client = Process::start(
         &pair.client,
         "udhcpc",

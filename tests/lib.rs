@@ -558,3 +558,14 @@ pub fn serve_args(subnet: &str, pool: &str, workers: u32, backend: &str) -> Vec<
     .map(String::from)
     .to_vec()
 }
+
+/// Writes an executable client hook script `name` in `dir`: `log` is a shell line whose output
+/// is appended to the events file (`NAME.events`), `rest` the rest of the script. Returns
+/// (script, events).
+pub fn hook_script(dir: &Scratch, name: &str, log: &str, rest: &str) -> (String, String) {
+    let events = dir.path(&format!("{name}.events")).display().to_string();
+    let script = dir.path(name);
+    std::fs::write(&script, format!("#!/bin/sh\n{log} >> {events}\n{rest}")).unwrap();
+    sh(&["chmod", "+x", &script.display().to_string()]);
+    (script.display().to_string(), events)
+}

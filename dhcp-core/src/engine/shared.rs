@@ -648,14 +648,16 @@ impl Shared {
     pub fn leases_by_relay_id(&self, sub: u8, id: &[u8], limit: usize) -> Option<Vec<Ipv4Addr>> {
         self.isp.board.as_ref()?;
         let pools = self.subnets.iter().flat_map(|s| s.pools.iter()).map(|&p| self.space.pool_range(p));
-        let mut ips: Vec<u32> = pools.flat_map(|(a, b)| u32::from(a)..=u32::from(b)).collect();
-        ips.extend(self.isp.board_extra.keys().map(|&ip| u32::from(ip)));
-        ips.sort_unstable();
-        let matches = |ip: &u32| {
-            let ri = self.relay_info_of(Ipv4Addr::from(*ip));
-            ri.is_some_and(|ri| options::relay_sub_option(&ri, sub) == Some(id))
+        let pooled = pools.flat_map(|(a, b)| u32::from(a)..=u32::from(b)).map(Ipv4Addr::from);
+        let matches = |ip: &Ipv4Addr| {
+            let e = self.published(*ip).filter(|e| e.holder != 0);
+            e.is_some_and(|e| e.relay_info().is_some_and(|ri| options::relay_sub_option(ri, sub) == Some(id)))
         };
-        Some(ips.iter().filter(|ip| matches(ip)).take(limit).map(|&ip| Ipv4Addr::from(ip)).collect())
+        // Only the matches are gathered and ordered, never the whole board.
+        let mut found: Vec<Ipv4Addr> = pooled.chain(self.isp.board_extra.keys().copied()).filter(matches).collect();
+        found.sort_unstable();
+        found.truncate(limit);
+        Some(found)
     }
 
     /// Bytes of the lease board (0 without leasequery).
