@@ -64,6 +64,26 @@ pub fn client_msg(n: u32, mt: MessageType, options: &[(u8, &[u8])], buf: &mut [u
     m.write(mt, buf).expect("buffer large enough")
 }
 
+/// The DISCOVER of the per-message benchmarks: a client identifier, a maximum message size, a
+/// host name and the typical parameter request list.
+pub fn discover_bytes() -> Vec<u8> {
+    request_bytes(MessageType::Discover, &[])
+}
+
+/// A message of type `mt` from the benchmarks' client (see [`discover_bytes`]) with `extra`
+/// options after its own.
+pub fn request_bytes(mt: MessageType, extra: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut buf = vec![0u8; 600];
+    let id = [1, 2, 0, 0, 0, 0, 1];
+    let host: &[u8] = b"cpe-000001";
+    let mut options = vec![(code::MAX_MESSAGE_SIZE, &1500u16.to_be_bytes()[..]), (code::HOST_NAME, host)];
+    options.extend_from_slice(extra);
+    let m = ClientMsg { client_id: Some(&id), options: &options, ..ClientMsg::new(mac_for(1), 0xdead_beef) };
+    let n = m.write(mt, &mut buf).expect("buffer large enough");
+    buf.truncate(n);
+    buf
+}
+
 /// DISCOVER then REQUEST for client `n`: returns the ACKed address.
 pub fn dora(e: &mut Engine, n: u32, now: Seconds, events: &mut Vec<LeaseEvent>) -> Option<Ipv4Addr> {
     let mut msg = [0u8; 600];

@@ -2,7 +2,7 @@
 //! of the Rust server dora) in the same run; and the engine's parse + reply for one message.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use dhcp_user::client::{mac_for, ClientMsg};
+use dhcp_user::client::mac_for;
 use dhcp_user::engine::{Ingress, Outcome};
 use dhcp_user::wire::dhcp::{DhcpPacket, DhcpWriter, Op};
 use dhcp_user::wire::options::{code, MessageType};
@@ -10,20 +10,6 @@ use dhcproto::v4;
 use dhcproto::{Decodable, Encodable};
 use std::net::Ipv4Addr;
 use xdhcpd_benches::*;
-
-fn discover_bytes() -> Vec<u8> {
-    let mut buf = vec![0u8; 600];
-    let id = [1, 2, 0, 0, 0, 0, 1];
-    let host: &[u8] = b"cpe-000001";
-    let m = ClientMsg {
-        client_id: Some(&id),
-        options: &[(code::MAX_MESSAGE_SIZE, &1500u16.to_be_bytes()), (code::HOST_NAME, host)],
-        ..ClientMsg::new(mac_for(1), 0xdead_beef)
-    };
-    let n = m.write(MessageType::Discover, &mut buf).unwrap();
-    buf.truncate(n);
-    buf
-}
 
 fn parse(c: &mut Criterion) {
     let msg = discover_bytes();
