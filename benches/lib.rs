@@ -76,7 +76,8 @@ pub fn request_bytes(mt: MessageType, extra: &[(u8, &[u8])]) -> Vec<u8> {
     let mut buf = vec![0u8; 600];
     let id = [1, 2, 0, 0, 0, 0, 1];
     let host: &[u8] = b"cpe-000001";
-    let mut options = vec![(code::MAX_MESSAGE_SIZE, &1500u16.to_be_bytes()[..]), (code::HOST_NAME, host)];
+    let max_size = 1500u16.to_be_bytes();
+    let mut options = vec![(code::MAX_MESSAGE_SIZE, &max_size[..]), (code::HOST_NAME, host)];
     options.extend_from_slice(extra);
     let m = ClientMsg { client_id: Some(&id), options: &options, ..ClientMsg::new(mac_for(1), 0xdead_beef) };
     let n = m.write(mt, &mut buf).expect("buffer large enough");
