@@ -3,6 +3,7 @@
 //! masks of pools. Must never allocate on the packet path nor read relay agent information
 //! that no trusted relay vouched for (the caller passes `None` then).
 
+use super::reply::OptionTable;
 use super::{Ingress, Request, Shared};
 use crate::config::{ClientClass, Config, Subnet};
 use crate::wire::options::{relay, relay_sub_option};
@@ -24,6 +25,8 @@ pub(super) struct ClassFacts<'a> {
 #[derive(Debug, Default)]
 pub(super) struct ClassTable {
     classes: Vec<ClientClass>,
+    /// Each class's options, encoded once.
+    options: Vec<OptionTable>,
 }
 
 /// User class (RFC 3004): the whole value, or one of its length-prefixed instances, is `want`.
@@ -61,7 +64,12 @@ fn matches(c: &ClientClass, f: &ClassFacts<'_>) -> bool {
 
 impl ClassTable {
     pub(super) fn new(cfg: &Config) -> ClassTable {
-        ClassTable { classes: cfg.classes.clone() }
+        ClassTable::of(cfg.classes.clone())
+    }
+
+    fn of(classes: Vec<ClientClass>) -> ClassTable {
+        let options = classes.iter().map(|c| OptionTable::new(c.options.iter().map(|(k, v)| (*k, &v[..])))).collect();
+        ClassTable { classes, options }
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -96,19 +104,20 @@ impl ClassTable {
         masks
     }
 
-    /// The option `code` of the first class in `mask` that sets it.
+    /// The option `code` of the first class in `mask` that sets it, encoded.
     pub(super) fn option(&self, mask: ClassMask, code: u8) -> Option<&[u8]> {
-        self.members(mask).find_map(|c| c.options.iter().find(|(k, _)| *k == code).map(|(_, v)| &v[..]))
+        self.members(mask).find_map(|t| t.get(code))
     }
 
-    /// Every option of the classes in `mask`, in precedence order (a code may repeat: the
-    /// writer keeps the first).
+    /// Every option of the classes in `mask`, encoded, in precedence order (a code may repeat:
+    /// the writer keeps the first).
     pub(super) fn options(&self, mask: ClassMask) -> impl Iterator<Item = (u8, &[u8])> {
-        self.members(mask).flat_map(|c| c.options.iter().map(|(k, v)| (*k, &v[..])))
+        self.members(mask).flat_map(OptionTable::iter)
     }
 
-    fn members(&self, mask: ClassMask) -> impl Iterator<Item = &ClientClass> {
-        self.classes.iter().enumerate().filter(move |(i, _)| mask & (1 << i) != 0).map(|(_, c)| c)
+    /// The option tables of the classes in `mask`.
+    fn members(&self, mask: ClassMask) -> impl Iterator<Item = &OptionTable> {
+        self.options.iter().enumerate().filter(move |(i, _)| mask & (1 << i) != 0).map(|(_, t)| t)
     }
 }
 
@@ -149,7 +158,7 @@ mod tests {
             chaddr_prefix: Some(vec![0x00, 0x11, 0x22]),
             ..ClientClass::default()
         };
-        let table = ClassTable { classes: vec![c] };
+        let table = ClassTable::of(vec![c]);
         let mac = [0x00, 0x11, 0x22, 1, 2, 3];
         let other = [0x02, 0x11, 0x22, 1, 2, 3];
         let facts = |vc: &'static [u8], m| ClassFacts {

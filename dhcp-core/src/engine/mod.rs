@@ -585,7 +585,7 @@ impl<'a> Context<'a> {
             Some(_) => {}
         }
         let spec =
-            ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: Some(sh.subnet(sid).times()), rapid: false };
+            ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: true, rapid: false };
         self.send(&spec, sid, false)
     }
 
@@ -615,8 +615,7 @@ impl<'a> Context<'a> {
     /// this link, if it has one; `rapid` answers a rapid-commit DISCOVER; `cell`: a new record
     /// counts against this limit cell.
     fn bind(&mut self, held: Option<Held>, ip: Ipv4Addr, sid: u16, rapid: bool, cell: Option<Cell>) -> Outcome {
-        let times = self.sh.subnet(sid).times();
-        let expires = self.after(times.0);
+        let expires = self.after(self.sh.subnet(sid).lease_time);
         match held {
             Some(h) if !self.table.get(h.record).0.key.is_moving() => {
                 self.table.update(h.record, LeaseState::Bound, expires);
@@ -637,7 +636,7 @@ impl<'a> Context<'a> {
         self.sh.space().mark_bound(ip);
         self.push(EventKind::Bound, ip, expires);
         self.publish(ip, expires);
-        let spec = ReplySpec { kind: MessageType::Ack, yiaddr: ip, lease: Some(times), rapid };
+        let spec = ReplySpec { kind: MessageType::Ack, yiaddr: ip, lease: true, rapid };
         self.send(&spec, sid, true)
     }
 
@@ -834,12 +833,12 @@ impl<'a> Context<'a> {
             Err(_) => sh.subnet_of(ciaddr),
         };
         let Some(sid) = sid else { return Outcome::Silent(Silence::NoSubnet) };
-        let spec = ReplySpec { kind: MessageType::Ack, yiaddr: Ipv4Addr::UNSPECIFIED, lease: None, rapid: false };
+        let spec = ReplySpec { kind: MessageType::Ack, yiaddr: Ipv4Addr::UNSPECIFIED, lease: false, rapid: false };
         self.send(&spec, sid, false)
     }
 
     fn nak(&mut self, link: &Link<'_>) -> Outcome {
-        let spec = ReplySpec { kind: MessageType::Nak, yiaddr: Ipv4Addr::UNSPECIFIED, lease: None, rapid: false };
+        let spec = ReplySpec { kind: MessageType::Nak, yiaddr: Ipv4Addr::UNSPECIFIED, lease: false, rapid: false };
         self.send(&spec, link.ids()[0], false)
     }
 

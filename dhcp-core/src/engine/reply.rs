@@ -1,10 +1,12 @@
-//! Writing OFFER, ACK and NAK messages, and where they go (RFC 2131 §4.1, §4.3).
+//! Writing OFFER, ACK and NAK messages, and where they go (RFC 2131 §4.1, §4.3), and the parts
+//! of them compiled once at start-up: each subnet's and class's options and each subnet's first
+//! options, encoded as they go on the wire. A reply copies these bytes; it never encodes them.
 
 use super::classes::{ClassMask, ClassTable};
 use super::shared::SubnetRt;
 use super::{Destination, Request};
 use crate::wire::dhcp::{self, DhcpWriter};
-use crate::wire::options::{code, MessageType};
+use crate::wire::options::{self, code, MessageType};
 use crate::wire::Result;
 use core::net::Ipv4Addr;
 
@@ -12,10 +14,83 @@ use core::net::Ipv4Addr;
 pub(super) struct ReplySpec {
     pub(super) kind: MessageType,
     pub(super) yiaddr: Ipv4Addr,
-    /// (lease time, T1, T2) for OFFER and ACK of an address; `None` for INFORM and NAK.
-    pub(super) lease: Option<(u32, u32, u32)>,
+    /// OFFER and ACK of an address carry the subnet's lease time, T1 and T2; INFORM and NAK
+    /// do not.
+    pub(super) lease: bool,
     /// Answering a rapid-commit DISCOVER (RFC 4039): add option 80.
     pub(super) rapid: bool,
+}
+
+/// Options encoded once as they go on the wire (code, length, value; split per RFC 3396).
+#[derive(Debug)]
+pub(super) struct OptionTable {
+    /// `(code, encoded option)` in the order given.
+    entries: Vec<(u8, Box<[u8]>)>,
+    /// Position + 1 in `entries` by code; 0 = not set.
+    index: [u16; 256],
+}
+
+impl OptionTable {
+    /// Encodes `(code, value)` pairs, kept in their order; of a repeated code the first counts.
+    pub(super) fn new<'v>(pairs: impl IntoIterator<Item = (u8, &'v [u8])>) -> OptionTable {
+        let mut entries: Vec<(u8, Box<[u8]>)> = Vec::new();
+        let mut index = [0u16; 256];
+        for (c, v) in pairs {
+            if index[c as usize] != 0 {
+                continue;
+            }
+            let mut enc = vec![0u8; options::encoded_len(v.len())];
+            options::encode(c, v, &mut enc);
+            entries.push((c, enc.into()));
+            index[c as usize] = entries.len() as u16;
+        }
+        OptionTable { entries, index }
+    }
+
+    /// Option `code`, encoded.
+    pub(super) fn get(&self, code: u8) -> Option<&[u8]> {
+        match self.index[code as usize] {
+            0 => None,
+            n => Some(&self.entries[n as usize - 1].1),
+        }
+    }
+
+    /// `(code, encoded option)` in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> {
+        self.entries.iter().map(|(c, v)| (*c, &v[..]))
+    }
+}
+
+/// Bytes of [`ReplyHead`]: five options of 1, 4, 4, 4 and 4 bytes.
+const HEAD_LEN: usize = 3 + 4 * 6;
+/// Bytes of the head without the lease times (NAK, INFORM).
+const SHORT_HEAD_LEN: usize = 3 + 6;
+
+/// The options every reply from a subnet starts with, encoded once: message type (its value
+/// set per reply), server identifier, then for an address lease time, T1 and T2
+/// (RFC 2132 §9.6, §9.7, §9.11, §9.14).
+#[derive(Debug)]
+pub(super) struct ReplyHead([u8; HEAD_LEN]);
+
+impl ReplyHead {
+    pub(super) fn new(server_id: Ipv4Addr, (lease, t1, t2): (u32, u32, u32)) -> ReplyHead {
+        let mut head = [0u8; HEAD_LEN];
+        let mut at = options::encode(code::MESSAGE_TYPE, &[0], &mut head);
+        at += options::encode(code::SERVER_ID, &server_id.octets(), &mut head[at..]);
+        for (c, v) in [(code::LEASE_TIME, lease), (code::RENEWAL_TIME, t1), (code::REBINDING_TIME, t2)] {
+            at += options::encode(c, &v.to_be_bytes(), &mut head[at..]);
+        }
+        debug_assert_eq!(at, HEAD_LEN);
+        ReplyHead(head)
+    }
+
+    /// The head of a reply of `kind`, with or without the lease times.
+    fn of(&self, kind: MessageType, lease: bool) -> ([u8; HEAD_LEN], usize) {
+        let mut head = self.0;
+        // The value of the message type option, after its code and length.
+        head[2] = kind as u8;
+        (head, if lease { HEAD_LEN } else { SHORT_HEAD_LEN })
+    }
 }
 
 /// Writes the reply into `out`; returns its length and destination.
@@ -49,13 +124,8 @@ pub(super) fn write(
         h.set_giaddr(giaddr);
         h.set_chaddr(p.chaddr());
     }
-    w.option_u8(code::MESSAGE_TYPE, spec.kind as u8)?;
-    w.option_ip(code::SERVER_ID, subnet.server_id)?;
-    if let Some((lease, t1, t2)) = spec.lease {
-        w.option_u32(code::LEASE_TIME, lease)?;
-        w.option_u32(code::RENEWAL_TIME, t1)?;
-        w.option_u32(code::REBINDING_TIME, t2)?;
-    }
+    let (head, head_len) = subnet.head.of(spec.kind, spec.lease);
+    w.put_encoded(&head[..head_len])?;
     if spec.rapid {
         w.option(code::RAPID_COMMIT, &[])?;
     }
@@ -87,12 +157,13 @@ fn put_options(
     keep: usize,
 ) {
     let mut sent = [0u64; 4];
-    let mut put = |w: &mut DhcpWriter<'_>, c: u8, v: &[u8]| {
+    // `enc`: the option encoded (see `OptionTable`).
+    let mut put = |w: &mut DhcpWriter<'_>, c: u8, enc: &[u8]| {
         let bit = 1u64 << (c & 63);
-        if sent[(c >> 6) as usize] & bit == 0 && DhcpWriter::encoded_len(v.len()) + keep <= w.room() {
+        if sent[(c >> 6) as usize] & bit == 0 && enc.len() + keep <= w.room() {
             sent[(c >> 6) as usize] |= bit;
             // Cannot fail: room was checked.
-            let _ = w.option(c, v);
+            let _ = w.put_encoded(enc);
         }
     };
     // A class's option comes before the subnet's of the same code.

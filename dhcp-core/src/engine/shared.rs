@@ -6,6 +6,7 @@ use super::board::{Entry, LeaseBoard};
 use super::classes::{pool_allows, ClassMask, ClassTable};
 use super::limits::{Cell, LimitTable, SubnetLimits};
 use super::ports::{holder_hash, PortReservations, Took};
+use super::reply::{OptionTable, ReplyHead};
 use super::{Ingress, Seconds};
 use crate::config::{Cidr, ClientMatch, Config, ConfigError, DeclinePolicy, LimitKey, Subnet};
 use crate::lease::space::PoolId;
@@ -24,39 +25,18 @@ pub(super) type FastMap<K, V> = HashMap<K, V, RandomState>;
 /// [`Shared::interfaces`]).
 pub type InterfaceId = u16;
 
-/// Options of one subnet, encoded once at start-up.
-#[derive(Debug)]
-pub(super) struct OptionTable {
-    /// `(code, value)` in ascending code order.
-    entries: Vec<(u8, Box<[u8]>)>,
-    /// Position + 1 in `entries` by code; 0 = not configured.
-    index: [u16; 256],
-}
-
-impl OptionTable {
-    pub(super) fn get(&self, code: u8) -> Option<&[u8]> {
-        match self.index[code as usize] {
-            0 => None,
-            n => Some(&self.entries[n as usize - 1].1),
-        }
-    }
-
-    pub(super) fn iter(&self) -> impl Iterator<Item = (u8, &[u8])> {
-        self.entries.iter().map(|(c, v)| (*c, &v[..]))
-    }
-}
-
 /// A subnet as the engine uses it.
 #[derive(Debug)]
 pub(super) struct SubnetRt {
     network: u32,
     mask: u32,
     pub(super) server_id: Ipv4Addr,
-    lease_time: u32,
-    t1: u32,
-    t2: u32,
+    /// Lease time in seconds (T1 and T2 are only in `head`).
+    pub(super) lease_time: u32,
     pools: Vec<PoolId>,
     pub(super) options: OptionTable,
+    /// The options every reply from this subnet starts with.
+    pub(super) head: ReplyHead,
     /// Relays trusted for this subnet besides the global ones.
     trusted: Vec<Cidr>,
     pub(super) limits: Option<SubnetLimits>,
@@ -66,66 +46,58 @@ impl SubnetRt {
     fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & self.mask == self.network
     }
-
-    /// (lease time, T1, T2) in seconds.
-    pub(super) fn times(&self) -> (u32, u32, u32) {
-        (self.lease_time, self.t1, self.t2)
-    }
 }
 
 impl SubnetRt {
     fn new(cfg: &Config, s: &Subnet, pools: Vec<PoolId>) -> SubnetRt {
         let lease_time = s.lease_time.unwrap_or(cfg.lease_time);
+        let server_id = s.server_id.unwrap_or(cfg.server_id);
+        let t1 = s.renewal_time.unwrap_or(lease_time / 2);
+        let t2 = s.rebinding_time.unwrap_or(lease_time / 8 * 7);
         SubnetRt {
             network: s.network.into(),
             mask: s.mask(),
-            server_id: s.server_id.unwrap_or(cfg.server_id),
+            server_id,
             lease_time,
-            t1: s.renewal_time.unwrap_or(lease_time / 2),
-            t2: s.rebinding_time.unwrap_or(lease_time / 8 * 7),
             pools,
-            options: OptionTable::new(s),
+            options: subnet_options(s),
+            head: ReplyHead::new(server_id, (lease_time, t1, t2)),
             trusted: s.trusted_relays.clone(),
             limits: s.limits.as_ref().or(cfg.limits.as_ref()).map(SubnetLimits::from),
         }
     }
 }
 
-impl OptionTable {
-    /// A subnet's options, encoded: the mask and broadcast address always, then what is set.
-    fn new(s: &Subnet) -> OptionTable {
-        let o = &s.options;
-        let mut entries: Vec<(u8, Box<[u8]>)> = vec![
-            (options::code::SUBNET_MASK, s.mask().to_be_bytes().into()),
-            (options::code::BROADCAST_ADDRESS, s.broadcast().octets().into()),
-        ];
-        let ips = [
-            (options::code::ROUTER, &o.routers),
-            (options::code::DNS_SERVERS, &o.dns_servers),
-            (options::code::NTP_SERVERS, &o.ntp_servers),
-        ];
-        for (code, list) in ips {
-            if !list.is_empty() {
-                entries.push((code, encode_ips(list)));
-            }
+/// A subnet's options, encoded in ascending code order: the mask and broadcast address always,
+/// then what is set (a raw option replaces a named one of the same code).
+fn subnet_options(s: &Subnet) -> OptionTable {
+    let o = &s.options;
+    let mut entries: Vec<(u8, Vec<u8>)> = vec![
+        (options::code::SUBNET_MASK, s.mask().to_be_bytes().into()),
+        (options::code::BROADCAST_ADDRESS, s.broadcast().octets().into()),
+    ];
+    let ips = [
+        (options::code::ROUTER, &o.routers),
+        (options::code::DNS_SERVERS, &o.dns_servers),
+        (options::code::NTP_SERVERS, &o.ntp_servers),
+    ];
+    for (code, list) in ips {
+        if !list.is_empty() {
+            entries.push((code, list.iter().flat_map(|ip| ip.octets()).collect()));
         }
-        if let Some(d) = &o.domain_name {
-            entries.push((options::code::DOMAIN_NAME, d.as_bytes().into()));
-        }
-        if let Some(mtu) = o.mtu {
-            entries.push((options::code::INTERFACE_MTU, mtu.to_be_bytes().into()));
-        }
-        for (code, v) in &o.raw {
-            entries.retain(|(c, _)| c != code);
-            entries.push((*code, v.clone().into()));
-        }
-        entries.sort_by_key(|(c, _)| *c);
-        let mut index = [0u16; 256];
-        for (i, (c, _)) in entries.iter().enumerate() {
-            index[*c as usize] = i as u16 + 1;
-        }
-        OptionTable { entries, index }
     }
+    if let Some(d) = &o.domain_name {
+        entries.push((options::code::DOMAIN_NAME, d.as_bytes().into()));
+    }
+    if let Some(mtu) = o.mtu {
+        entries.push((options::code::INTERFACE_MTU, mtu.to_be_bytes().into()));
+    }
+    for (code, v) in &o.raw {
+        entries.retain(|(c, _)| c != code);
+        entries.push((*code, v.clone()));
+    }
+    entries.sort_by_key(|(c, _)| *c);
+    OptionTable::new(entries.iter().map(|(c, v)| (*c, &v[..])))
 }
 
 /// Reservations as they are compiled.
@@ -253,10 +225,6 @@ impl Isp {
         let leasequery_from = cfg.leasequery_from.clone();
         Isp { ports: ports.finish(), classes, pool_masks, board, board_extra, leasequery_from }
     }
-}
-
-fn encode_ips(ips: &[Ipv4Addr]) -> Box<[u8]> {
-    ips.iter().flat_map(|ip| ip.octets()).collect()
 }
 
 impl Shared {

@@ -305,31 +305,30 @@ impl<'a> DhcpWriter<'a> {
     }
 
     /// Bytes an option of `data_len` bytes takes, with the RFC 3396 split.
-    pub fn encoded_len(data_len: usize) -> usize {
-        if data_len == 0 {
-            2
-        } else {
-            data_len + 2 * data_len.div_ceil(255)
-        }
+    pub const fn encoded_len(data_len: usize) -> usize {
+        options::encoded_len(data_len)
     }
 
     /// Appends one option, split into 255-byte instances when longer (RFC 3396).
+    #[inline]
     pub fn option(&mut self, code: u8, data: &[u8]) -> Result<()> {
         if Self::encoded_len(data.len()) > self.room() {
             return Err(Error::NoRoom);
         }
-        if data.is_empty() {
-            self.buf[self.len] = code;
-            self.buf[self.len + 1] = 0;
-            self.len += 2;
+        self.len += options::encode(code, data, &mut self.buf[self.len..]);
+        Ok(())
+    }
+
+    /// Appends options already encoded as on the wire (see [`options::encode`]), such as a
+    /// subnet's options compiled at start-up.
+    #[inline]
+    pub fn put_encoded(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() > self.room() {
+            return Err(Error::NoRoom);
         }
-        for part in data.chunks(255) {
-            let at = self.len;
-            self.buf[at] = code;
-            self.buf[at + 1] = part.len() as u8;
-            self.buf[at + 2..at + 2 + part.len()].copy_from_slice(part);
-            self.len = at + 2 + part.len();
-        }
+        let end = self.len + bytes.len();
+        super::copy_short(&mut self.buf[self.len..end], bytes);
+        self.len = end;
         Ok(())
     }
 

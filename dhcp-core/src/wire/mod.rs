@@ -62,3 +62,45 @@ pub(crate) fn be32(b: &[u8], f: Field) -> u32 {
     let s = &b[f];
     u32::from_be_bytes([s[0], s[1], s[2], s[3]])
 }
+
+/// Copies `src` into `dst` (of the same length) without a call to `memcpy` for the short values
+/// options hold: two overlapping fixed-size copies cover any length in a range, and the
+/// compiler turns each into one load and one store. Longer values take `copy_from_slice`.
+#[inline(always)]
+pub(crate) fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    match n {
+        0 => {}
+        1..=3 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..n].copy_from_slice(&src[n - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..n].copy_from_slice(&src[n - 8..]);
+        }
+        17..=32 => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..n].copy_from_slice(&src[n - 16..]);
+        }
+        _ => dst[..n].copy_from_slice(src),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_short_copies_every_length() {
+        let src: Vec<u8> = (1..=80).collect();
+        for n in 0..=80 {
+            let mut dst = vec![0u8; n];
+            super::copy_short(&mut dst, &src[..n]);
+            assert_eq!(dst, src[..n], "length {n}");
+        }
+    }
+}

@@ -108,6 +108,39 @@ pub mod overload {
     pub const BOTH: u8 = 3;
 }
 
+/// Bytes option data of `data_len` bytes takes on the wire: split into instances of at most
+/// 255 bytes (RFC 3396), each with its code and length; an empty value is one instance.
+pub const fn encoded_len(data_len: usize) -> usize {
+    if data_len == 0 {
+        2
+    } else {
+        data_len + 2 * data_len.div_ceil(255)
+    }
+}
+
+/// Writes option `code` with `data` at the start of `out`, split into 255-byte instances when
+/// longer (RFC 3396); returns the bytes written, [`encoded_len`]. The one encoder of options:
+/// replies use it per message and the option tables of the configuration once at start-up.
+///
+/// Panics if `out` is shorter than [`encoded_len`] (callers check room first).
+#[inline]
+pub fn encode(code: u8, data: &[u8], out: &mut [u8]) -> usize {
+    if data.is_empty() {
+        out[..2].copy_from_slice(&[code, 0]);
+        return 2;
+    }
+    let mut at = 0;
+    for part in data.chunks(255) {
+        let end = at + 2 + part.len();
+        let dst = &mut out[at..end];
+        dst[0] = code;
+        dst[1] = part.len() as u8;
+        super::copy_short(&mut dst[2..], part);
+        at = end;
+    }
+    at
+}
+
 /// Iterates `(code, value)` over one option area, skipping PAD and stopping at END.
 /// A length that runs past the area yields one `Err` and ends the iteration.
 #[derive(Debug, Clone)]
@@ -358,6 +391,19 @@ pub fn link_selection(relay_info: &[u8]) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_splits_long_values() {
+        let mut out = [0u8; 600];
+        assert_eq!(encode(80, &[], &mut out), 2);
+        assert_eq!(out[..2], [80, 0]);
+        let data: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        let n = encode(43, &data, &mut out);
+        assert_eq!(n, encoded_len(300));
+        assert_eq!((out[0], out[1], out[257], out[258]), (43, 255, 43, 45));
+        let parts: Vec<u8> = OptionIter::new(&out[..n]).flat_map(|o| o.unwrap().1.to_vec()).collect();
+        assert_eq!(parts, data);
+    }
 
     #[test]
     fn pad_and_end_are_respected() {
