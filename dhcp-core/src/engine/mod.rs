@@ -218,7 +218,7 @@ pub struct Engine {
 /// The parts of a request the handlers use.
 struct Request<'a> {
     pkt: dhcp::DhcpPacket<&'a [u8]>,
-    opts: Options<'a>,
+    opts: &'a Options<'a>,
     key: ClientKey,
     mac: [u8; 6],
     client_id: Option<&'a [u8]>,
@@ -389,7 +389,8 @@ impl Engine {
         events: &mut Vec<LeaseEvent>,
     ) -> Outcome {
         let mut joined = Joined::new();
-        let (mt, req) = match Request::parse(msg, &mut joined) {
+        let mut opts = Options::default();
+        let (mt, req) = match Request::parse(msg, &mut opts, &mut joined) {
             Ok(parsed) => parsed,
             Err(why) => return Outcome::Dropped(why),
         };
@@ -415,8 +416,14 @@ impl Engine {
 
 impl<'a> Request<'a> {
     /// Checks a message and picks out what the handlers use; returns it with its message type.
-    /// Options the client split are joined into `joined`.
-    fn parse(msg: &'a [u8], joined: &'a mut Joined) -> Result<(u8, Request<'a>), DropReason> {
+    /// The options are read in place into `opts` (default on entry); options the client split
+    /// are joined into `joined`.
+    #[inline]
+    fn parse(
+        msg: &'a [u8],
+        opts: &'a mut Options<'a>,
+        joined: &'a mut Joined,
+    ) -> Result<(u8, Request<'a>), DropReason> {
         let pkt = dhcp::DhcpPacket::new_checked(msg).map_err(DropReason::Malformed)?;
         if pkt.op() != dhcp::Op::Request as u8 {
             return Err(DropReason::NotRequest);
@@ -424,16 +431,17 @@ impl<'a> Request<'a> {
         if pkt.hlen() > 16 {
             return Err(DropReason::Malformed(wire::Error::Malformed("hlen above 16")));
         }
-        let opts = pkt.parse_options().map_err(DropReason::Malformed)?;
+        pkt.read_options(opts).map_err(DropReason::Malformed)?;
+        let opts: &'a Options<'a> = opts;
         let mt = opts.message_type.ok_or(DropReason::NoMessageType)?;
         let Joined { client_id, prl, relay_info } = joined;
-        let client_id = client_id.value(&opts, opts.client_id, code::CLIENT_ID)?;
-        let prl = prl.value(&opts, opts.parameter_request_list, code::PARAMETER_REQUEST_LIST)?;
+        let client_id = client_id.value(opts, opts.client_id, code::CLIENT_ID)?;
+        let prl = prl.value(opts, opts.parameter_request_list, code::PARAMETER_REQUEST_LIST)?;
         // Option 82 is a relay agent's (RFC 3046): from a client without a relay it is
         // neither believed nor echoed.
         let relay_info = match pkt.giaddr().is_unspecified() {
             true => None,
-            false => relay_info.value(&opts, opts.relay_agent_info, code::RELAY_AGENT_INFO)?,
+            false => relay_info.value(opts, opts.relay_agent_info, code::RELAY_AGENT_INFO)?,
         };
         let hlen = pkt.hlen() as usize;
         let key = match client_id {
@@ -512,7 +520,7 @@ impl<'a> Context<'a> {
     /// The subnets of the client's link (RFC 2131 §4.3.1 and the options that refine it).
     fn link(&self) -> Result<Link<'a>, Outcome> {
         let (sh, req) = (self.sh, self.req);
-        sh.select_link(self.ingress, &req.pkt, &req.opts, req.relay_info).map_err(|u| match u {
+        sh.select_link(self.ingress, &req.pkt, req.opts, req.relay_info).map_err(|u| match u {
             Unserved::NoSubnet => Outcome::Silent(Silence::NoSubnet),
             Unserved::UntrustedRelay => Outcome::Silent(Silence::UntrustedRelay),
         })

@@ -195,6 +195,14 @@ impl<'a> DhcpPacket<&'a [u8]> {
         let b: &'a [u8] = self.buffer;
         options::Options::parse(&b[field::OPTIONS..], &b[field::FILE], &b[field::SNAME])
     }
+
+    /// [`DhcpPacket::parse_options`] in place, into `opts` (which must be
+    /// [`options::Options::default`]).
+    #[inline]
+    pub fn read_options(&self, opts: &mut options::Options<'a>) -> Result<()> {
+        let b: &'a [u8] = self.buffer;
+        opts.read(&b[field::OPTIONS..], &b[field::FILE], &b[field::SNAME])
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> DhcpPacket<T> {

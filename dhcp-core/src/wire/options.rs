@@ -241,17 +241,26 @@ impl<'a> Options<'a> {
     /// Reads the options of a message: `options` is the field after the magic cookie; `file`
     /// and `sname` are read only if option 52 asks for it.
     pub fn parse(options: &'a [u8], file: &'a [u8], sname: &'a [u8]) -> Result<Options<'a>> {
-        let mut o = Options { areas: [options, &[], &[]], ..Options::default() };
-        o.scan(options, true)?;
-        if o.overload & overload::FILE != 0 {
-            o.areas[1] = file;
-            o.scan(file, false)?;
-        }
-        if o.overload & overload::SNAME != 0 {
-            o.areas[2] = sname;
-            o.scan(sname, false)?;
-        }
+        let mut o = Options::default();
+        o.read(options, file, sname)?;
         Ok(o)
+    }
+
+    /// [`Options::parse`] into `self`, which must be [`Options::default`]: the engine reads
+    /// a message's options in place, in one pass, with no copy of this index.
+    #[inline]
+    pub fn read(&mut self, options: &'a [u8], file: &'a [u8], sname: &'a [u8]) -> Result<()> {
+        self.areas[0] = options;
+        self.scan(options, true)?;
+        if self.overload & overload::FILE != 0 {
+            self.areas[1] = file;
+            self.scan(file, false)?;
+        }
+        if self.overload & overload::SNAME != 0 {
+            self.areas[2] = sname;
+            self.scan(sname, false)?;
+        }
+        Ok(())
     }
 
     #[inline]
