@@ -592,8 +592,7 @@ impl<'a> Context<'a> {
             // A bound client is offered its address again; its lease stands until it REQUESTs.
             Some(_) => {}
         }
-        let spec =
-            ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: true, rapid: false };
+        let spec = ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: true, rapid: false };
         self.send(&spec, sid, false)
     }
 
