@@ -241,3 +241,38 @@ fn destination(spec: &ReplySpec, req: &Request<'_>, giaddr: Ipv4Addr, ciaddr: Ip
     }
     Destination::Hardware { ip: spec.yiaddr, mac: req.mac }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::options::OptionIter;
+
+    #[test]
+    fn option_table_keeps_order_encodes_and_the_first_of_a_code_counts() {
+        let long = [7u8; 300];
+        let t = OptionTable::new([(6, &[1, 2, 3, 4][..]), (3, &[9, 9, 9, 9][..]), (6, &[5][..]), (43, &long[..])]);
+        assert_eq!(t.get(6), Some(&[6, 4, 1, 2, 3, 4][..]));
+        assert_eq!(t.get(1), None);
+        assert_eq!(t.iter().map(|(c, _)| c).collect::<Vec<_>>(), [6, 3, 43]);
+        let split: Vec<_> = OptionIter::new(t.get(43).unwrap()).map(|o| o.unwrap()).collect();
+        assert_eq!((split.len(), split[0].1.len(), split[1].1.len()), (2, 255, 45));
+    }
+
+    #[test]
+    fn reply_head_carries_the_kind_and_lease_times_only_when_asked() {
+        let head = ReplyHead::new(Ipv4Addr::new(100, 64, 0, 1), (3600, 1800, 3150));
+        let (h, n) = head.of(MessageType::Ack, true);
+        let opts: Vec<_> = OptionIter::new(&h[..n]).map(|o| o.unwrap()).collect();
+        let want: [(u8, &[u8]); 5] = [
+            (code::MESSAGE_TYPE, &[MessageType::Ack as u8]),
+            (code::SERVER_ID, &[100, 64, 0, 1]),
+            (code::LEASE_TIME, &3600u32.to_be_bytes()),
+            (code::RENEWAL_TIME, &1800u32.to_be_bytes()),
+            (code::REBINDING_TIME, &3150u32.to_be_bytes()),
+        ];
+        assert_eq!(opts, want);
+        let (h, n) = head.of(MessageType::Nak, false);
+        let opts: Vec<_> = OptionIter::new(&h[..n]).map(|o| o.unwrap()).collect();
+        assert_eq!(opts, want[..2].iter().map(|&(c, v)| (c, if c == 53 { &[6u8][..] } else { v })).collect::<Vec<_>>());
+    }
+}

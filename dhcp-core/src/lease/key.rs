@@ -25,7 +25,7 @@ impl ClientKey {
             k[0] = tag | len as u8;
             let mut at = 1;
             for p in parts {
-                k[at..at + p.len()].copy_from_slice(p);
+                crate::wire::copy_short(&mut k[at..at + p.len()], p);
                 at += p.len();
             }
         } else {

@@ -1,6 +1,6 @@
 //! DHCP options (RFC 2132): iteration over the option areas, a one-pass index of the options
-//! the server acts on, option overload (option 52) and long options split over several
-//! instances (RFC 3396).
+//! the server acts on, option overload (option 52), long options split over several
+//! instances (RFC 3396), and the one encoder of options.
 //!
 //! Reading never copies: values are slices of the received message. Only an option that the
 //! client split over several instances needs joining, into a buffer the caller provides.
