@@ -160,10 +160,8 @@ fn put_options(
     // `enc`: the option encoded (see `OptionTable`).
     let mut put = |w: &mut DhcpWriter<'_>, c: u8, enc: &[u8]| {
         let bit = 1u64 << (c & 63);
-        if sent[(c >> 6) as usize] & bit == 0 && enc.len() + keep <= w.room() {
+        if sent[(c >> 6) as usize] & bit == 0 && w.put_encoded_keeping(enc, keep).is_ok() {
             sent[(c >> 6) as usize] |= bit;
-            // Cannot fail: room was checked.
-            let _ = w.put_encoded(enc);
         }
     };
     // A class's option comes before the subnet's of the same code.

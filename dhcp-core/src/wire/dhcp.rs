@@ -331,7 +331,14 @@ impl<'a> DhcpWriter<'a> {
     /// subnet's options compiled at start-up.
     #[inline]
     pub fn put_encoded(&mut self, bytes: &[u8]) -> Result<()> {
-        if bytes.len() > self.room() {
+        self.put_encoded_keeping(bytes, 0)
+    }
+
+    /// [`DhcpWriter::put_encoded`] only if `keep` bytes stay free after it (for options that
+    /// must still follow).
+    #[inline]
+    pub fn put_encoded_keeping(&mut self, bytes: &[u8], keep: usize) -> Result<()> {
+        if bytes.len() + keep > self.room() {
             return Err(Error::NoRoom);
         }
         let end = self.len + bytes.len();
