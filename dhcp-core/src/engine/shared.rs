@@ -4,6 +4,7 @@
 
 use super::board::{Entry, LeaseBoard};
 use super::classes::{pool_allows, ClassMask, ClassTable};
+use super::cluster::ClusterView;
 use super::limits::{Cell, LimitTable, SubnetLimits};
 use super::ports::{holder_hash, PortReservations, Took};
 use super::{Ingress, Seconds};
@@ -15,6 +16,7 @@ use core::net::Ipv4Addr;
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Maps looked up per message: foldhash, randomly seeded (SipHash costs more than the rest of
 /// subnet selection).
@@ -213,6 +215,8 @@ pub struct Shared {
     steering_key: u32,
     /// Port reservations, classes, the lease board.
     pub(super) isp: Isp,
+    /// In a cluster: liveness, the grant limit, the outgoing events. `None`: alone.
+    cluster: Option<Arc<ClusterView>>,
 }
 
 /// The ISP features' shared parts.
@@ -297,7 +301,10 @@ impl Shared {
         if cfg.server_id.is_unspecified() {
             server_ids.retain(|ip| !ip.is_unspecified());
         }
-        let space = AddressSpace::with_decline_cap(&all_pools, cfg.decline_max_percent);
+        let space = match &cfg.cluster {
+            Some(c) => AddressSpace::clustered(&all_pools, cfg.decline_max_percent, c.block_size),
+            None => AddressSpace::with_decline_cap(&all_pools, cfg.decline_max_percent),
+        };
         for ip in res.by_ip.keys() {
             space.reserve(*ip);
         }
@@ -325,7 +332,28 @@ impl Shared {
             workers: workers.max(1),
             steering_key: 0,
             isp,
+            cluster: cfg.cluster.as_ref().map(|c| Arc::new(ClusterView::new(c, cfg.longest_lease()))),
         })
+    }
+
+    /// The cluster view (for the cluster thread and the engines); `None` alone.
+    #[inline]
+    pub fn cluster(&self) -> Option<&Arc<ClusterView>> {
+        self.cluster.as_ref()
+    }
+
+    /// Each pool's id and range, in [`PoolId`] order (the cluster thread names blocks by them).
+    pub fn pools(&self) -> impl Iterator<Item = (PoolId, Ipv4Addr, Ipv4Addr)> + '_ {
+        (0..self.space.pools() as PoolId).map(|p| {
+            let (a, b) = self.space.pool_range(p);
+            (p, a, b)
+        })
+    }
+
+    /// The worker that owns the client of a lease event: by its steering hash, which is this
+    /// node's own when every node uses the same steering key (`ClusterConfig::steering_key`).
+    pub fn worker_of_steer(&self, steer: u32) -> usize {
+        dhcp_common::owner(steer, self.workers) as usize
     }
 
     /// The address space (address states and free lists).
