@@ -589,7 +589,12 @@ impl<'a> Context<'a> {
                     Ok(c) => c,
                     Err(o) => return o,
                 };
-                match sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, (req.relay_info, self.classes)) {
+                let facts = (req.relay_info, self.classes);
+                let mut got = sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, facts);
+                if got.is_none() && sh.ripen(&link, self.now) {
+                    got = sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, facts);
+                }
+                match got {
                     Some((ip, sid)) => (ip, sid, cell),
                     None => return Outcome::Silent(Silence::NoAddress),
                 }
