@@ -342,6 +342,27 @@ impl Shared {
         self.cluster.as_ref()
     }
 
+    /// This configuration, replacing `old` at a reload, with `old`'s cluster state: the same
+    /// [`ClusterView`] (liveness, grant limit, the events not yet published: the cluster thread
+    /// keeps its handle) and the blocks of unchanged pools. Refused if `[cluster]` itself
+    /// changed (node, peers, block size, bucket, or whether there is one): that needs a restart.
+    pub fn carrying_cluster(mut self, old: &Shared, cfg: &Config, old_cfg: &Config) -> Result<Shared, ConfigError> {
+        if cfg.cluster != old_cfg.cluster {
+            let why = "[cluster] changed: takes a restart (the other nodes rely on this node's blocks and name)";
+            return Err(ConfigError { path: "cluster".into(), reason: why.into() });
+        }
+        if cfg.cluster.is_some() && cfg.longest_lease() != old_cfg.longest_lease() {
+            let why = "in a cluster the longest lease time changes only by restarting every node (the fence rule \
+                       needs the same one on all of them)";
+            return Err(ConfigError { path: "lease_time".into(), reason: why.into() });
+        }
+        if let Some(view) = old.cluster.clone() {
+            self.space.carry_blocks(&old.space);
+            self.cluster = Some(view);
+        }
+        Ok(self)
+    }
+
     /// Each pool's id and range, in [`PoolId`] order (the cluster thread names blocks by them).
     pub fn pools(&self) -> impl Iterator<Item = (PoolId, Ipv4Addr, Ipv4Addr)> + '_ {
         (0..self.space.pools() as PoolId).map(|p| {

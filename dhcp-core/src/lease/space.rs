@@ -665,6 +665,25 @@ impl AddressSpace {
         n
     }
 
+    /// Takes over the block states of `old` (the space a reload replaces) for every pool with
+    /// the same range and block size; other pools start with no block ours. Call before the
+    /// new space serves.
+    pub fn carry_blocks(&self, old: &AddressSpace) {
+        if self.block_size().is_none() || self.block_size() != old.block_size() {
+            return;
+        }
+        for p in 0..self.pools() as PoolId {
+            let same = (0..old.pools() as PoolId).find(|&q| old.pool_range(q) == self.pool_range(p));
+            for (k, state) in
+                same.into_iter().flat_map(|q| (0..old.blocks_in(q)).map(move |k| (k, old.block_state(q, k))))
+            {
+                if let Some(state) = state.filter(|s| *s != BlockState::NotOurs) {
+                    self.set_block(p, k, state);
+                }
+            }
+        }
+    }
+
     fn set_block(&self, pool: PoolId, block: u32, to: BlockState) -> bool {
         let (Some(w), Some((first, n))) = (self.block_word(pool, block), self.block_span(pool, block)) else {
             return false;
@@ -914,5 +933,84 @@ mod tests {
         assert_eq!(total, union.len(), "an address ended up with two holders");
         assert_eq!(s.census(0)[1], total);
         assert_eq!(s.census(0)[0], 200 - total);
+    }
+
+    #[test]
+    fn blocks_not_ours_give_nothing_and_a_granted_block_gives_in_order() {
+        let s = AddressSpace::clustered(&[pool("100.64.0.1", "100.64.0.40")], 100, 16);
+        assert_eq!((s.block_size(), s.blocks_in(0)), (Some(16), 3));
+        assert_eq!(s.block_range(0, 2), Some(("100.64.0.33".parse().unwrap(), "100.64.0.40".parse().unwrap())));
+        assert_eq!(s.take_free(0), None, "nothing is ours yet");
+        let a: Ipv4Addr = "100.64.0.20".parse().unwrap();
+        assert_eq!(s.claim(a), Claim::Busy, "nor claimable");
+        assert_eq!(s.claim_known(a), Claim::Taken, "but a known lease holds it");
+        assert!(s.release(a));
+        assert!(s.grant_block(0, 1));
+        let got: Vec<Ipv4Addr> = std::iter::from_fn(|| s.take_free(0)).collect();
+        assert_eq!(got.len(), 16);
+        assert_eq!(got[0], "100.64.0.17".parse::<Ipv4Addr>().unwrap());
+        assert!(got.iter().all(|ip| s.block_of(*ip) == Some((0, 1))));
+        assert_eq!(s.block_census(0, 1), (16, 0));
+        assert!(!s.revoke_block(0, 1), "it holds addresses");
+        got.iter().for_each(|ip| assert!(s.release(*ip)));
+        assert!(s.revoke_block(0, 1));
+        assert_eq!(s.take_free(0), None, "stale stack entries of a revoked block are dropped");
+        assert!(s.adopt_block(0, 2, 100));
+        assert_eq!((s.ripen(0, 99), s.take_free(0)), (0, None));
+        assert_eq!(s.ripen(0, 100), 1);
+        assert_eq!(s.free_in_our_blocks(0), 8);
+    }
+
+    #[test]
+    fn granting_and_revoking_under_load_never_leaves_an_address_taken_in_a_block_not_ours() {
+        let s = Arc::new(AddressSpace::clustered(&[pool("100.64.0.1", "100.64.0.128")], 100, 16));
+        (0..8).for_each(|b| assert!(s.grant_block(0, b)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let takers: Vec<_> = (0..3)
+            .map(|t| {
+                let (s, stop) = (s.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut mine: Vec<Ipv4Addr> = Vec::new();
+                    let mut i = 0u32;
+                    while !stop.load(Ordering::Relaxed) || i < 20_000 {
+                        i += 1;
+                        // Each taker holds up to 12 addresses: blocks keep emptying.
+                        if mine.len() >= 12 || ((i + t).is_multiple_of(3) && !mine.is_empty()) {
+                            assert!(s.release(mine.swap_remove(i as usize % mine.len())));
+                        } else if let Some(ip) = s.take_free(0) {
+                            mine.push(ip);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        // The cluster thread's part: an empty block given back, another one granted again.
+        let mut not_ours: Vec<u32> = Vec::new();
+        for round in 0..20_000u32 {
+            let b = round % 8;
+            if !not_ours.contains(&b) && s.revoke_block(0, b) {
+                if let Some(back) = not_ours.pop() {
+                    assert!(s.grant_block(0, back));
+                }
+                not_ours.push(b);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let held: Vec<Vec<Ipv4Addr>> = takers.into_iter().map(|h| h.join().unwrap()).collect();
+        let all: HashSet<Ipv4Addr> = held.iter().flatten().copied().collect();
+        assert_eq!(all.len(), held.iter().map(Vec::len).sum::<usize>(), "an address went to two takers");
+        for b in 0..8 {
+            let (used, free) = s.block_census(0, b);
+            let mine = all.iter().filter(|ip| s.block_of(**ip) == Some((0, b))).count() as u32;
+            assert_eq!((used, used + free), (mine, 16), "block {b}: held exactly by the takers");
+            if not_ours.contains(&b) {
+                assert_eq!(used, 0, "block {b} was given back yet an address in it is taken");
+            }
+        }
+        // Nothing fell off the free stack: every free address can still be taken.
+        (0..8).for_each(|b| assert!(s.grant_block(0, b)));
+        let more = std::iter::from_fn(|| s.take_free(0)).count();
+        assert_eq!(more + all.len(), 128);
     }
 }

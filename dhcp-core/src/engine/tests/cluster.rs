@@ -263,3 +263,28 @@ fn a_block_holding_a_lease_is_not_given_back() {
     assert_eq!(given.len(), 15);
     assert!(given.iter().all(|&ip| in_blocks(&a, ip, &[block])));
 }
+
+#[test]
+fn a_reload_keeps_the_view_and_the_blocks_and_refuses_a_changed_cluster() {
+    let mut a = node("a");
+    a.grant([0, 2]);
+    let c = client_of(&a, 0, 1);
+    let leased = dora(&mut a, &c);
+    let (old_cfg, old) = (cluster_config("a"), a.engine.shared().clone());
+    let new = Shared::new(&old_cfg, 1).unwrap().carrying_cluster(&old, &old_cfg, &old_cfg).unwrap();
+    let new = Arc::new(new);
+    assert!(Arc::ptr_eq(new.cluster().unwrap(), old.cluster().unwrap()), "the cluster thread's view stays");
+    let (next, carried) = a.engine.rebuild(new.clone(), a.now);
+    assert_eq!(carried.kept, 1);
+    a.engine = next;
+    assert_eq!(new.space().block_state(0, 2), Some(BlockState::Ours));
+    assert_eq!(new.space().block_state(0, 1), Some(BlockState::NotOurs));
+    assert_eq!(new.space().free_in_our_blocks(0), 31, "both blocks, less the lease carried over");
+    assert_eq!(msg_type(&a.ask(&c.renew(leased)).1), v4::MessageType::Ack);
+
+    let mut moved = cluster_config("b");
+    assert_eq!(Shared::new(&moved, 1).unwrap().carrying_cluster(&old, &moved, &old_cfg).unwrap_err().path, "cluster");
+    moved = Config { lease_time: 7200, ..cluster_config("a") };
+    let e = Shared::new(&moved, 1).unwrap().carrying_cluster(&old, &moved, &old_cfg).unwrap_err();
+    assert_eq!(e.path, "lease_time");
+}
