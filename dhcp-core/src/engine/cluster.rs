@@ -310,8 +310,16 @@ impl Context<'_> {
     /// Whether this node goes on with the message: `own` (a lease or offer of ours, or the
     /// client chose us) or it answers the client (primary, or the client waited), and it may
     /// grant. Counts the refusals.
+    #[inline]
     pub(super) fn cluster_gate(&mut self, own: bool) -> Result<(), Outcome> {
-        let Some(c) = self.sh.cluster() else { return Ok(()) };
+        match self.sh.cluster() {
+            None => Ok(()),
+            Some(c) => self.gate(c, own),
+        }
+    }
+
+    #[inline(never)]
+    fn gate(&mut self, c: &ClusterView, own: bool) -> Result<(), Outcome> {
         let req = self.req;
         let chaddr = &req.pkt.chaddr()[..(req.pkt.hlen() as usize).min(16)];
         if !own && !c.answers(identity(req.client_id, chaddr), req.pkt.secs()) {
@@ -326,11 +334,13 @@ impl Context<'_> {
     }
 
     /// Whether the client's record on `ip` is this node's to serve (alone: always).
+    #[inline]
     pub(super) fn own_lease(&self, ip: Ipv4Addr) -> bool {
         self.sh.cluster().is_none() || serves_block(self.sh.space().block_state_of(ip))
     }
 
     /// Counts a requested address that is not given because its block is not ours.
+    #[inline]
     pub(super) fn note_foreign_request(&mut self) {
         if let (Some(_), Some(ip)) = (self.sh.cluster(), self.req.opts.requested_ip) {
             if self.sh.space().block_state_of(ip) == Some(BlockState::NotOurs) {
@@ -340,6 +350,7 @@ impl Context<'_> {
     }
 
     /// Subnet `sid`'s (lease, T1, T2), in a cluster shortened to end by the grant limit.
+    #[inline]
     pub(super) fn times(&mut self, sid: u16) -> (u32, u32, u32) {
         let times = self.sh.subnet(sid).times();
         let Some(c) = self.sh.cluster() else { return times };
