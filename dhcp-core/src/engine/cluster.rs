@@ -12,7 +12,9 @@
 //! `chaddr`) to a bucket 0..=255, and bucket `% peers` to a node; a dead primary is replaced by
 //! the next live node in list order. Another node stays silent for a DISCOVER, and for a REQUEST
 //! confirming a lease it did not grant, until the client's `secs` reaches `wait_secs`. A node
-//! always answers for leases in its own blocks, and for offers it made.
+//! always answers for leases in its own blocks, and for offers it made. A lease in a block
+//! that is not ours (adopted from another node's events) is confirmed but never lengthened:
+//! only a block's owner (`Ours` or `Adopting`) makes new lease time on its addresses.
 //!
 //! # The fence rule
 //! Let `h` be the time of this node's last heartbeat confirmed by NATS, `D` the dead-after
@@ -24,7 +26,8 @@
 //! node's events are known complete); its leases known from events are served at once.
 //!
 //! Proof sketch (no address is held by two clients). Take an address `a` in block `B`. While a
-//! node owns `B` it alone gives `a` to a new client (blocks are claimed by compare-and-swap, so
+//! node owns `B` it alone gives `a` to a new client or lengthens a lease on it (other nodes
+//! confirm a lease on `a` only up to the end its owner gave; blocks are claimed by compare-and-swap, so
 //! one owner at a time; an address leaves our free list before the block is given back, and a
 //! block is given back only when none of its addresses is held). When `B` passes from a node X
 //! (dead, or cut off from NATS) to a survivor Y at `T >= h + D`, every lease X granted ends by
@@ -38,7 +41,7 @@
 use super::{Context, Engine, EventKind, LeaseEvent, Outcome, RestoreError, Seconds, Silence};
 use crate::config::ClusterConfig;
 use crate::lease::space::BlockState;
-use crate::lease::LeaseState;
+use crate::lease::{LeaseState, RecordId};
 use core::net::Ipv4Addr;
 use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -346,6 +349,25 @@ impl Context<'_> {
             if self.sh.space().block_state_of(ip) == Some(BlockState::NotOurs) {
                 self.cstats.not_our_block += 1;
             }
+        }
+    }
+
+    /// The (lease, T1, T2) a grant on subnet `sid` gives: [`Context::times`], and for a
+    /// client's record `held` on an address whose block is not ours (a lease adopted from
+    /// another node), no later end than that lease already has: only a block's owner makes
+    /// new lease time on its addresses (the fence rule's premise).
+    #[inline]
+    pub(super) fn lease_times(&mut self, sid: u16, held: Option<(RecordId, Ipv4Addr)>) -> (u32, u32, u32) {
+        let times = self.times(sid);
+        match held {
+            Some((record, ip)) if !self.own_lease(ip) => {
+                let left = self.table.get(record).0.expires.saturating_sub(self.now).max(1);
+                if left < times.0 {
+                    return (left, (left / 2).min(times.1), (left / 8 * 7).min(times.2));
+                }
+                times
+            }
+            _ => times,
         }
     }
 

@@ -649,7 +649,7 @@ impl<'a> Context<'a> {
     /// this link, if it has one; `rapid` answers a rapid-commit DISCOVER; `cell`: a new record
     /// counts against this limit cell.
     fn bind(&mut self, held: Option<Held>, ip: Ipv4Addr, sid: u16, rapid: bool, cell: Option<Cell>) -> Outcome {
-        let times = self.times(sid);
+        let times = self.lease_times(sid, held.map(|h| (h.record, h.ip)));
         let expires = self.after(times.0);
         match held {
             Some(h) if !self.table.get(h.record).0.key.is_moving() => {

@@ -167,9 +167,20 @@ fn a_survivor_confirms_an_adopted_lease_with_the_same_address() {
     b.view().set_live(0, false);
     let (_, rebound) = b.ask(&c.renew(leased));
     assert_eq!((msg_type(&rebound), rebound.yiaddr()), (v4::MessageType::Ack, leased), "REBINDING");
+    // Not b's block (yet): confirmed up to the end a gave, never lengthened.
+    let left = bound[0].expires - b.now;
+    assert_eq!(rebound.opts().get(OptionCode::AddressLeaseTime), Some(&DhcpOption::AddressLeaseTime(left)));
+    assert_eq!(b.engine.lookup(&c.key()).map(|l| l.2), Some(bound[0].expires));
     let (_, rebooted) = b.ask(&c.reboot(leased));
     assert_eq!((msg_type(&rebooted), rebooted.yiaddr()), (v4::MessageType::Ack, leased), "INIT-REBOOT");
     assert_eq!(b.engine.cluster_stats().leases_adopted, 1);
+    // b takes a's block over: the lease is b's to lengthen now, and b publishes it.
+    assert!(b.engine.shared().space().adopt_block(0, 0, b.view().free_after(b.now)));
+    b.view().confirm_heartbeat(b.now);
+    let (_, renewed) = b.ask(&c.renew(leased));
+    assert_eq!(renewed.opts().get(OptionCode::AddressLeaseTime), Some(&DhcpOption::AddressLeaseTime(3600)));
+    let published = b.view().pop_event().expect("b's renewal goes out");
+    assert_eq!((published.kind, published.ip, published.expires), (EventKind::Bound, leased, b.now + 3600));
 }
 
 #[test]
