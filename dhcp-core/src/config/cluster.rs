@@ -53,13 +53,6 @@ impl ClusterConfig {
         self.peers.iter().position(|p| *p == self.node).unwrap_or(0)
     }
 
-    /// A steering key every node derives alike (FNV-1a of the bucket name): a peer's lease
-    /// event then names, in its `steer`, the worker that sees the client here too (with the
-    /// same number of workers: `steer % workers`).
-    pub fn steering_key(&self) -> u32 {
-        self.bucket.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
-    }
-
     /// Checks the section; `at` is its path (`cluster`).
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
         if self.nats.is_empty() {
@@ -165,7 +158,6 @@ mod tests {
     fn a_valid_section_passes_and_knows_its_node() {
         good().validate("cluster").unwrap();
         assert_eq!(good().node_index(), 1);
-        assert_eq!(good().steering_key(), good().steering_key(), "every node derives the same key");
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod stats;
 pub use admin::{mac_of, Carried, LeaseView};
 pub use cluster::{rfc3074_bucket, Adopted, ClusterStats, ClusterView, FENCE_MARGIN, OUTBOX_EVENTS};
 pub use limits::Limited;
-pub use shared::{InterfaceId, Shared};
+pub use shared::{client_steer, InterfaceId, Shared};
 pub use stats::Stats;
 
 use crate::config::DeclinePolicy;

@@ -18,6 +18,19 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// The steering hash under `key` of a client known by its key and MAC: what its messages
+/// hash to when the key holds its identity whole (a client identifier of up to 11 bytes, or
+/// its hardware address); a longer client identifier, kept only as a hash, falls back to the
+/// MAC (such a client may land on another worker once, and is then served there).
+pub fn client_steer(key: u32, client: &ClientKey, mac: &[u8; 6]) -> u32 {
+    match client.inline_bytes() {
+        Some(id) if client.is_client_id() => {
+            dhcp_common::steering_hash(key, &id[..id.len().min(dhcp_common::identity::MAX_HASHED)])
+        }
+        _ => dhcp_common::steering_hash(key, mac),
+    }
+}
+
 /// Maps looked up per message: foldhash, randomly seeded (SipHash costs more than the rest of
 /// subnet selection).
 pub(super) type FastMap<K, V> = HashMap<K, V, RandomState>;
@@ -371,10 +384,10 @@ impl Shared {
         })
     }
 
-    /// The worker that owns the client of a lease event: by its steering hash, which is this
-    /// node's own when every node uses the same steering key (`ClusterConfig::steering_key`).
-    pub fn worker_of_steer(&self, steer: u32) -> usize {
-        dhcp_common::owner(steer, self.workers) as usize
+    /// The worker that owns a client known by its key and MAC (a lease from the journal or from
+    /// another node's event), by this installation's steering key: see [`client_steer`].
+    pub fn worker_of_client(&self, client: &ClientKey, mac: &[u8; 6]) -> usize {
+        dhcp_common::owner(client_steer(self.steering_key, client, mac), self.workers) as usize
     }
 
     /// The address space (address states and free lists).

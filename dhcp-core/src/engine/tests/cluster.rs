@@ -299,3 +299,16 @@ fn a_reload_keeps_the_view_and_the_blocks_and_refuses_a_changed_cluster() {
     let e = Shared::new(&moved, 1).unwrap().carrying_cluster(&old, &moved, &old_cfg).unwrap_err();
     assert_eq!(e.path, "lease_time");
 }
+
+#[test]
+fn a_peer_event_goes_to_the_worker_that_sees_its_client() {
+    let shared = Shared::new(&cluster_config("a"), 4).unwrap().with_steering_key(0x5eed_1234);
+    for n in 0..64u8 {
+        let mut c = Client::new(n);
+        if n % 2 == 1 {
+            c.client_id = Some(vec![0xff, 1, 2, 3, n]);
+        }
+        let msg = c.discover();
+        assert_eq!(shared.worker_of_client(&c.key(), &c.mac), shared.worker_of(&msg), "client {n}");
+    }
+}
