@@ -416,7 +416,7 @@ impl XdpPath {
 
 /// The totals, once, at exit.
 fn report(total: &WorkerReport) {
-    for (name, v) in total.engine.named() {
+    for (name, v) in total.engine.named().into_iter().chain(total.cluster.named()) {
         if v > 0 {
             log::info!("{name} {v}");
         }
