@@ -547,6 +547,8 @@ impl AddressSpace {
 }
 
 /// Blocks (cluster mode): their states, and the free stack kept to the blocks that are ours.
+/// Block states are changed by one thread (the cluster thread; `ripen` may also run on a
+/// worker, by compare-and-swap); addresses are taken and freed by any.
 impl AddressSpace {
     /// Addresses per block; `None` alone (no blocks).
     pub fn block_size(&self) -> Option<u32> {
@@ -608,10 +610,8 @@ impl AddressSpace {
         fence(Ordering::SeqCst);
         // A taker that saw the block ours re-checks it after taking (`still_ours`): either it
         // sees the change and gives the address back, or its address is seen held here.
-        let busy = (first..first + n).any(|i| {
-            self.state[i as usize].load(Ordering::SeqCst) & STATE_MASK == HELD
-                || self.state[i as usize].load(Ordering::SeqCst) & STATE_MASK == DECLINED
-        });
+        let words = &self.state[first as usize..(first + n) as usize];
+        let busy = words.iter().any(|w| matches!(w.load(Ordering::SeqCst) & STATE_MASK, HELD | DECLINED));
         if busy {
             w.store(before, Ordering::SeqCst);
             fence(Ordering::SeqCst);
