@@ -788,7 +788,9 @@ impl<'a> Context<'a> {
             return if reboot || sh.authoritative { self.nak(&link) } else { Outcome::Silent(Silence::UnknownClient) };
         };
         let Some((record, state)) = self.record_for(wanted) else {
-            return if self.table.find(&req.key).is_some() || sh.authoritative {
+            // In a cluster another node may hold the lease (its event not here yet): no NAK
+            // for a client we know nothing of, authoritative or not.
+            return if self.table.find(&req.key).is_some() || (sh.authoritative && sh.cluster().is_none()) {
                 self.nak(&link)
             } else {
                 Outcome::Silent(Silence::UnknownClient)

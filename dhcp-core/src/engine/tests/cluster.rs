@@ -312,3 +312,17 @@ fn a_peer_event_goes_to_the_worker_that_sees_its_client() {
         assert_eq!(shared.worker_of_client(&c.key(), &c.mac), shared.worker_of(&msg), "client {n}");
     }
 }
+
+#[test]
+fn an_authoritative_node_does_not_nak_a_client_it_knows_nothing_of() {
+    let mut a = Server::new(Config { authoritative: true, ..cluster_config("a") });
+    a.view().confirm_heartbeat(T0);
+    a.grant([0]);
+    let c = client_of(&a, 0, 1);
+    // Its lease may be another node's, whose event has not arrived.
+    assert_eq!(a.send(&c.reboot(ip("100.64.0.40"))), Outcome::Silent(Silence::UnknownClient));
+    // A client it knows, asking for another address, is still refused.
+    let leased = dora(&mut a, &c);
+    assert_ne!(leased, ip("100.64.0.40"));
+    assert_eq!(msg_type(&a.ask(&c.reboot(ip("100.64.0.40"))).1), v4::MessageType::Nak);
+}
