@@ -604,6 +604,8 @@ impl<'a> Context<'a> {
             // RFC 4039: commit at once and answer with an ACK carrying option 80.
             return self.bind(held, ip, sid, true, cell);
         }
+        // Before the offer's own deadline replaces the record's: an adopted lease's end counts.
+        let times = self.lease_times(sid, held.map(|h| (h.record, h.ip)));
         let expires = self.after(sh.offer_timeout);
         match held {
             None => {
@@ -619,7 +621,7 @@ impl<'a> Context<'a> {
             // A bound client is offered its address again; its lease stands until it REQUESTs.
             Some(_) => {}
         }
-        let spec = ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: Some(self.times(sid)), rapid: false };
+        let spec = ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: Some(times), rapid: false };
         self.send(&spec, sid, false)
     }
 
