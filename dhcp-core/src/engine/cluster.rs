@@ -219,7 +219,8 @@ pub enum Adopted {
     Installed,
     /// The client's lease here ended (released, expired or declined at its node).
     Ended,
-    /// Nothing to do (an offer, an end of a lease not held here, a stale end).
+    /// Nothing to do (an offer, a lease already over, an end of a lease not held here, a
+    /// stale end).
     Ignored,
 }
 
@@ -237,6 +238,8 @@ impl Engine {
         events: &mut Vec<LeaseEvent>,
     ) -> Result<Adopted, RestoreError> {
         let r = match e.kind {
+            // Already over (a stream read again from its start): nothing to hold.
+            EventKind::Bound if e.expires <= now => Ok(Adopted::Ignored),
             EventKind::Bound => self.install(now, e, events).map(|()| Adopted::Installed),
             EventKind::Released | EventKind::Expired | EventKind::Declined => Ok(self.end_adopted(e)),
             _ => Ok(Adopted::Ignored),
@@ -251,9 +254,6 @@ impl Engine {
     }
 
     fn install(&mut self, now: Seconds, e: &LeaseEvent, events: &mut Vec<LeaseEvent>) -> Result<(), RestoreError> {
-        if e.expires <= now {
-            return Err(RestoreError::Expired);
-        }
         if let Some(record) = self.table.find(&e.client) {
             let (lease, state) = self.table.get(record);
             if lease.ip == u32::from(e.ip) && state != LeaseState::Quarantined {

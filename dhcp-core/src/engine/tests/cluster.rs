@@ -192,6 +192,8 @@ fn an_adopted_lease_ends_with_its_event_unless_renewed_since() {
     let bound = a.view().pop_event().unwrap();
     let mut events = Vec::new();
     b.engine.adopt_lease(b.now, &bound, &mut events).unwrap();
+    let over = LeaseEvent { expires: b.now, ..bound };
+    assert_eq!(b.engine.adopt_lease(b.now, &over, &mut events), Ok(Adopted::Ignored), "a lease already over");
     // A stale end (of an older lease) leaves the lease alone.
     let stale = LeaseEvent { kind: EventKind::Released, expires: bound.expires - 10, ..bound };
     assert_eq!(b.engine.adopt_lease(b.now, &stale, &mut events), Ok(Adopted::Ignored));
