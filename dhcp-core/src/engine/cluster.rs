@@ -36,7 +36,9 @@
 //! nodes). Y gives `a` to a new client only from `free_after` on, when no lease of X's on `a`
 //! is left; before that Y serves `a` only to the client that X's events say holds it. So `a`
 //! never has two holders. A client whose lease the survivors know keeps its address on rebind,
-//! since the survivor holds `a` for it (an adopted lease) and ACKs it there.
+//! since the survivor holds `a` for it (an adopted lease) and ACKs it there. When the partition
+//! heals, X finds `B` taken and gives it up at once (`AddressSpace::lose_block`): its leases on
+//! `B` stay until their end (before `free_after`) and X no longer lengthens them.
 
 use super::{Context, Engine, EventKind, LeaseEvent, Outcome, RestoreError, Seconds, Silence};
 use crate::config::ClusterConfig;

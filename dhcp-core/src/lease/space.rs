@@ -620,6 +620,13 @@ impl AddressSpace {
         !busy
     }
 
+    /// Gives a block up whatever it holds (`NotOurs`): another node took it over while this one
+    /// was cut off. Its held addresses stay held until their leases end; no free one is given
+    /// out here any more. False out of range.
+    pub fn lose_block(&self, pool: PoolId, block: u32) -> bool {
+        self.set_block(pool, block, BlockState::NotOurs)
+    }
+
     /// (used, free) addresses of a block: used = held or in probation. A scan of one block.
     pub fn block_census(&self, pool: PoolId, block: u32) -> (u32, u32) {
         let Some((first, n)) = self.block_span(pool, block) else { return (0, 0) };

@@ -328,3 +328,22 @@ fn an_authoritative_node_does_not_nak_a_client_it_knows_nothing_of() {
     assert_ne!(leased, ip("100.64.0.40"));
     assert_eq!(msg_type(&a.ask(&c.reboot(ip("100.64.0.40"))).1), v4::MessageType::Nak);
 }
+
+#[test]
+fn a_node_healed_after_losing_its_block_keeps_its_leases_there_without_lengthening_them() {
+    let mut a = node("a");
+    a.grant([0]);
+    let c = client_of(&a, 0, 1);
+    let leased = dora(&mut a, &c);
+    let space = a.engine.shared().space();
+    assert!(!space.revoke_block(0, 0), "not given back while it holds a lease");
+    assert!(space.lose_block(0, 0), "but given up when another node took it over");
+    assert_eq!(space.status(leased), Some(Status::Held), "the lease still holds its address");
+    a.advance(1000);
+    a.view().confirm_heartbeat(a.now);
+    let (_, ack) = a.ask(&c.renew(leased));
+    assert_eq!(msg_type(&ack), v4::MessageType::Ack);
+    let left = T0 + 3600 - a.now;
+    assert_eq!(ack.opts().get(OptionCode::AddressLeaseTime), Some(&DhcpOption::AddressLeaseTime(left)));
+    assert_eq!(a.send(&waited(Client::new(200).discover(), 10)), Outcome::Silent(Silence::NoAddress));
+}
