@@ -354,34 +354,31 @@ impl Context<'_> {
         }
     }
 
-    /// The (lease, T1, T2) a grant on subnet `sid` gives: [`Context::times`], and for a
-    /// client's record `held` on an address whose block is not ours (a lease adopted from
-    /// another node), no later end than that lease already has: only a block's owner makes
-    /// new lease time on its addresses (the fence rule's premise).
+    /// The (lease, T1, T2) a grant on subnet `sid` gives. Alone: the subnet's. In a cluster:
+    /// shortened to end by the grant limit, and for a client's record `held` on an address
+    /// whose block is not ours (a lease adopted from another node) to end no later than that
+    /// lease already does: only a block's owner makes new lease time on its addresses (the
+    /// fence rule's premise).
     #[inline]
     pub(super) fn lease_times(&mut self, sid: u16, held: Option<(RecordId, Ipv4Addr)>) -> (u32, u32, u32) {
-        let times = self.times(sid);
-        match held {
-            Some((record, ip)) if !self.own_lease(ip) => {
-                let left = self.table.get(record).0.expires.saturating_sub(self.now).max(1);
-                if left < times.0 {
-                    return (left, (left / 2).min(times.1), (left / 8 * 7).min(times.2));
-                }
-                times
-            }
-            _ => times,
+        match self.sh.cluster() {
+            None => self.sh.subnet(sid).times(),
+            Some(c) => self.cluster_times(c, sid, held),
         }
     }
 
-    /// Subnet `sid`'s (lease, T1, T2), in a cluster shortened to end by the grant limit.
-    #[inline]
-    pub(super) fn times(&mut self, sid: u16) -> (u32, u32, u32) {
-        let times = self.sh.subnet(sid).times();
-        let Some(c) = self.sh.cluster() else { return times };
+    #[inline(never)]
+    fn cluster_times(&mut self, c: &ClusterView, sid: u16, held: Option<(RecordId, Ipv4Addr)>) -> (u32, u32, u32) {
         // `cluster_gate` let the message through at this `now`: the limit lies ahead.
-        let (t, shortened) = capped(times, self.now, c.grant_limit()).unwrap_or(((1, 0, 0), true));
+        let (times, shortened) =
+            capped(self.sh.subnet(sid).times(), self.now, c.grant_limit()).unwrap_or(((1, 0, 0), true));
         self.cstats.lease_capped += shortened as u64;
-        t
+        let end = held.filter(|&(_, ip)| !self.own_lease(ip)).map(|(record, _)| self.table.get(record).0.expires);
+        let left = end.map_or(times.0, |end| end.saturating_sub(self.now).clamp(1, times.0));
+        if left < times.0 {
+            return (left, (left / 2).min(times.1), (left / 8 * 7).min(times.2));
+        }
+        times
     }
 }
 
