@@ -16,7 +16,7 @@ pub(super) struct ReplySpec {
     pub(super) yiaddr: Ipv4Addr,
     /// OFFER and ACK of an address carry the subnet's lease time, T1 and T2; INFORM and NAK
     /// do not.
-    pub(super) lease: bool,
+    pub(super) lease: Option<(u32, u32, u32)>,
     /// Answering a rapid-commit DISCOVER (RFC 4039): add option 80.
     pub(super) rapid: bool,
 }
@@ -84,12 +84,18 @@ impl ReplyHead {
         ReplyHead(head)
     }
 
-    /// The head of a reply of `kind`, with or without the lease times.
-    fn of(&self, kind: MessageType, lease: bool) -> ([u8; HEAD_LEN], usize) {
+    /// The head of a reply of `kind`, with the lease times given (a cluster may shorten the
+    /// subnet's) or without any.
+    fn of(&self, kind: MessageType, lease: Option<(u32, u32, u32)>) -> ([u8; HEAD_LEN], usize) {
         let mut head = self.0;
         // The value of the message type option, after its code and length.
         head[2] = kind as u8;
-        (head, if lease { HEAD_LEN } else { SHORT_HEAD_LEN })
+        let Some((lease, t1, t2)) = lease else { return (head, SHORT_HEAD_LEN) };
+        // Each time's value follows its option's code and length, 6 bytes per option.
+        for (at, v) in [(SHORT_HEAD_LEN + 2, lease), (SHORT_HEAD_LEN + 8, t1), (SHORT_HEAD_LEN + 14, t2)] {
+            head[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        }
+        (head, HEAD_LEN)
     }
 }
 
@@ -259,17 +265,18 @@ mod tests {
     #[test]
     fn reply_head_carries_the_kind_and_lease_times_only_when_asked() {
         let head = ReplyHead::new(Ipv4Addr::new(100, 64, 0, 1), (3600, 1800, 3150));
-        let (h, n) = head.of(MessageType::Ack, true);
+        // The times given win over the subnet's (a cluster's fence shortens them).
+        let (h, n) = head.of(MessageType::Ack, Some((60, 30, 52)));
         let opts: Vec<_> = OptionIter::new(&h[..n]).map(|o| o.unwrap()).collect();
         let want: [(u8, &[u8]); 5] = [
             (code::MESSAGE_TYPE, &[MessageType::Ack as u8]),
             (code::SERVER_ID, &[100, 64, 0, 1]),
-            (code::LEASE_TIME, &3600u32.to_be_bytes()),
-            (code::RENEWAL_TIME, &1800u32.to_be_bytes()),
-            (code::REBINDING_TIME, &3150u32.to_be_bytes()),
+            (code::LEASE_TIME, &60u32.to_be_bytes()),
+            (code::RENEWAL_TIME, &30u32.to_be_bytes()),
+            (code::REBINDING_TIME, &52u32.to_be_bytes()),
         ];
         assert_eq!(opts, want);
-        let (h, n) = head.of(MessageType::Nak, false);
+        let (h, n) = head.of(MessageType::Nak, None);
         let opts: Vec<_> = OptionIter::new(&h[..n]).map(|o| o.unwrap()).collect();
         assert_eq!(opts, want[..2].iter().map(|&(c, v)| (c, if c == 53 { &[6u8][..] } else { v })).collect::<Vec<_>>());
     }
