@@ -274,7 +274,7 @@ impl ServeArgs {
             cfg.server.pin_workers = true;
         }
         if let Some(on) = self.kernel_renew {
-            cfg.server.kernel_renew = on;
+            cfg.server.kernel_renew = Some(on);
         }
         cfg.server.accept_damaged_journal = self.accept_damaged_journal;
         if let Some(u) = &self.user {
@@ -489,7 +489,8 @@ mod tests {
             pin_workers: false,
             confinement: Default::default(),
             control: Default::default(),
-            kernel_renew: false,
+            kernel_renew: None,
+            kernel_renew_horizon: crate::kernel_renew::DEFAULT_PERIODS,
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }
