@@ -493,7 +493,8 @@ fn xdp_counter(pair: &xdhcpd_tests::Pair, name: &str) -> Option<u64> {
     let r = pair.server.spawn(move || dhcp_user::control::client::request(addr, "GET", "/v1/stats", None, None));
     let stats = r.join().unwrap().ok()?.json().ok()?;
     let xdp = stats["xdp"].as_object()?;
-    Some(xdp.iter().filter(|(k, _)| k.ends_with(name)).filter_map(|(_, v)| v.as_u64()).sum())
+    let found: Vec<u64> = xdp.iter().filter(|(k, _)| k.ends_with(name)).filter_map(|(_, v)| v.as_u64()).collect();
+    (!found.is_empty()).then(|| found.iter().sum())
 }
 
 /// Horizons moved ahead by the workers, under kill -9: with horizons one lease time past
