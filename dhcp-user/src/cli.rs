@@ -100,7 +100,8 @@ pub struct ServeArgs {
     /// Pin worker N to CPU N.
     #[arg(long)]
     pub pin_workers: bool,
-    /// XDP path: answer renewals in the XDP program (on|off; default: `[server] kernel_renew`).
+    /// XDP path: answer renewals in the XDP program (on|off; default: `[server] kernel_renew`,
+    /// else on where every interface is a real NIC).
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub kernel_renew: Option<bool>,
     /// Start even if the lease file's synced data is damaged: the leases in the damaged bytes
