@@ -17,8 +17,10 @@
 //! engine) gets a new horizon, `now + (periods + 1)` lease times, journaled with the batch's
 //! records; the map's horizon is raised only once that record is durable
 //! ([`KernelRenew::raise`]). So no renewal costs a journal write: one record per lease every
-//! `periods / 2` lease times or so, whatever the number of renewals. A lease whose client
-//! stopped renewing is not extended: the engine ends it at its horizon.
+//! `periods / 2` lease times or so, whatever the number of renewals. A client that stopped
+//! renewing (no renewal for a lease time) leaves the map, and the engine ends its lease a lease
+//! time later, not at the horizon (a renewal the program answered just before the entry left
+//! promised no more).
 //!
 //! A client's entry leaves the map before the engine sees any other message of the client
 //! (release, decline, a renewal the program passed up, a new discover), before an operator's
@@ -135,6 +137,8 @@ struct Entry {
     lease_secs: u32,
     /// When the engine last ACKed it (Unix seconds).
     acked: u32,
+    /// Its last renewal (the ACK or one in the program) when the map was last read.
+    last: u32,
     /// The horizon journaled (or being journaled) and held by the engine.
     horizon: u32,
     /// A new horizon is journaled but not yet durable: the map still has the old one.
@@ -232,7 +236,7 @@ impl KernelRenew {
         }
         let (ip, mac, steer, lease_secs) = (bound.ip, bound.mac, bound.steer, t.lease_secs);
         let at = self.order.len();
-        let entry = Entry { key, ip, mac, steer, lease_secs, acked: now, horizon, raising: false, at };
+        let entry = Entry { key, ip, mac, steer, lease_secs, acked: now, last: now, horizon, raising: false, at };
         self.by_key.insert(key, bound.client);
         self.by_client.insert(bound.client, entry);
         self.order.push(bound.client);
@@ -309,23 +313,31 @@ impl KernelRenew {
         }
     }
 
-    /// The Bound event of a new horizon for `client`, if it needs one and still renews.
+    /// The Bound event of a new horizon for `client`, if it needs one and still renews. A
+    /// client that stopped renewing leaves the map, and its lease ends a lease time later
+    /// (whatever renewal the program answered before it left promised no more).
     fn extend(&mut self, now: u32, client: &ClientKey, engine: &mut Engine) -> Option<LeaseEvent> {
         let e = *self.by_client.get(client)?;
-        let near = e.lease_secs.saturating_add(self.periods.saturating_mul(e.lease_secs) / 2);
-        if e.raising || e.horizon.saturating_sub(now) > near {
+        let near = e.horizon.saturating_sub(now) <= e.lease_secs.saturating_add(self.periods * e.lease_secs / 2);
+        // The map is read only when the answer may have changed: near the horizon, or when
+        // the lease would have ended without a renewal since the last reading.
+        let maybe_ended = e.last.saturating_add(e.lease_secs) <= now;
+        if !maybe_ended && (!near || e.raising) {
             return None;
         }
-        if self.last_renewal(now, &e).saturating_add(e.lease_secs) <= now {
+        let last = self.last_renewal(now, &e);
+        if last.saturating_add(e.lease_secs) <= now {
+            self.forget(client);
+            engine.end_at(client, now.saturating_add(e.lease_secs).saturating_add(1));
             return None;
         }
         let horizon = now.saturating_add((self.periods + 1).saturating_mul(e.lease_secs));
-        if !engine.hold_until(client, horizon) {
+        let x = self.by_client.get_mut(client)?;
+        x.last = last;
+        if !near || e.raising || !engine.hold_until(client, horizon) {
             return None;
         }
-        if let Some(x) = self.by_client.get_mut(client) {
-            (x.horizon, x.raising) = (horizon, true);
-        }
+        (x.horizon, x.raising) = (horizon, true);
         self.raising.push_back((None, *client, horizon));
         let (ip, mac, steer) = (e.ip, e.mac, e.steer);
         Some(LeaseEvent { kind: EventKind::Bound, ip, client: *client, mac, expires: horizon, steer })

@@ -228,7 +228,14 @@ mod kernel {
 
         /// The program answers a renewal now.
         fn renew_now(&self) {
-            self.0.lock().unwrap().values_mut().for_each(|l| l.renewed_ns = dhcp_io::renew::monotonic_ns());
+            self.renewed_ago(0);
+        }
+
+        /// The program's last renewal was `secs` ago (the map's clock is the real one, the
+        /// worker's the test's: set right before the step that reads it).
+        fn renewed_ago(&self, secs: u32) {
+            let at = dhcp_io::renew::monotonic_ns().saturating_sub(u64::from(secs) * 1_000_000_000);
+            self.0.lock().unwrap().values_mut().for_each(|l| l.renewed_ns = at);
         }
 
         /// Seconds from now (real time) to the map's horizon.
@@ -274,12 +281,14 @@ mod kernel {
         let (journal, hooks) = Journal::open_for_test(&dir.file(), Durability::Fsync, NOW);
         let (mut w, maps, ip, lease) = bound(Some(journal.clone()));
         let key = client(&w);
-        // Two lease times on, nobody renewed: the horizon stays (the engine ends it there).
-        let t = NOW + 2 * lease + 1;
-        w.step(t);
+        // Half a lease time on, renewed in the program: the horizon is far, nothing happens.
+        maps.renew_now();
+        w.step(NOW + lease / 2);
         assert_eq!(w.engine.lookup(&key).unwrap().2, NOW + 5 * lease);
-        // The program renewed: the next sweep journals a new horizon, held by the engine at
-        // once, raised in the map only once its record is synced.
+        // Two lease times on, renewed again: within three lease times of the horizon, the
+        // sweep journals a new one, held by the engine at once, raised in the map only once
+        // its record is synced.
+        let t = NOW + 2 * lease;
         let writes = maps.writes();
         maps.renew_now();
         hooks.t.hold_syncs(true);
@@ -303,6 +312,7 @@ mod kernel {
         assert!(maps.horizon_in().abs_diff(5 * lease as i64) <= 2, "{}", maps.horizon_in());
         assert_ne!(maps.only().unwrap().renewed_ns, 0, "the program's last renewal kept");
         // No second record while the horizon is far.
+        maps.renew_now();
         w.step(t + 2);
         assert_eq!(w.engine.lookup(&key).unwrap().2, horizon);
         // The record is the new horizon: recovery holds the address that long.
@@ -320,6 +330,23 @@ mod kernel {
         w.step(NOW + 5 * lease + 1);
         assert!(w.engine.leases().next().is_none(), "ended at its horizon");
         assert_eq!(maps.only(), None, "and out of the map");
+    }
+
+    #[test]
+    fn a_client_that_stopped_renewing_leaves_the_map_and_its_lease_ends_a_lease_time_later() {
+        let (mut w, maps, _, lease) = bound(None);
+        let key = client(&w);
+        maps.renew_now();
+        w.step(NOW + lease / 2);
+        assert!(maps.only().is_some(), "renewed half a lease time ago: still in the map");
+        // A lease time after that renewal, none since.
+        let t = NOW + lease / 2 + lease;
+        maps.renewed_ago(lease);
+        w.step(t);
+        assert_eq!(maps.only(), None, "out of the map");
+        assert_eq!(w.engine.lookup(&key).unwrap().2, t + lease + 1, "ends a lease time later, not at the horizon");
+        w.step(t + lease + 1);
+        assert!(w.engine.lookup(&key).is_none_or(|l| l.1 != dhcp_core::lease::LeaseState::Bound));
     }
 
     fn command(w: &mut Worker<MemIo>, now: u32, cmd: Command) {
