@@ -320,8 +320,9 @@ impl KernelRenew {
         let e = *self.by_client.get(client)?;
         let near = e.horizon.saturating_sub(now) <= e.lease_secs.saturating_add(self.periods * e.lease_secs / 2);
         // The map is read only when the answer may have changed: near the horizon, or when
-        // the lease would have ended without a renewal since the last reading.
-        let maybe_ended = e.last.saturating_add(e.lease_secs) <= now;
+        // the lease would end within a quarter lease time without a renewal since the last
+        // reading (early enough for the lease board to follow before the old end).
+        let maybe_ended = e.last.saturating_add(e.lease_secs - e.lease_secs / 4) <= now;
         if !maybe_ended && (!near || e.raising) {
             return None;
         }
@@ -331,6 +332,7 @@ impl KernelRenew {
             engine.end_at(client, now.saturating_add(e.lease_secs).saturating_add(1));
             return None;
         }
+        engine.renewed_outside(client, last, e.lease_secs);
         let horizon = now.saturating_add((self.periods + 1).saturating_mul(e.lease_secs));
         let x = self.by_client.get_mut(client)?;
         x.last = last;
