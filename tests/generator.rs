@@ -561,3 +561,37 @@ fn reload_case(backend: &str) {
     assert!(u(&r, &["counters", "leases"]) > 0, "{text}");
     assert!(kept.iter().skip(1).all(|&k| k > 0), "leases carried over each reload: {kept:?}");
 }
+
+/// The in-kernel reflector (`reflector --xdp --xdp-tx`): the generator's renewals come back
+/// from the XDP program with XDP_TX as ACKs of their address, the DORAs before them through
+/// AF_XDP.
+#[test]
+fn xdp_tx_reflector_answers_renewals_in_the_program() {
+    if !root_or_skip("xdp_tx_reflector_answers_renewals_in_the_program") {
+        return;
+    }
+    let pair = Pair::new("genxtx");
+    let dir = Scratch::new("genxtx");
+    let log = dir.path("reflector.log");
+    let args = [BENCH, "reflector", "-i", "s0", "-q", "--xdp", "--xdp-tx"];
+    let mut refl = Process::start(&pair.server, "reflector", &args, &log);
+    let answered = eventually(WAIT, || {
+        let (_, _, r) =
+            bench(&pair.client, &dir, "probe", &["-i", "c0", "--xdp", "-R", "1", "-n", "1", "--timeout", "200"]);
+        (u(&r, &["counters", "leases"]) == 1).then_some(())
+    });
+    assert!(answered.is_some(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let gen = ["-i", "c0", "--xdp", "--scenario", "renew", "-R", "50", "-n", "2000", "-W", "16"];
+    let (status, text, r) = bench(&pair.client, &dir, "renew", &gen);
+    assert_eq!(status, 0, "{text}");
+    check_consistent(&r, &text);
+    assert!(refl.stop().success());
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    let reflected: u64 = out
+        .split("answered in the XDP program ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count: {out}"));
+    assert!(reflected >= 1000, "renewals answered in the program: {reflected}\n{out}\n{text}");
+}

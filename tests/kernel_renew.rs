@@ -486,3 +486,72 @@ fn dora(c: &xdhcpd_tests::RawClient, n: u32, limit: std::time::Duration) -> Opti
     let ack = c.exchange(&buf[..len], limit)?;
     (ack[242] == MessageType::Ack as u8).then_some(ip)
 }
+
+/// The sum of the program's counters named `name` in the control API's `/v1/stats`.
+fn xdp_counter(pair: &xdhcpd_tests::Pair, name: &str) -> Option<u64> {
+    let addr: std::net::SocketAddr = "127.0.0.1:9767".parse().unwrap();
+    let r = pair.server.spawn(move || dhcp_user::control::client::request(addr, "GET", "/v1/stats", None, None));
+    let stats = r.join().unwrap().ok()?.json().ok()?;
+    let xdp = stats["xdp"].as_object()?;
+    let found: Vec<u64> = xdp.iter().filter(|(k, _)| k.ends_with(name)).filter_map(|(_, v)| v.as_u64()).collect();
+    (!found.is_empty()).then(|| found.iter().sum())
+}
+
+/// Horizons moved ahead by the workers, under kill -9: with horizons one lease time past
+/// expiry (60 s + 60 s), a client the program renews every 4 s for 75 s is renewed by the
+/// program all along (it would have passed renewals up after 60 s had the workers not moved
+/// the horizon), and after kill -9 the journal holds the address at least as long as the last
+/// renewal promised.
+#[test]
+fn kill_9_under_renewals_keeps_the_horizons_the_workers_moved_ahead() {
+    use xdhcpd_tests::*;
+    if !root_or_skip("kill_9_under_renewals_keeps_the_horizons_the_workers_moved_ahead") {
+        return;
+    }
+    let pair = Pair::new("kahead");
+    let dir = Scratch::new("kahead");
+    let _peer = PeerProgram::attach(&pair);
+    let cfg = dir.path("xdhcpd.toml");
+    let leases = dir.path("leases");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server_id = \"198.18.0.1\"\nlease_time = 60\n\n[server]\ninterfaces = [\"s0\"]\nworkers = 2\nbackend = \"xdp\"\nkernel_renew = true\nkernel_renew_horizon = 1\nlease_file = \"{}\"\n\n[control]\nlisten = \"127.0.0.1:9767\"\n\n[[subnet]]\nsubnet = \"198.18.0.0/24\"\ninterface = \"s0\"\npools = [\"198.18.0.100-198.18.0.100\"]\nrenewal_time = 50\nrebinding_time = 55\n",
+            leases.display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let log = dir.path("server.log");
+    let mut server = start_xdhcpd(&pair.server, env!("CARGO_BIN_EXE_xdhcpd"), &["--config", &cfg], &log);
+    let (script, events) = hook_script(&dir, "udhcpc.sh", "echo \"$1 ip=$ip\"", "");
+    let mut client = Process::start(
+        &pair.client,
+        "udhcpc",
+        &["udhcpc", "-i", "c0", "-f", "-t", "5", "-T", "1", "-s", &script],
+        &dir.path("udhcpc.log"),
+    );
+    let count = |needle: &str| std::fs::read_to_string(&events).unwrap_or_default().matches(needle).count();
+    let wait = std::time::Duration::from_secs(20);
+    assert!(eventually(wait, || (count("bound ip=198.18.0.100") == 1).then_some(())).is_some(), "bound");
+    let bound = std::time::Instant::now();
+    let mut n = 0;
+    while bound.elapsed() < std::time::Duration::from_secs(75) {
+        n += 1;
+        client.signal(libc::SIGUSR1);
+        let renewed = eventually(wait, || (count("renew ip=198.18.0.100") >= n).then_some(()));
+        assert!(renewed.is_some(), "renewal {n}: {}", std::fs::read_to_string(&events).unwrap_or_default());
+        std::thread::sleep(std::time::Duration::from_secs(4));
+    }
+    let (renewed, up) = (xdp_counter(&pair, "xdp-renewed"), xdp_counter(&pair, "renew-up-horizon"));
+    let killed = dhcp_user::clock::unix_now();
+    server.signal(libc::SIGKILL);
+    server.wait_for(wait);
+    client.signal(libc::SIGKILL);
+    client.wait_for(wait);
+    assert!(renewed >= Some(n as u64 - 1), "renewed in the program: {renewed:?} of {n}");
+    assert_eq!(up, Some(0), "no renewal passed up for its horizon");
+    let rec = dhcp_user::journal::inspect(&leases, 0).unwrap();
+    let held = rec.leases.iter().find(|l| l.ip == Ipv4Addr::new(198, 18, 0, 100)).map(|l| l.expires);
+    assert!(held >= Some(killed + 60), "journaled until {held:?}, the last renewal promised ~{}", killed + 60);
+}

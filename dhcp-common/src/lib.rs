@@ -235,7 +235,12 @@ pub mod config {
     /// 4..6 (network order, as in the frame).
     pub const MAC_HI: u32 = 5;
     pub const MAC_LO: u32 = 6;
-    pub const LEN: u32 = 7;
+    /// Non-zero: the program is a benchmark's in-kernel reflector (`xdhcp-bench reflector
+    /// --xdp-tx`): every renewal (a REQUEST with `ciaddr` set, its message type the first
+    /// option) goes back as a canned ACK with XDP_TX, addresses and ports swapped; the
+    /// ceiling of answering in the kernel. Never set by the server.
+    pub const REFLECT_RENEWALS: u32 = 7;
+    pub const LEN: u32 = 8;
 }
 
 /// Slots of the steering program's per-CPU `COUNTERS` array.
@@ -266,7 +271,9 @@ pub mod counter {
     pub const RENEW_MISMATCH: u32 = 10;
     pub const RENEW_HORIZON: u32 = 11;
     pub const RENEW_NO_TEMPLATE: u32 = 12;
-    pub const COUNT: u32 = 13;
+    /// Renewals sent back by the reflector mode ([`super::config::REFLECT_RENEWALS`]).
+    pub const REFLECTED: u32 = 13;
+    pub const COUNT: u32 = 14;
     /// Names for logs and statistics, by slot.
     pub const NAMES: [&str; COUNT as usize] = [
         "xdp-seen",
@@ -282,6 +289,7 @@ pub mod counter {
         "xdp-renew-up-mismatch",
         "xdp-renew-up-horizon",
         "xdp-renew-up-no-template",
+        "xdp-reflected",
     ];
 }
 

@@ -159,6 +159,12 @@ fn steer(ctx: &XdpContext) -> Option<u32> {
         return Some(XDP_DROP);
     }
     #[cfg(feature = "kernel-renew")]
+    if setting(config::REFLECT_RENEWALS) != 0 && l3 == ETH_HLEN && ihl == IPV4_MIN_HLEN {
+        if let Some(action) = reflect(ctx) {
+            return Some(action);
+        }
+    }
+    #[cfg(feature = "kernel-renew")]
     if setting(config::KERNEL_RENEW) != 0 {
         // Tagged frames go up: the worker puts only untagged clients in the map, and one
         // header layout keeps the program within what the verifier follows.
@@ -247,6 +253,61 @@ fn answer(
     lease.renewed_ns = now;
     count(counter::RENEWED);
     Some(XDP_TX)
+}
+
+#[cfg(feature = "kernel-renew")]
+/// The benchmark's reflector (`config::REFLECT_RENEWALS`): a renewal from the generator
+/// (untagged, 20-byte IPv4 header, `ciaddr` set, option 53 first and REQUEST) goes back as an
+/// ACK of `ciaddr`: MACs, addresses and ports swapped (the IPv4 checksum stays right), `op`
+/// and the message type changed, `yiaddr` set, the UDP checksum zero (RFC 768: none).
+#[inline(always)]
+fn reflect(ctx: &XdpContext) -> Option<u32> {
+    const D: usize = ETH_HLEN + IPV4_MIN_HLEN + UDP_HLEN;
+    const END: usize = D + bootp::MIN_LEN + 3;
+    let start = ctx.data();
+    if start + END > ctx.data_end() {
+        return None;
+    }
+    let p = start as *mut u8;
+    // SAFETY: every offset below is a constant under END, checked against the frame's end
+    // just above; the program owns the frame.
+    unsafe {
+        if *p.add(D) != 1 || *p.add(D + bootp::MIN_LEN) != 53 || *p.add(D + bootp::MIN_LEN + 1) != 1 {
+            return None;
+        }
+        if *p.add(D + bootp::MIN_LEN + 2) != 3 || core::ptr::read_unaligned(p.add(D + 12) as *const u32) == 0 {
+            return None;
+        }
+        swap(p, 0, 6, 6);
+        swap(p, ETH_HLEN + 12, ETH_HLEN + 16, 4);
+        swap(p, ETH_HLEN + IPV4_MIN_HLEN, ETH_HLEN + IPV4_MIN_HLEN + 2, 2);
+        *p.add(ETH_HLEN + IPV4_MIN_HLEN + 6) = 0;
+        *p.add(ETH_HLEN + IPV4_MIN_HLEN + 7) = 0;
+        *p.add(D) = 2;
+        let mut i = 0;
+        while i < 4 {
+            *p.add(D + 16 + i) = *p.add(D + 12 + i);
+            i += 1;
+        }
+        *p.add(D + bootp::MIN_LEN + 2) = 5;
+    }
+    count(counter::REFLECTED);
+    Some(XDP_TX)
+}
+
+#[cfg(feature = "kernel-renew")]
+/// Swaps `n` bytes at `a` with `n` bytes at `b`.
+///
+/// # Safety
+/// Both ranges lie inside the frame, checked by the caller.
+#[inline(always)]
+unsafe fn swap(p: *mut u8, a: usize, b: usize, n: usize) {
+    let mut i = 0;
+    while i < n {
+        // SAFETY: inside the frame (the caller's check).
+        unsafe { core::ptr::swap(p.add(a + i), p.add(b + i)) };
+        i += 1;
+    }
 }
 
 /// Offset of the IPv4 header after up to `MAX_VLAN_TAGS` (two) tags, written out: the verifier

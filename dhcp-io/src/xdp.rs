@@ -180,6 +180,15 @@ impl Steering {
         Ok(maps)
     }
 
+    /// Makes the program a benchmark's in-kernel reflector of renewals
+    /// (`config::REFLECT_RENEWALS`); everything else is steered as before.
+    pub fn reflect_renewals(&mut self) -> Result<()> {
+        if !KERNEL_RENEW_BUILT {
+            bail!("this build's XDP program has no XDP_TX path (dhcp-ebpf feature kernel-renew is off)");
+        }
+        self.set(config::REFLECT_RENEWALS, 1)
+    }
+
     /// Current counters, summed over CPUs.
     pub fn counters(&self) -> Result<XdpCounters> {
         let map = self.ebpf.map("COUNTERS").context("XDP object has no COUNTERS map")?;

@@ -100,7 +100,8 @@ pub struct ServeArgs {
     /// Pin worker N to CPU N.
     #[arg(long)]
     pub pin_workers: bool,
-    /// XDP path: answer renewals in the XDP program (on|off; default: `[server] kernel_renew`).
+    /// XDP path: answer renewals in the XDP program (on|off; default: `[server] kernel_renew`,
+    /// else on where every interface is a real NIC).
     #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
     pub kernel_renew: Option<bool>,
     /// Start even if the lease file's synced data is damaged: the leases in the damaged bytes
@@ -283,7 +284,9 @@ impl ServeArgs {
             cfg.server.pin_workers = true;
         }
         if let Some(on) = self.kernel_renew {
-            cfg.server.kernel_renew = on;
+            cfg.server.kernel_renew = Some(on);
+            let flag = format!("--kernel-renew {}", if on { "on" } else { "off" });
+            map.set("server.kernel_renew", Loc::Flag(flag));
         }
         cfg.server.accept_damaged_journal = self.accept_damaged_journal;
         if let Some(u) = &self.user {
@@ -522,7 +525,8 @@ mod tests {
             pin_workers: false,
             confinement: Default::default(),
             control: Default::default(),
-            kernel_renew: false,
+            kernel_renew: None,
+            kernel_renew_horizon: crate::kernel_renew::DEFAULT_PERIODS,
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }

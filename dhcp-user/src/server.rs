@@ -188,7 +188,9 @@ fn spawn<I: PacketIo + Send + 'static>(
         links.push(WorkerLink { commands: tx, bell: worker.bell(), published });
         let worker = match renew {
             Some(m) => {
-                worker.with_kernel_renew(crate::kernel_renew::KernelRenew::new(m.try_clone()?, w as u32, workers))
+                let periods = ctx.settings.kernel_renew_horizon;
+                let k = crate::kernel_renew::KernelRenew::new(Box::new(m.try_clone()?), w as u32, workers, periods);
+                worker.with_kernel_renew(k)
             }
             None => worker,
         };
@@ -291,7 +293,11 @@ impl Path {
             Path::Udp(ios) => serve_watched(engines, ios, ctx, None, None).map(|(total, _)| total),
             Path::Xdp(mut x) => {
                 let ios = std::mem::take(&mut x.ios);
-                let renew = match ctx.settings.kernel_renew {
+                let on = ctx
+                    .settings
+                    .kernel_renew
+                    .unwrap_or_else(|| crate::config::kernel_renew_by_default(&ctx.settings.interfaces));
+                let renew = match on {
                     true => Some(x.steering.kernel_renew(x.mac).context("kernel renewals")?),
                     false => None,
                 };

@@ -195,6 +195,9 @@ impl<I: PacketIo> Worker<I> {
         self.engine.handle_timeout(now, &mut self.events);
         let got = self.serve_batch(now);
         self.open_gate();
+        if let Some(k) = &mut self.kernel {
+            k.raise(now, self.journal.as_ref());
+        }
         got
     }
 
@@ -225,6 +228,9 @@ impl<I: PacketIo> Worker<I> {
             }
         }
         self.rx = rx;
+        if let Some(k) = &mut self.kernel {
+            k.sweep(now, &mut self.engine, &mut self.events);
+        }
         let ticket = self.append_events();
         if self.journal.is_some() {
             self.gate.hold(ticket, &mut self.durable);
@@ -284,6 +290,9 @@ impl<I: PacketIo> Worker<I> {
             _ => Ticket::NONE,
         };
         self.events.clear();
+        if let Some(k) = &mut self.kernel {
+            k.journaled(ticket);
+        }
         ticket
     }
 

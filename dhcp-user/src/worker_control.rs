@@ -223,6 +223,9 @@ impl<I: PacketIo> Worker<I> {
         match cmd {
             Command::Leases { query, reply } => {
                 let mut found: Vec<LeaseView> = self.engine.leases().filter(|l| query.matches(l)).collect();
+                if let Some(k) = &self.kernel {
+                    found.iter_mut().for_each(|l| k.view(now, l));
+                }
                 if let Query::Subnet { limit, .. } = query {
                     found.sort_unstable_by_key(|l| u32::from(l.ip));
                     found.truncate(limit);
@@ -230,6 +233,9 @@ impl<I: PacketIo> Worker<I> {
                 let _ = reply.send(found);
             }
             Command::Release { ip, reply } => {
+                if let Some(k) = &mut self.kernel {
+                    k.forget_ip(ip);
+                }
                 let released = self.engine.release_ip(ip, &mut self.events);
                 let ticket = self.append_events();
                 let _ = reply.send(released.then_some(ticket));
@@ -246,6 +252,10 @@ impl<I: PacketIo> Worker<I> {
         let started = Instant::now();
         // What is due ends under the old configuration, with its events journaled.
         self.engine.handle_timeout(now, &mut self.events);
+        // The program renews nothing under the old configuration while the engine changes.
+        if let Some(k) = &mut self.kernel {
+            k.forget_all();
+        }
         if !meet(&swap.arrived, swap.workers, &self.stop) {
             return;
         }

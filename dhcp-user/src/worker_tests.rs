@@ -179,3 +179,205 @@ fn without_a_journal_acks_go_at_once() {
     // Every frame went back: one DISCOVER and one REQUEST, both answered and sent.
     assert_eq!(w.io.released, 0);
 }
+
+/// Renewals answered in the XDP program, with the program's maps in memory: the test plays
+/// the program (it writes `renewed_ns`, as the program does) and reads the horizons.
+mod kernel {
+    use super::*;
+    use crate::kernel_renew::{KernelRenew, LeaseMap};
+    use crate::worker::control::{Command, Query};
+    use dhcp_common::renew::{Lease, LeaseKey, Template};
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+
+    /// The lease map, and how many times user space wrote an entry.
+    #[derive(Debug, Clone, Default)]
+    struct MemMaps(Arc<Mutex<HashMap<LeaseKey, Lease>>>, Arc<AtomicU64>);
+
+    impl LeaseMap for MemMaps {
+        fn insert(&mut self, key: &LeaseKey, lease: &Lease) -> anyhow::Result<()> {
+            self.0.lock().unwrap().insert(*key, *lease);
+            self.1.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn remove(&mut self, key: &LeaseKey) -> bool {
+            self.0.lock().unwrap().remove(key).is_some()
+        }
+
+        fn get(&self, key: &LeaseKey) -> Option<Lease> {
+            self.0.lock().unwrap().get(key).copied()
+        }
+
+        fn set_template(&mut self, _: u32, _: &Template) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl MemMaps {
+        fn writes(&self) -> u64 {
+            self.1.load(Ordering::SeqCst)
+        }
+
+        fn only(&self) -> Option<Lease> {
+            let m = self.0.lock().unwrap();
+            assert!(m.len() <= 1, "{m:?}");
+            m.values().next().copied()
+        }
+
+        /// The program answers a renewal now.
+        fn renew_now(&self) {
+            self.renewed_ago(0);
+        }
+
+        /// The program's last renewal was `secs` ago (the map's clock is the real one, the
+        /// worker's the test's: set right before the step that reads it).
+        fn renewed_ago(&self, secs: u32) {
+            let at = dhcp_io::renew::monotonic_ns().saturating_sub(u64::from(secs) * 1_000_000_000);
+            self.0.lock().unwrap().values_mut().for_each(|l| l.renewed_ns = at);
+        }
+
+        /// Seconds from now (real time) to the map's horizon.
+        fn horizon_in(&self) -> i64 {
+            let l = self.only().expect("a lease in the map");
+            (l.horizon_ns as i64 - dhcp_io::renew::monotonic_ns() as i64) / 1_000_000_000
+        }
+    }
+
+    /// A worker with the maps in memory and horizons 4 lease times ahead, and client 1 ACKed at
+    /// `NOW` through the engine; returns the lease time.
+    fn bound(journal: Option<Journal>) -> (Worker<MemIo>, MemMaps, Ipv4Addr, u32) {
+        let maps = MemMaps::default();
+        let mut w = worker(journal).with_kernel_renew(KernelRenew::new(Box::new(maps.clone()), 0, 1, 4));
+        let ip = offer(&mut w, 1);
+        w.io.inbox.push_back(request(1, ip));
+        assert!(step_until(&mut w, |w| w.held() == 0));
+        assert_eq!(w.io.sent.last(), Some(&(MessageType::Ack, ip, mac_for(1))));
+        let (_, _, expires) = w.engine.lookup(&client(&w)).expect("bound");
+        let lease = (expires - NOW) / 5;
+        assert_eq!(expires, NOW + 5 * lease, "held to expiry + 4 lease times");
+        assert!((maps.horizon_in() - 5 * lease as i64).abs() <= 2, "{}", maps.horizon_in());
+        (w, maps, ip, lease)
+    }
+
+    /// Lets the journal's syncs go when dropped (also when an assertion fails: the journal's
+    /// threads would wait forever).
+    struct Unhold<'a>(&'a crate::journal::tests::TestHooks);
+
+    impl Drop for Unhold<'_> {
+        fn drop(&mut self) {
+            self.0.hold_syncs(false);
+        }
+    }
+
+    fn client(w: &Worker<MemIo>) -> dhcp_core::lease::ClientKey {
+        w.engine.leases().next().expect("a lease").client
+    }
+
+    #[test]
+    fn horizons_move_ahead_between_batches_and_reach_the_map_only_once_durable() {
+        let dir = TempDir::new("horizon");
+        let (journal, hooks) = Journal::open_for_test(&dir.file(), Durability::Fsync, NOW);
+        let (mut w, maps, ip, lease) = bound(Some(journal.clone()));
+        let key = client(&w);
+        // Half a lease time on, renewed in the program: the horizon is far, nothing happens.
+        maps.renew_now();
+        w.step(NOW + lease / 2);
+        assert_eq!(w.engine.lookup(&key).unwrap().2, NOW + 5 * lease);
+        // Two lease times on, renewed again: within three lease times of the horizon, the
+        // sweep journals a new one, held by the engine at once, raised in the map only once
+        // its record is synced.
+        let t = NOW + 2 * lease;
+        let writes = maps.writes();
+        maps.renew_now();
+        hooks.t.hold_syncs(true);
+        let held = Unhold(&hooks.t);
+        w.step(t + 1);
+        let horizon = t + 1 + 5 * lease;
+        assert_eq!(w.engine.lookup(&key).unwrap().2, horizon);
+        for _ in 0..20 {
+            w.step(t + 1);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(maps.writes(), writes, "not raised before durable");
+        drop(held);
+        let start = Instant::now();
+        while maps.writes() == writes && start.elapsed() < Duration::from_secs(10) {
+            w.step(t + 1);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(maps.writes(), writes + 1, "raised once durable");
+        // The map's clock is the real one: the new horizon is 5 lease times from now.
+        assert!(maps.horizon_in().abs_diff(5 * lease as i64) <= 2, "{}", maps.horizon_in());
+        assert_ne!(maps.only().unwrap().renewed_ns, 0, "the program's last renewal kept");
+        // No second record while the horizon is far.
+        maps.renew_now();
+        w.step(t + 2);
+        assert_eq!(w.engine.lookup(&key).unwrap().2, horizon);
+        // The record is the new horizon: recovery holds the address that long.
+        drop(w);
+        journal.flush().unwrap();
+        drop(journal);
+        let (_, rec) = Journal::open(&dir.file(), Durability::Fsync, Duration::from_secs(3600), t + 2).unwrap();
+        let held: Vec<_> = rec.leases.iter().map(|r| (r.ip, r.expires)).collect();
+        assert_eq!(held, vec![(ip, horizon)]);
+    }
+
+    #[test]
+    fn a_lease_the_engine_ends_leaves_the_map() {
+        let (mut w, maps, _, lease) = bound(None);
+        w.step(NOW + 5 * lease + 1);
+        assert!(w.engine.leases().next().is_none(), "ended at its horizon");
+        assert_eq!(maps.only(), None, "and out of the map");
+    }
+
+    #[test]
+    fn a_client_that_stopped_renewing_leaves_the_map_and_its_lease_ends_a_lease_time_later() {
+        let (mut w, maps, _, lease) = bound(None);
+        let key = client(&w);
+        maps.renew_now();
+        w.step(NOW + lease / 2);
+        assert!(maps.only().is_some(), "renewed half a lease time ago: still in the map");
+        // A lease time after that renewal, none since.
+        let t = NOW + lease / 2 + lease;
+        maps.renewed_ago(lease);
+        w.step(t);
+        assert_eq!(maps.only(), None, "out of the map");
+        assert_eq!(w.engine.lookup(&key).unwrap().2, t + lease + 1, "ends a lease time later, not at the horizon");
+        w.step(t + lease + 1);
+        assert!(w.engine.lookup(&key).is_none_or(|l| l.1 != dhcp_core::lease::LeaseState::Bound));
+    }
+
+    fn command(w: &mut Worker<MemIo>, now: u32, cmd: Command) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        tx.send(cmd).unwrap();
+        w.control = Some(control::ControlPort { commands: rx, published: Default::default(), busy_ns: 0, turns: 0 });
+        w.control_turn(now, Duration::ZERO);
+    }
+
+    #[test]
+    fn an_operator_release_takes_the_lease_out_of_the_map() {
+        let (mut w, maps, ip, _) = bound(None);
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        command(&mut w, NOW + 1, Command::Release { ip, reply });
+        assert!(answer.try_recv().unwrap().is_some(), "released");
+        assert_eq!(maps.only(), None);
+    }
+
+    #[test]
+    fn the_control_plane_sees_the_last_renewal_in_the_program() {
+        let (mut w, maps, ip, lease) = bound(None);
+        let look = |w: &mut Worker<MemIo>, now| {
+            let (reply, mut answer) = tokio::sync::oneshot::channel();
+            command(w, now, Command::Leases { query: Query::Ip(ip), reply });
+            answer.try_recv().unwrap()[0]
+        };
+        let v = look(&mut w, NOW);
+        assert_eq!((v.renewed, v.expires), (Some(NOW), NOW + lease), "the ACK's expiry, not the horizon");
+        maps.renew_now();
+        let later = NOW + lease / 2;
+        let v = look(&mut w, later);
+        assert_eq!((v.renewed, v.expires), (Some(later), later + lease));
+    }
+}

@@ -169,6 +169,10 @@ pub(crate) struct ReflectorArgs {
     /// `AF_PACKET`: the ceiling of the kernel-bypass path.
     #[arg(long)]
     pub(crate) xdp: bool,
+    /// With --xdp: renewals answered in the XDP program itself with XDP_TX (addresses
+    /// swapped, a canned ACK), the rest through AF_XDP: the ceiling of answering in the kernel.
+    #[arg(long, requires = "xdp")]
+    pub(crate) xdp_tx: bool,
     /// No progress line.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,
@@ -339,7 +343,11 @@ pub(crate) fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
     };
     let (st, ts) = if args.xdp {
         let mut t = xdhcp_bench::xsk::XskTransport::open(&args.interface, Role::Server).with_context(opening)?;
-        let st = reflector::run(&mut t, &cfg, &stop, duration, args.busy_poll, &mut progress)?;
+        if args.xdp_tx {
+            t.reflect_renewals().context("the XDP_TX reflector")?;
+        }
+        let mut st = reflector::run(&mut t, &cfg, &stop, duration, args.busy_poll, &mut progress)?;
+        st.reflected = t.reflected();
         (st, t.stats())
     } else {
         let mut t = PacketSocket::open(&args.interface, Role::Server, args.rx).with_context(opening)?;
@@ -347,12 +355,13 @@ pub(crate) fn reflect(args: &ReflectorArgs) -> Result<ExitCode> {
         (st, t.stats())
     };
     println!(
-        "reflector on {}: received {}, answered {} in {:.2} s ({:.0}/s); send errors {}, kernel receive drops {}",
+        "reflector on {}: received {}, answered {}, answered in the XDP program {} in {:.2} s ({:.0}/s); send errors {}, kernel receive drops {}",
         args.interface,
         st.received,
         st.answered,
+        st.reflected,
         st.secs,
-        if st.secs > 0.0 { st.answered as f64 / st.secs } else { 0.0 },
+        if st.secs > 0.0 { (st.answered + st.reflected) as f64 / st.secs } else { 0.0 },
         ts.tx_errors,
         ts.rx_kernel_drops
     );

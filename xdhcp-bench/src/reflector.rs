@@ -49,6 +49,8 @@ impl Default for ReflectorConfig {
 pub struct ReflectorStats {
     pub received: u64,
     pub answered: u64,
+    /// Answered in the XDP program (`--xdp-tx`), never seen here.
+    pub reflected: u64,
     pub secs: f64,
 }
 

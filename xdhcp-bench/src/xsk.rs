@@ -22,7 +22,7 @@ const TX_FRAMES: u32 = 2048;
 /// One AF_XDP socket on queue 0 of an interface, and the program feeding it.
 pub struct XskTransport {
     // Field order matters for drop: the program detaches before the socket and UMEM go away.
-    _steering: Steering,
+    steering: Steering,
     socket: XskSocket,
     _set: XskSet,
     mac: [u8; 6],
@@ -53,7 +53,7 @@ impl XskTransport {
         steering.register(&set.sockets)?;
         let socket = set.sockets.pop().and_then(|mut s| s.pop()).ok_or_else(|| anyhow::anyhow!("no socket"))?;
         Ok(XskTransport {
-            _steering: steering,
+            steering,
             socket,
             _set: set,
             mac: dhcp_io::sys::mac_address(interface)?,
@@ -62,6 +62,17 @@ impl XskTransport {
             pending: Vec::with_capacity(BATCH),
             answered: Vec::with_capacity(BATCH),
         })
+    }
+
+    /// Reflector: renewals go back from the XDP program itself with XDP_TX (the in-kernel
+    /// ceiling); the rest still reaches this socket.
+    pub fn reflect_renewals(&mut self) -> anyhow::Result<()> {
+        self.steering.reflect_renewals()
+    }
+
+    /// Renewals the program sent back (see [`XskTransport::reflect_renewals`]).
+    pub fn reflected(&self) -> u64 {
+        self.steering.counters().map_or(0, |c| c.get(dhcp_common::counter::REFLECTED))
     }
 
     /// Queues what is pending; returns whether nothing is left.

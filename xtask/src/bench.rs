@@ -9,6 +9,7 @@ mod compaction;
 mod journal_server;
 pub(crate) mod parts;
 mod recovery;
+mod renew;
 
 use crate::{cargo, output, step};
 use anyhow::{Context, Result};

@@ -20,6 +20,9 @@ pub struct LeaseView {
     pub state: LeaseState,
     /// Deadline: end of the offer, the lease or the probation.
     pub expires: Seconds,
+    /// The lease's last renewal, where the server knows it apart from the deadline (a lease
+    /// renewed in the XDP program: the engine holds it to its durable horizon); `None` here.
+    pub renewed: Option<Seconds>,
 }
 
 /// What a reload did with an engine's records.
@@ -53,6 +56,7 @@ impl Engine {
             mac: mac_of(&l.key),
             state,
             expires: l.expires,
+            renewed: None,
         })
     }
 

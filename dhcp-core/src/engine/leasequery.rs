@@ -7,7 +7,9 @@
 //! configuration allows, replies to `giaddr`. Queries by address read the shared lease board
 //! (the lease may be another worker's); queries by client read this worker's table, which owns
 //! the client because the query carries the same identity the client's messages are steered
-//! by. Must never answer a querier that is not allowed, nor change a lease.
+//! by. Renewals answered in the XDP program reach the board through
+//! [`super::Engine::renewed_outside`]. Must never answer a querier that is not allowed, nor
+//! change a lease.
 
 use super::board::Entry;
 use super::ports::holder_hash;
@@ -22,6 +24,23 @@ use core::net::Ipv4Addr;
 pub(super) fn restored_entry(client: &ClientKey, mac: [u8; 6], expires: Seconds, now: Seconds) -> Entry {
     let cid = client.is_client_id().then(|| client.inline_bytes()).flatten();
     Entry::new(holder_hash(client), expires, now, (1, 6, mac)).with_client_id(cid)
+}
+
+impl super::Engine {
+    /// A renewal of `client`'s lease answered outside the engine (in the XDP program) at `at`,
+    /// for `lease_secs`: the lease board shows the lease as that renewal left it (its end and
+    /// the last transaction), so leasequery answers as if the engine had renewed it.
+    pub fn renewed_outside(&mut self, client: &ClientKey, at: Seconds, lease_secs: u32) {
+        let Some((ip, LeaseState::Bound, _)) = self.lookup(client) else { return };
+        let holder = holder_hash(client);
+        let Some(mut e) = self.shared.published(ip).filter(|e| e.holder == holder) else { return };
+        let expires = at.saturating_add(lease_secs);
+        if e.expires >= expires && e.last >= at {
+            return;
+        }
+        (e.expires, e.last) = (e.expires.max(expires), e.last.max(at));
+        self.shared.publish(ip, &e);
+    }
 }
 
 /// What a query asks about.

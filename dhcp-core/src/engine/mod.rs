@@ -324,6 +324,19 @@ impl Engine {
         true
     }
 
+    /// Brings a Bound lease's end forward to `at` (a lease renewed outside the engine, in the
+    /// XDP program, whose client stopped renewing); `false` if the client holds no Bound lease
+    /// or it ends by then anyway.
+    pub fn end_at(&mut self, client: &ClientKey, at: Seconds) -> bool {
+        let Some(record) = self.table.find(client) else { return false };
+        let (lease, state) = self.table.get(record);
+        if state != LeaseState::Bound || lease.expires <= at {
+            return false;
+        }
+        self.table.update(record, LeaseState::Bound, at);
+        true
+    }
+
     /// When [`Engine::handle_timeout`] next has work: the next second, if anything is held.
     pub fn poll_timeout(&self) -> Option<Seconds> {
         // At the end of the clock's range every deadline (saturated to it) has been handled.

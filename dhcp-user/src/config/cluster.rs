@@ -108,5 +108,8 @@ mod tests {
         let text = format!("{MINIMAL}[server]\nkernel_renew = true\n{CLUSTER}");
         let e = fails(&text);
         assert!(e.reason.contains("kernel_renew"), "{e}");
+        // Left unset, it is off in a cluster whatever the interfaces are.
+        let (cfg, _) = parse(&format!("{MINIMAL}{CLUSTER}"), "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.server.kernel_renew, Some(false));
     }
 }

@@ -153,7 +153,10 @@ fn decode_server(map: &mut SourceMap, rs: &RawServer, server: &mut ServerSetting
     }
     server.busy_poll = rs.busy_poll.unwrap_or(false);
     server.pin_workers = rs.pin_workers.unwrap_or(false);
-    server.kernel_renew = rs.kernel_renew.unwrap_or(false);
+    server.kernel_renew = rs.kernel_renew;
+    if let Some(h) = &rs.kernel_renew_horizon {
+        server.kernel_renew_horizon = take(map, "server.kernel_renew_horizon", h);
+    }
     server.confinement.user = rs.user.clone();
     Ok(())
 }
@@ -459,7 +462,8 @@ mod tests {
                 listen: Some("127.0.0.1:9767".parse().unwrap()),
                 token_file: None,
             },
-            kernel_renew: false,
+            kernel_renew: Some(true),
+            kernel_renew_horizon: crate::kernel_renew::DEFAULT_PERIODS,
         };
         assert_eq!(cfg, ServerConfig { engine, server });
     }
@@ -553,7 +557,8 @@ mod tests {
                     listen: Some("198.18.5.1:9000".parse().unwrap()),
                     token_file: Some("/tmp/token".into()),
                 },
-                kernel_renew: false,
+                kernel_renew: None,
+                kernel_renew_horizon: crate::kernel_renew::DEFAULT_PERIODS,
             }
         );
         let s = &e.subnets[0];

@@ -24,7 +24,7 @@ mod value;
 pub(crate) use decode::{decode, finish, read};
 pub use decode::{load, parse};
 pub use host::{check_host, check_interfaces, host_ipv4_addrs, interface_exists};
-pub use settings::{Backend, ServerConfig, ServerSettings};
+pub use settings::{kernel_renew_by_default, Backend, ServerConfig, ServerSettings};
 pub(crate) use source::Loc;
 pub use source::{FileError, SourceMap, COMMAND_LINE};
 pub(crate) use value::{check_server_id, parse_ifname};

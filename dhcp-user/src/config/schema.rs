@@ -32,7 +32,9 @@
 //! busy_poll = false
 //! pin_workers = false
 //! user = "xdhcpd"                 # run as this user once set up (default: stay, without capabilities)
-//! kernel_renew = false            # XDP path: renewals answered in the XDP program
+//! kernel_renew = true             # XDP path: renewals answered in the XDP program
+//!                                 # (default: on where every interface is a real NIC)
+//! kernel_renew_horizon = 4        # lease times a journaled horizon reaches past expiry (1-64)
 //!
 //! [control]                       # the HTTP API (metrics, leases, reload); off by default
 //! listen = "127.0.0.1:9767"
@@ -158,6 +160,7 @@ pub(super) struct RawServer {
     pub(super) pin_workers: Option<bool>,
     pub(super) user: Option<String>,
     pub(super) kernel_renew: Option<bool>,
+    pub(super) kernel_renew_horizon: Option<Spanned<u32>>,
 }
 
 /// `[control]`.

@@ -45,8 +45,20 @@ pub struct ServerSettings {
     /// The control API (`[control]`, `--control`): off unless given.
     pub control: crate::control::ControlSettings,
     /// XDP path: renewals of leases the workers put in the program's map are answered in the
-    /// XDP program with XDP_TX (`kernel_renew`, issue 12). Off by default.
-    pub kernel_renew: bool,
+    /// XDP program with XDP_TX (`kernel_renew`, issue 12). `None`: on where every interface
+    /// served is a real NIC ([`kernel_renew_by_default`]).
+    pub kernel_renew: Option<bool>,
+    /// Lease times a journaled horizon reaches past a lease's expiry (`kernel_renew_horizon`).
+    pub kernel_renew_horizon: u32,
+}
+
+/// Whether renewals are answered in the XDP program when the configuration does not say:
+/// only where every interface is a real NIC (`/sys/class/net/IF/device` exists). On veth and
+/// other virtual devices an XDP_TX reply is dropped unless the peer also runs an XDP program,
+/// so there the workers answer.
+pub fn kernel_renew_by_default(interfaces: &[String]) -> bool {
+    !interfaces.is_empty()
+        && interfaces.iter().all(|i| std::path::Path::new("/sys/class/net").join(i).join("device").exists())
 }
 
 /// How packets reach the workers.
@@ -80,7 +92,8 @@ impl Default for ServerSettings {
             pin_workers: false,
             confinement: Default::default(),
             control: Default::default(),
-            kernel_renew: false,
+            kernel_renew: None,
+            kernel_renew_horizon: crate::kernel_renew::DEFAULT_PERIODS,
         }
     }
 }
@@ -98,10 +111,15 @@ pub(super) fn finish(cfg: &mut ServerConfig, map: &SourceMap) -> Result<(), File
     if st.lease_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
         return Err(map.error_at("server.lease_file", "lease_file is empty (leave it out to keep leases in memory)"));
     }
-    if st.kernel_renew && cfg.engine.cluster.is_some() {
+    if st.kernel_renew == Some(true) && cfg.engine.cluster.is_some() {
         let why = "kernel_renew cannot be on in a cluster: renewals answered in the XDP program would pass the \
                    cluster's grant limit (see [cluster])";
         return Err(map.error_at("server.kernel_renew", why));
+    }
+    if !crate::kernel_renew::PERIODS.contains(&st.kernel_renew_horizon) {
+        let (lo, hi) = (crate::kernel_renew::PERIODS.start(), crate::kernel_renew::PERIODS.end());
+        let why = format!("kernel_renew_horizon must be {lo} to {hi} lease times");
+        return Err(map.error_at("server.kernel_renew_horizon", why));
     }
     let c = &st.control;
     if c.listen.is_some_and(|a| !a.ip().is_loopback()) && c.token_file.is_none() {
@@ -121,6 +139,10 @@ pub(super) fn finish(cfg: &mut ServerConfig, map: &SourceMap) -> Result<(), File
     }
     if cfg.server.interfaces.is_empty() {
         return Err(map.error(&Loc::Unknown, "no interface to serve: set server.interfaces or a subnet's interface"));
+    }
+    if cfg.engine.cluster.is_some() {
+        // Never on by default in a cluster, even on real NICs: see the refusal above.
+        cfg.server.kernel_renew = Some(false);
     }
     Ok(())
 }
@@ -168,5 +190,24 @@ mod tests {
         assert_eq!((e.line, e.reason.contains("token_file")), (3, true), "{e}");
         let e = fails(&format!("{top}\n[control]\nlisten = \"localhost\"\n{subnet}"));
         assert_eq!((e.line, e.column), (3, 10), "{e}");
+        for bad in [0, 65] {
+            let e = fails(&format!("{top}\n[server]\nkernel_renew_horizon = {bad}\n{subnet}"));
+            assert_eq!((e.line, e.reason.contains("1 to 64")), (3, true), "{e}");
+        }
+    }
+
+    #[test]
+    fn kernel_renewals_are_on_by_default_only_on_real_nics() {
+        // Loopback has no device directory, nor does an interface that does not exist.
+        assert!(!super::kernel_renew_by_default(&["lo".into()]));
+        assert!(!super::kernel_renew_by_default(&["no-such-if0".into()]));
+        assert!(!super::kernel_renew_by_default(&[]));
+        // A NIC of this host, if it has one (only read, never touched).
+        let nics = std::fs::read_dir("/sys/class/net").into_iter().flatten().flatten();
+        if let Some(nic) = nics.map(|e| e.path()).find(|p| p.join("device").exists()) {
+            let name = nic.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(super::kernel_renew_by_default(std::slice::from_ref(&name)), "{name}");
+            assert!(!super::kernel_renew_by_default(&[name, "lo".into()]), "every interface must be one");
+        }
     }
 }

@@ -326,6 +326,7 @@ fn view(shared: &dhcp_core::engine::Shared, l: &LeaseView) -> Value {
         "mac": l.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
         "expires": l.expires,
         "expires_in": l.expires.saturating_sub(now),
+        "renewed": l.renewed,
         "subnet": subnet,
         "outside_pools": !shared.space().in_pool(l.ip) && l.state != LeaseState::Quarantined,
         "relay_info": shared.relay_info_of(l.ip).map(|ri| relay_view(&ri)),

@@ -14,10 +14,12 @@
 //!
 //! The durable horizon (renewals answered in the XDP program, `crate::kernel_renew`): a Bound
 //! record of a lease the worker puts in the program's map carries, as its expiry, the lease's
-//! horizon (expiry + `HORIZON_PERIODS` lease times), and the program never extends a lease past
-//! it. Recovery holds every address until its journaled expiry, so an address renewed in the
-//! kernel is never given to another client after a crash, and those renewals write nothing
-//! here. The format is unchanged: the horizon is the record's expiry.
+//! horizon (expiry + `kernel_renew_horizon` lease times), and the program never extends a lease
+//! past the horizon in its map, which the worker raises only after the Bound record of the new
+//! horizon is durable (horizons move ahead in batches between batches of packets). Recovery
+//! holds every address until its journaled expiry, so an address renewed in the kernel is never
+//! given to another client after a crash, and those renewals write nothing here. The format is
+//! unchanged: the horizon is the record's expiry.
 //!
 //! Use: a worker handles its batch of packets, calls [`Journal::append`] once with the batch's
 //! events, [`Journal::wait`]s on the ticket if any reply has `commit` set, and sends those

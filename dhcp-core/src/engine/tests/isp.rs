@@ -436,3 +436,29 @@ fn two_cpes_racing_on_one_port_from_two_threads_leave_one_holder() {
     kinds.sort_by_key(|k| *k as u8);
     assert_eq!(kinds, vec![MessageType::Ack, MessageType::Nak], "exactly one CPE holds the port's address");
 }
+
+#[test]
+fn leasequery_sees_renewals_answered_outside_the_engine() {
+    let mut s = Server::new(lq_config());
+    let plain = Client::new(2);
+    let addr = dora(&mut s, &plain);
+    let key = s.engine.leases().find(|l| l.ip == addr).expect("leased").client;
+    // Held to a durable horizon (as for the XDP program), renewed there 3000 s on.
+    assert!(s.engine.hold_until(&key, s.now + 5 * 3600));
+    s.advance(3000);
+    let renewed = s.now;
+    s.engine.renewed_outside(&key, renewed, 3600);
+    // Past the ACK's own end (3600 s): active, as that renewal left it.
+    s.advance(1000);
+    let o = vec![
+        DhcpOption::AddressLeaseTime(renewed + 3600 - s.now),
+        DhcpOption::ClientLastTransactionTime(s.now - renewed),
+        DhcpOption::AssociatedIp(vec![addr]),
+    ];
+    let (_, m) = s.ask_via(&from_querier(), &query(Ipv4Addr::UNSPECIFIED, &plain.mac, None));
+    assert_eq!(m, expected(v4::MessageType::LeaseActive, addr, &plain.mac, o));
+    // An older renewal changes nothing.
+    s.engine.renewed_outside(&key, renewed - 100, 3600);
+    let (_, m) = s.ask_via(&from_querier(), &query(addr, &[], None));
+    assert_eq!(m.opts().get(v4::OptionCode::AddressLeaseTime), Some(&DhcpOption::AddressLeaseTime(2600)));
+}

@@ -1,0 +1,188 @@
+//! Part `renew`: renewals per second in one run, interleaved, of xdhcpd's XDP path with
+//! renewals answered in the XDP program (`--kernel-renew on`) and by the worker (`off`),
+//! against two ceilings: the AF_XDP reflector (`reflector --xdp`, every renewal through user
+//! space) and the XDP_TX reflector (`reflector --xdp --xdp-tx`, renewals sent back by the
+//! program itself). Beside each rate: the responder process's CPU (its share of the run's
+//! wall time: near zero when the program answers) and the generator's, to show which side is
+//! the limit on a small machine.
+
+use crate::demo::start_xdhcpd_with;
+use crate::step;
+use crate::system::{build, median, Bins, BIG_POOL};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use xdhcpd_tests::{Pair, Process, Scratch};
+
+const SETTINGS: [&str; 4] =
+    ["xdhcpd, kernel_renew on", "xdhcpd, kernel_renew off", "AF_XDP reflector", "XDP_TX reflector"];
+/// Renewing clients, and requests outstanding in the closed loop.
+const CLIENTS: &str = "10000";
+const WINDOW: &str = "256";
+
+/// One run: renewals per second, the responder's and the generator's CPU (share of one core).
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    per_s: f64,
+    responder_cpu: f64,
+    generator_cpu: f64,
+    drops: u64,
+}
+
+pub(crate) fn run(root: &Path, quick: bool) -> Result<String> {
+    let (rounds, seconds) = if quick { (1, "2") } else { (5, "5") };
+    let bins = build(root, !quick)?;
+    let pair = Pair::new("rnw");
+    let dir = Scratch::new("rnw");
+    let mut runs: Vec<Vec<Run>> = SETTINGS.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (s, setting) in SETTINGS.iter().enumerate() {
+            step(&format!("round {}: renewals, {setting}", round + 1));
+            let mut responder = start(&pair, &dir, &bins, s)?;
+            let before = cpu_secs(&responder);
+            let started = Instant::now();
+            let generated = generate(&pair, &dir, &bins, seconds);
+            let (cpu, wall) = (cpu_secs(&responder) - before, started.elapsed().as_secs_f64());
+            responder.stop();
+            let (v, generator_secs) = generated?;
+            let r = Run {
+                per_s: renewals_per_s(&v),
+                responder_cpu: cpu / wall,
+                generator_cpu: generator_secs / wall,
+                drops: drops(&v),
+            };
+            eprintln!(
+                "    {:.0} renewals/s, responder CPU {:.0}%, generator CPU {:.0}%, drops {}",
+                r.per_s,
+                100.0 * r.responder_cpu,
+                100.0 * r.generator_cpu,
+                r.drops
+            );
+            runs[s].push(r);
+        }
+    }
+    markdown(rounds, seconds, &runs)
+}
+
+/// Setting `s`'s responder in the server namespace, on CPU 1, ready to answer.
+fn start(pair: &Pair, dir: &Scratch, bins: &Bins, s: usize) -> Result<Process> {
+    let log = dir.path("responder.log");
+    if s < 2 {
+        let on = if s == 0 { "on" } else { "off" };
+        return start_xdhcpd_with(pair, &bins.xdhcpd, "xdp", 1, BIG_POOL, &["--kernel-renew", on], &log);
+    }
+    let b = bins.bench.to_str().context("path")?;
+    let mut args = vec!["taskset", "-c", "1", b, "reflector", "-i", "s0", "-q", "--xdp"];
+    if s == 3 {
+        args.push("--xdp-tx");
+    }
+    let p = Process::start(&pair.server, "reflector", &args, &log);
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(p)
+}
+
+/// User and system CPU seconds of a process so far (all its threads).
+fn cpu_secs(p: &Process) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.child.id())).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    f.iter().sum::<f64>() / USER_HZ
+}
+
+/// Clock ticks per second in `/proc/PID/stat` (fixed at 100 for user space on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// The generator (client namespace, CPU 0, AF_XDP) renewing for `seconds`: its report and
+/// the CPU seconds it used (the shell's `times`).
+fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, seconds: &str) -> Result<(Value, f64)> {
+    let json = dir.path("gen.json");
+    let _ = std::fs::remove_file(&json);
+    let (b, j) = (bins.bench.to_str().context("path")?, json.display().to_string());
+    let gen = [b, "-i", "c0", "--xdp", "--cpu", "0", "-q", "--json", &j, "--scenario", "renew"];
+    let mut all = vec!["sh", "-c", "\"$@\"; s=$?; times; exit $s", "sh"];
+    all.extend(gen);
+    all.extend(["-R", CLIENTS, "-W", WINDOW, "-p", seconds]);
+    let out = pair.client.exec(&all);
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() && out.status.code() != Some(3) {
+        bail!("xdhcp-bench renew failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // `times`: the shell's user and system time, then its children's: "0m1.23s 0m0.45s".
+    let children = text.lines().last().unwrap_or("");
+    let secs: f64 = children.split_whitespace().filter_map(minutes_seconds).sum();
+    let v = serde_json::from_str(&std::fs::read_to_string(&json).context("the generator's report")?)?;
+    Ok((v, secs))
+}
+
+/// "1m2.5s" as seconds.
+fn minutes_seconds(t: &str) -> Option<f64> {
+    let (m, s) = t.strip_suffix('s')?.split_once('m')?;
+    Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+fn renewals(v: &Value) -> Option<&Value> {
+    v["exchanges"].as_array()?.iter().find(|e| e["name"] == "RENEW-ACK")
+}
+
+fn renewals_per_s(v: &Value) -> f64 {
+    let got = renewals(v).and_then(|e| e["received"].as_u64()).unwrap_or(0);
+    got as f64 / v["run_secs"].as_f64().unwrap_or(f64::NAN)
+}
+
+fn drops(v: &Value) -> u64 {
+    renewals(v).and_then(|e| e["drops"].as_u64()).unwrap_or(0)
+}
+
+fn markdown(rounds: usize, seconds: &str, runs: &[Vec<Run>]) -> Result<String> {
+    let m = |s: usize, f: fn(&Run) -> f64| median(&runs[s].iter().map(f).collect::<Vec<_>>());
+    let (xdp_tx, af_xdp) = (m(3, |r| r.per_s), m(2, |r| r.per_s));
+    let mut md = String::new();
+    writeln!(md, "## Renewals in the kernel\n")?;
+    writeln!(
+        md,
+        "xdhcp-bench `--scenario renew` (AF_XDP, {CLIENTS} clients, {WINDOW} outstanding, CPU 0) for \
+         {seconds} s per run against: xdhcpd's XDP path with one worker on CPU 1, renewals answered \
+         in the XDP program (`--kernel-renew on`) or by the worker (`off`); the AF_XDP reflector \
+         and the XDP_TX reflector (`xdhcp-bench reflector --xdp [--xdp-tx]`, CPU 1). Every setting \
+         once per round, {rounds} rounds interleaved; medians. CPU: the responder process's and the \
+         generator's user and system time over the run's wall time (one core = 100%); on veth the \
+         XDP program runs on the sender's CPU, so renewals answered there cost the generator's \
+         core, not the responder's.\n"
+    )?;
+    writeln!(md, "| responder | renewals/s | of XDP_TX reflector | of AF_XDP reflector | each run | responder CPU | responder CPU per renewal | generator CPU | drops |")?;
+    writeln!(md, "|---|---:|---:|---:|---|---:|---:|---:|---:|")?;
+    for (s, setting) in SETTINGS.iter().enumerate() {
+        let per_s = m(s, |r| r.per_s);
+        let each: Vec<String> = runs[s].iter().map(|r| format!("{:.0}", r.per_s)).collect();
+        writeln!(
+            md,
+            "| {setting} | {per_s:.0} | {:.2} | {:.2} | {} | {:.0}% | {:.2} µs | {:.0}% | {} |",
+            per_s / xdp_tx,
+            per_s / af_xdp,
+            each.join(", "),
+            100.0 * m(s, |r| r.responder_cpu),
+            1e6 * m(s, |r| r.responder_cpu / r.per_s),
+            100.0 * m(s, |r| r.generator_cpu),
+            runs[s].iter().map(|r| r.drops).sum::<u64>()
+        )?;
+    }
+    let on = m(0, |r| r.per_s);
+    // The same ratios round by round (each round's runs are seconds apart): less noise.
+    let per_round =
+        |of: usize| median(&runs[0].iter().zip(&runs[of]).map(|(a, b)| a.per_s / b.per_s).collect::<Vec<_>>());
+    writeln!(
+        md,
+        "\nGoal: kernel renewals at 80% or more of the XDP_TX reflector and above the AF_XDP \
+         reflector: **{:.0}% of XDP_TX, {:.2}× AF_XDP** (medians of the rounds' own ratios: \
+         {:.0}%, {:.2}×; against the worker answering: {:.2}×).\n",
+        100.0 * on / xdp_tx,
+        on / af_xdp,
+        100.0 * per_round(3),
+        per_round(2),
+        per_round(1)
+    )?;
+    Ok(md)
+}
