@@ -75,6 +75,11 @@ impl<F> CommitGate<F> {
         self.held.extend(frames.drain(..).map(|f| (ticket, f)));
     }
 
+    /// Whether the oldest held reply can leave the gate (sent or withheld).
+    fn ready(&self, journal: &Journal) -> bool {
+        self.held.front().is_some_and(|&(ticket, _)| !matches!(journal.check(ticket), Commit::Pending))
+    }
+
     /// Moves the replies whose records are durable to `send`, and those that cannot be made
     /// durable to `withheld`; the rest stay.
     fn open(&mut self, journal: &Journal, send: &mut Vec<F>, withheld: &mut Vec<F>) {
@@ -178,8 +183,7 @@ impl<I: PacketIo> Worker<I> {
             if got > 0 {
                 idle_since = None;
             } else if self.should_sleep(idle_since.get_or_insert_with(Instant::now)) {
-                self.io.wait(self.idle.sleep, Some(&self.gate.bell));
-                self.gate.bell.clear();
+                self.sleep();
                 idle_since = None;
             }
         }
@@ -202,6 +206,19 @@ impl<I: PacketIo> Worker<I> {
 
     pub fn report(&self) -> WorkerReport {
         WorkerReport { engine: *self.engine.stats(), ..self.report }
+    }
+
+    /// Sleeps until a packet comes, a held reply's record is durable (the journal rings the
+    /// bell only while it is armed: a busy worker costs it no system call), a command comes, or
+    /// the idle period ends.
+    fn sleep(&mut self) {
+        let bell = &self.gate.bell;
+        bell.arm();
+        // A record made durable before the arm was seen by the journal was not rung for.
+        if !self.journal.as_ref().is_some_and(|j| self.gate.ready(j)) {
+            self.io.wait(self.idle.sleep, Some(bell));
+        }
+        bell.disarm();
     }
 
     /// Idle: sleep after spinning a while (under load the next batch is microseconds away),

@@ -68,7 +68,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -354,6 +354,8 @@ struct Core {
     wake: Condvar,
     /// Wakes callers of `wait`, `flush` and `compact`.
     done: Condvar,
+    /// Callers sleeping on `done` (changed with `q` locked): no wake-up call when there are none.
+    waiters: AtomicUsize,
     n: AtomicCounters,
     hooks: Arc<Hooks>,
     /// What `Journal::check` reads without the lock, mirrored from `q` by `Core::announce`.
@@ -462,6 +464,7 @@ impl Core {
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             n: AtomicCounters::default(),
             hooks,
             durable: AtomicU64::new(0),
@@ -483,12 +486,25 @@ impl Core {
         self.closed.store(q.closed, Ordering::Release);
     }
 
-    /// Wakes everyone waiting for the durable point: `wait`ers and workers' doorbells.
+    /// Wakes everyone waiting for the durable point: `wait`ers and the workers sleeping on
+    /// their doorbells (a busy worker looks for itself). Call after unlocking `q`.
     fn notify(&self) {
-        self.done.notify_all();
-        for b in lock(&self.bells).iter() {
-            b.ring();
+        // A caller counted itself with `q` locked before sleeping, and the change this
+        // announces was made with `q` locked: either it is counted here or it saw the change.
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.done.notify_all();
         }
+        for b in lock(&self.bells).iter() {
+            b.ring_if_armed();
+        }
+    }
+
+    /// Sleeps on `done` (counted, so that [`Core::notify`] knows to wake it).
+    fn sleep<'a>(&self, q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        let q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        q
     }
 }
 
@@ -585,7 +601,7 @@ impl Journal {
                 d.dropped_bytes
             ));
         }
-        let store = Store::new(opened.file, core.hooks.clone());
+        let store = Store::new(opened.file, core.durability == Durability::Fsync, core.hooks.clone());
         let w = WriterThread::new(
             core.clone(),
             store,
@@ -661,7 +677,7 @@ impl Journal {
             if let Some(e) = &q.failing {
                 return Err(JournalError::Failing(e.clone()));
             }
-            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = core.sleep(q);
         }
     }
 
@@ -709,7 +725,7 @@ impl Journal {
             if q.closed {
                 return Err(JournalError::Closed);
             }
-            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = core.sleep(q);
         }
     }
 
@@ -743,7 +759,7 @@ impl Journal {
             if q.closed {
                 return Err(JournalError::Closed);
             }
-            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = core.sleep(q);
         }
     }
 
