@@ -227,7 +227,8 @@ impl<I: PacketIo> Worker<I> {
         !self.idle.busy_poll && since.elapsed() > self.idle.spin
     }
 
-    /// Receives one batch, answers it, sends what may go now; returns how many it received.
+    /// Receives one batch and answers it (sending is [`Worker::open_gate`]'s); returns how
+    /// many it received.
     fn serve_batch(&mut self, now: u32) -> usize {
         let got = self.io.receive(&mut self.rx, BATCH);
         let mut rx = std::mem::take(&mut self.rx);
@@ -245,8 +246,6 @@ impl<I: PacketIo> Worker<I> {
         } else {
             self.now.append(&mut self.durable);
         }
-        self.transmit();
-        self.io.release(&mut self.done);
         got
     }
 
@@ -301,11 +300,14 @@ impl<I: PacketIo> Worker<I> {
         ticket
     }
 
-    /// Sends the held replies whose records became durable; withholds those that cannot be.
+    /// Sends the replies that may go: the batch's own and the held ones whose records became
+    /// durable, in one transmission; withholds those that cannot be made durable.
     fn open_gate(&mut self) {
-        let Some(j) = &self.journal else { return };
-        self.gate.open(j, &mut self.now, &mut self.done);
-        self.report.acks_withheld += self.done.len() as u64;
+        if let Some(j) = &self.journal {
+            let before = self.done.len();
+            self.gate.open(j, &mut self.now, &mut self.done);
+            self.report.acks_withheld += (self.done.len() - before) as u64;
+        }
         self.io.release(&mut self.done);
         self.transmit();
     }
