@@ -2,8 +2,8 @@
 //! leaves, and the leases are recovered at start.
 //!
 //! Holds: the on-disk format (checksummed fixed-size records after a versioned header), the
-//! group-commit writer thread (one write and one `fdatasync` per batch, whatever the number of
-//! workers waiting), background compaction (snapshot + fresh journal), and recovery (replay,
+//! group-commit writer thread (one write and one `fdatasync` per turn, whatever the number of
+//! workers waiting; a turn at most every millisecond, see `writer`), background compaction (snapshot + fresh journal), and recovery (replay,
 //! torn-tail truncation, reclaiming expired leases).
 //!
 //! Must never: report a change durable before it is written (and, with
@@ -27,7 +27,8 @@
 //! the failure and its end are logged once each.
 //!
 //! Files, for a lease file `PATH`:
-//! - `PATH`: the journal being appended (generation `g`).
+//! - `PATH`: the journal being appended (generation `g`); with fsync it may end in zeros, room
+//!   made ahead of the records so that a sync writes no metadata (read as the file's end).
 //! - `PATH.old`: the previous journal while a compaction merges it (generation `< g`).
 //! - `PATH.snapshot`: the live leases and probations of every journal up to its generation.
 //! - `PATH.snapshot.tmp`, `PATH.next`: files being written; never the only copy of anything,
