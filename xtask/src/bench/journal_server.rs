@@ -91,7 +91,9 @@ fn markdown(rounds: usize, seconds: &str, runs: &[Vec<Vec<(Dora, f64)>>]) -> Res
          xdhcpd's XDP path for {seconds} s per run; one-worker servers on CPU 1. Every setting \
          once per round, {rounds} rounds interleaved; medians, and ratios of medians to memory \
          only with the same number of workers. With fsync an ACK leaves only once its lease is \
-         on disk: it waits in its frame while the worker goes on with the next batch.\n"
+         on disk: it waits in its frame while the worker goes on with the next batch. Server CPU \
+         per lease: user + system time of every thread of xdhcpd (from /proc) while the \
+         generator ran, over the leases made; steadier than the rates on a busy machine.\n"
     )?;
     writeln!(md, "| workers | leases | DORA/s | of memory only | each run (DORA/s) | REQUEST→ACK p50 / p99 (µs) | added to memory only's p50 / p99 (µs) | drops | server CPU per lease (µs) |")?;
     writeln!(md, "|---:|---|---:|---:|---|---:|---:|---:|---:|")?;
