@@ -6,8 +6,9 @@
 //!
 //! Turns are paced: one starts at most every [`GROUP_PERIOD`] (unless a flush or stop asks), so
 //! under load the thread wakes about a thousand times a second whatever the workers' batch
-//! rate, instead of once per batch beside the workers on their cores. While it paces it is
-//! not idle, so appending records wakes nobody.
+//! rate, instead of once per batch beside the workers on their cores. While it paces, and for
+//! one period after a turn, it is not idle but wakes by the clock, so appending records wakes
+//! nobody (no system call on a worker's core).
 
 use super::format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN, VERSION};
 use super::{compact, create_with_header, files, lock, sync_dir, Core, Durability, Hooks, JournalError};
@@ -210,8 +211,7 @@ impl WriterThread {
             }
             if pending && may_write {
                 // Gather more records for this turn unless someone waits for a flush.
-                let due = self.last_turn.map(|t| t + GROUP_PERIOD).filter(|&d| d > now && !flush);
-                let Some(due) = due else { return false };
+                let Some(due) = self.turn_due(now).filter(|_| !flush) else { return false };
                 q = core.wake.wait_timeout(q, due - now).unwrap_or_else(|e| e.into_inner()).0;
                 continue;
             }
@@ -229,6 +229,13 @@ impl WriterThread {
             if q.compact_req > self.compact_handled && self.job.is_none() && q.failing.is_none() {
                 return false;
             }
+            if let Some(due) = self.turn_due(now).filter(|_| self.retry_at.is_none()) {
+                // Under load the next records come within the period: look for them by the
+                // clock then, rather than be woken by an append (a system call on a worker's
+                // core per turn). Idle only after a period without any.
+                q = core.wake.wait_timeout(q, due - now).unwrap_or_else(|e| e.into_inner()).0;
+                continue;
+            }
             let mut deadline = self.next_compact;
             if pending {
                 deadline = match (deadline, self.retry_at) {
@@ -245,6 +252,11 @@ impl WriterThread {
             };
             q.writer_idle = false;
         }
+    }
+
+    /// When the next write turn may start, if that is still to come (see [`GROUP_PERIOD`]).
+    fn turn_due(&self, now: Instant) -> Option<Instant> {
+        self.last_turn.map(|t| t + GROUP_PERIOD).filter(|&d| d > now)
     }
 
     /// Writes (and syncs) what is queued; on failure puts it back and marks the journal failing.
