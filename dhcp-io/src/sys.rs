@@ -11,7 +11,7 @@ use std::io;
 use std::mem::size_of;
 use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// `rc` as a result, with `what` in the error.
@@ -199,29 +199,60 @@ pub fn rx_queues(name: &str) -> u32 {
 
 /// An eventfd one thread rings to wake another sleeping in [`poll`] (the journal wakes a
 /// worker whose replies became durable). Ringing is one `write`; many rings before a wait
-/// wake it once.
+/// wake it once. A sleeper that [`Doorbell::arm`]s before it sleeps is rung by
+/// [`Doorbell::ring_if_armed`] only then: a busy worker costs the ringer no system call.
 #[derive(Debug)]
-pub struct Doorbell(nix::sys::eventfd::EventFd);
+pub struct Doorbell {
+    fd: nix::sys::eventfd::EventFd,
+    /// The owner is about to sleep (or sleeps) on the bell.
+    armed: AtomicBool,
+}
 
 impl Doorbell {
     pub fn new() -> io::Result<Doorbell> {
         let flags = nix::sys::eventfd::EfdFlags::EFD_NONBLOCK | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC;
-        Ok(Doorbell(nix::sys::eventfd::EventFd::from_flags(flags).map_err(io::Error::from)?))
+        let fd = nix::sys::eventfd::EventFd::from_flags(flags).map_err(io::Error::from)?;
+        Ok(Doorbell { fd, armed: AtomicBool::new(false) })
     }
 
     /// Wakes the waiter (now, or at its next wait).
     pub fn ring(&self) {
         // EAGAIN only when the counter is about to overflow: it is rung already.
-        let _ = self.0.write(1);
+        let _ = self.fd.write(1);
+    }
+
+    /// Says the owner is going to sleep: from now on [`Doorbell::ring_if_armed`] rings. The
+    /// owner must look at its wake-up condition again *after* arming (a change published
+    /// before the ringer saw the arm is not rung for), then sleep, then [`Doorbell::disarm`].
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `ring_if_armed`: either the owner's re-check sees the
+        // ringer's change, or the ringer sees the arm (store-load on two variables).
+        std::sync::atomic::fence(Ordering::SeqCst);
+    }
+
+    /// The owner is awake again: rings are not needed; forgets earlier ones.
+    pub fn disarm(&self) {
+        self.armed.store(false, Ordering::Relaxed);
+        self.clear();
+    }
+
+    /// Rings only if the owner armed the bell (and disarms it: one ring wakes it). Call after
+    /// publishing the change the owner waits for.
+    pub fn ring_if_armed(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::Relaxed) {
+            self.ring();
+        }
     }
 
     /// Forgets earlier rings (call after waking).
     pub fn clear(&self) {
-        let _ = self.0.read();
+        let _ = self.fd.read();
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
+        self.fd.as_fd()
     }
 }
 
@@ -295,6 +326,23 @@ mod tests {
         bell.clear();
         poll(&mut fds, Duration::ZERO).unwrap();
         assert_eq!(fds[0].revents & libc::POLLIN, 0);
+    }
+
+    #[test]
+    fn an_unarmed_doorbell_is_not_rung_and_an_armed_one_once() {
+        let bell = Doorbell::new().unwrap();
+        let mut fds = [pollfd(bell.fd(), false)];
+        bell.ring_if_armed();
+        poll(&mut fds, Duration::ZERO).unwrap();
+        assert_eq!(fds[0].revents & libc::POLLIN, 0, "rung while its owner was awake");
+        bell.arm();
+        bell.ring_if_armed();
+        poll(&mut fds, Duration::from_secs(1)).unwrap();
+        assert_ne!(fds[0].revents & libc::POLLIN, 0, "an armed bell was not rung");
+        bell.disarm();
+        bell.ring_if_armed();
+        poll(&mut fds, Duration::ZERO).unwrap();
+        assert_eq!(fds[0].revents & libc::POLLIN, 0, "disarming forgets the ring and stops the next");
     }
 
     #[test]

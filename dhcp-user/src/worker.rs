@@ -78,6 +78,11 @@ impl<F> CommitGate<F> {
         self.held.extend(frames.drain(..).map(|f| (ticket, f)));
     }
 
+    /// Whether the oldest held reply can leave the gate (sent or withheld).
+    fn ready(&self, journal: &Journal) -> bool {
+        self.held.front().is_some_and(|&(ticket, _)| !matches!(journal.check(ticket), Commit::Pending))
+    }
+
     /// Moves the replies whose records are durable to `send`, and those that cannot be made
     /// durable to `withheld`; the rest stay.
     fn open(&mut self, journal: &Journal, send: &mut Vec<F>, withheld: &mut Vec<F>) {
@@ -181,8 +186,7 @@ impl<I: PacketIo> Worker<I> {
             if got > 0 {
                 idle_since = None;
             } else if self.should_sleep(idle_since.get_or_insert_with(Instant::now)) {
-                self.io.wait(self.idle.sleep, Some(&self.gate.bell));
-                self.gate.bell.clear();
+                self.sleep();
                 idle_since = None;
             }
         }
@@ -210,13 +214,27 @@ impl<I: PacketIo> Worker<I> {
         WorkerReport { engine: *self.engine.stats(), cluster: *self.engine.cluster_stats(), ..self.report }
     }
 
+    /// Sleeps until a packet comes, a held reply's record is durable (the journal rings the
+    /// bell only while it is armed: a busy worker costs it no system call), a command comes, or
+    /// the idle period ends.
+    fn sleep(&mut self) {
+        let bell = &self.gate.bell;
+        bell.arm();
+        // A record made durable before the arm was seen by the journal was not rung for.
+        if !self.journal.as_ref().is_some_and(|j| self.gate.ready(j)) {
+            self.io.wait(self.idle.sleep, Some(bell));
+        }
+        bell.disarm();
+    }
+
     /// Idle: sleep after spinning a while (under load the next batch is microseconds away),
     /// unless asked to spin always.
     fn should_sleep(&self, since: &Instant) -> bool {
         !self.idle.busy_poll && since.elapsed() > self.idle.spin
     }
 
-    /// Receives one batch, answers it, sends what may go now; returns how many it received.
+    /// Receives one batch and answers it (sending is [`Worker::open_gate`]'s); returns how
+    /// many it received.
     fn serve_batch(&mut self, now: u32) -> usize {
         let got = self.io.receive(&mut self.rx, BATCH);
         let mut rx = std::mem::take(&mut self.rx);
@@ -237,8 +255,6 @@ impl<I: PacketIo> Worker<I> {
         } else {
             self.now.append(&mut self.durable);
         }
-        self.transmit();
-        self.io.release(&mut self.done);
         got
     }
 
@@ -296,11 +312,14 @@ impl<I: PacketIo> Worker<I> {
         ticket
     }
 
-    /// Sends the held replies whose records became durable; withholds those that cannot be.
+    /// Sends the replies that may go: the batch's own and the held ones whose records became
+    /// durable, in one transmission; withholds those that cannot be made durable.
     fn open_gate(&mut self) {
-        let Some(j) = &self.journal else { return };
-        self.gate.open(j, &mut self.now, &mut self.done);
-        self.report.acks_withheld += self.done.len() as u64;
+        if let Some(j) = &self.journal {
+            let before = self.done.len();
+            self.gate.open(j, &mut self.now, &mut self.done);
+            self.report.acks_withheld += (self.done.len() - before) as u64;
+        }
         self.io.release(&mut self.done);
         self.transmit();
     }

@@ -21,6 +21,10 @@
 //! a whole record checks out (its length field and checksum), so one flipped bit costs one
 //! record, not the rest of the file.
 //!
+//! A journal may end in zeros: the writer extends it ahead of its records (see the writer's
+//! `Store`). Zeros at the end of a journal, from a record boundary on, are its unused end, not
+//! damage; in a snapshot (never extended ahead) they are damage.
+//!
 //! Decoding never panics: a record that is short, has another length, a bad checksum or an
 //! unknown kind is reported as damage, and the reader stops there.
 
@@ -284,12 +288,16 @@ pub(super) struct Scanner<R> {
     hi: usize,
     at: u64,
     eof: bool,
+    /// Zeros at the end of the file, from a record boundary on, end it (a journal's room).
+    zero_end: bool,
 }
 
 impl<R: Read> Scanner<R> {
     /// `r` is positioned just after the header, which ends at file offset `start`.
-    pub(super) fn new(r: R, start: u64, version: u16) -> Scanner<R> {
-        Scanner { r, version, len: record_len(version), buf: vec![0; 1 << 20], lo: 0, hi: 0, at: start, eof: false }
+    /// `zero_end`: zeros at the end of the file, from a record boundary on, are no damage.
+    pub(super) fn new(r: R, start: u64, version: u16, zero_end: bool) -> Scanner<R> {
+        let len = record_len(version);
+        Scanner { r, version, len, buf: vec![0; 1 << 20], lo: 0, hi: 0, at: start, eof: false, zero_end }
     }
 
     /// The offset of the next byte to read.
@@ -345,12 +353,28 @@ impl<R: Read> Scanner<R> {
             Err(reason) => (self.at, reason),
         };
         // Search forward, a byte at a time, for where good records start again.
+        let mut nonzero_end = start;
         loop {
+            if self.buf[self.lo] != 0 {
+                nonzero_end = self.at + 1;
+            }
             self.advance(1);
-            if self.want(1)? == 0 || self.try_record()?.is_ok() {
+            if self.want(1)? == 0 {
+                let end = if self.zero_end { self.unused_from(start, nonzero_end) } else { self.at };
+                return Ok((end > start).then_some(Item::Damaged { start, end, reason }));
+            }
+            if self.try_record()?.is_ok() {
                 return Ok(Some(Item::Damaged { start, end: self.at, reason }));
             }
         }
+    }
+
+    /// At the end of the file, after damage from `start` whose last byte other than zero ends
+    /// at `nonzero_end`: where the unused end begins (the first record boundary, counted from
+    /// `start`, at or after `nonzero_end`; or the end of the file).
+    fn unused_from(&self, start: u64, nonzero_end: u64) -> u64 {
+        let len = self.len as u64;
+        (start + (nonzero_end - start).div_ceil(len) * len).min(self.at)
     }
 }
 

@@ -2,8 +2,8 @@
 //! leaves, and the leases are recovered at start.
 //!
 //! Holds: the on-disk format (checksummed fixed-size records after a versioned header), the
-//! group-commit writer thread (one write and one `fdatasync` per batch, whatever the number of
-//! workers waiting), background compaction (snapshot + fresh journal), and recovery (replay,
+//! group-commit writer thread (one write and one `fdatasync` per turn, whatever the number of
+//! workers waiting; a turn at most every millisecond, see `writer`), background compaction (snapshot + fresh journal), and recovery (replay,
 //! torn-tail truncation, reclaiming expired leases).
 //!
 //! Must never: report a change durable before it is written (and, with
@@ -29,7 +29,8 @@
 //! the failure and its end are logged once each.
 //!
 //! Files, for a lease file `PATH`:
-//! - `PATH`: the journal being appended (generation `g`).
+//! - `PATH`: the journal being appended (generation `g`); with fsync it may end in zeros, room
+//!   made ahead of the records so that a sync writes no metadata (read as the file's end).
 //! - `PATH.old`: the previous journal while a compaction merges it (generation `< g`).
 //! - `PATH.snapshot`: the live leases and probations of every journal up to its generation.
 //! - `PATH.snapshot.tmp`, `PATH.next`: files being written; never the only copy of anything,
@@ -70,7 +71,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -356,6 +357,8 @@ struct Core {
     wake: Condvar,
     /// Wakes callers of `wait`, `flush` and `compact`.
     done: Condvar,
+    /// Callers sleeping on `done` (changed with `q` locked): no wake-up call when there are none.
+    waiters: AtomicUsize,
     n: AtomicCounters,
     hooks: Arc<Hooks>,
     /// What `Journal::check` reads without the lock, mirrored from `q` by `Core::announce`.
@@ -464,6 +467,7 @@ impl Core {
             }),
             wake: Condvar::new(),
             done: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             n: AtomicCounters::default(),
             hooks,
             durable: AtomicU64::new(0),
@@ -485,12 +489,25 @@ impl Core {
         self.closed.store(q.closed, Ordering::Release);
     }
 
-    /// Wakes everyone waiting for the durable point: `wait`ers and workers' doorbells.
+    /// Wakes everyone waiting for the durable point: `wait`ers and the workers sleeping on
+    /// their doorbells (a busy worker looks for itself). Call after unlocking `q`.
     fn notify(&self) {
-        self.done.notify_all();
-        for b in lock(&self.bells).iter() {
-            b.ring();
+        // A caller counted itself with `q` locked before sleeping, and the change this
+        // announces was made with `q` locked: either it is counted here or it saw the change.
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.done.notify_all();
         }
+        for b in lock(&self.bells).iter() {
+            b.ring_if_armed();
+        }
+    }
+
+    /// Sleeps on `done` (counted, so that [`Core::notify`] knows to wake it).
+    fn sleep<'a>(&self, q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        let q = self.done.wait(q).unwrap_or_else(|e| e.into_inner());
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        q
     }
 }
 
@@ -587,7 +604,7 @@ impl Journal {
                 d.dropped_bytes
             ));
         }
-        let store = Store::new(opened.file, core.hooks.clone());
+        let store = Store::new(opened.file, core.durability == Durability::Fsync, core.hooks.clone());
         let w = WriterThread::new(
             core.clone(),
             store,
@@ -663,7 +680,7 @@ impl Journal {
             if let Some(e) = &q.failing {
                 return Err(JournalError::Failing(e.clone()));
             }
-            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = core.sleep(q);
         }
     }
 
@@ -711,7 +728,7 @@ impl Journal {
             if q.closed {
                 return Err(JournalError::Closed);
             }
-            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = core.sleep(q);
         }
     }
 
@@ -745,7 +762,7 @@ impl Journal {
             if q.closed {
                 return Err(JournalError::Closed);
             }
-            q = core.done.wait(q).unwrap_or_else(|e| e.into_inner());
+            q = core.sleep(q);
         }
     }
 

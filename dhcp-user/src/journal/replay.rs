@@ -221,7 +221,7 @@ pub(super) fn read(path: &Path, kind: FileKind, mut each: impl FnMut(Record)) ->
     }
     let mut r = BufReader::with_capacity(1 << 20, files::open_read(path)?);
     format::fill(&mut r, &mut [0u8; HEADER_LEN])?;
-    let mut scan = Scanner::new(r, HEADER_LEN as u64, header.version);
+    let mut scan = Scanner::new(r, HEADER_LEN as u64, header.version, kind == FileKind::Journal);
     // Batches are only known whole at their commit record (version 1 journals have none).
     let batched = kind == FileKind::Journal && header.version >= 2;
     let mut batch: Vec<Record> = Vec::new();

@@ -749,3 +749,66 @@ fn damage_in_a_snapshot_needs_consent_and_costs_only_its_records() {
     let (_j, r, _) = open(&dir.file());
     assert_eq!((r.leases.len(), r.stats.damage.len()), (50, 0));
 }
+
+#[test]
+fn a_synced_journal_keeps_zeroed_room_ahead_that_recovery_reads_as_its_end() {
+    // Writes within the file's length change no metadata: each fdatasync writes the data alone.
+    let dir = TempDir::new("room");
+    let (j, _, _) = open(&dir.file());
+    let events: Vec<_> = (1..=3).map(|n| ev(EventKind::Bound, n, n, NOW + 100)).collect();
+    for e in &events {
+        append_wait(&j, std::slice::from_ref(e));
+    }
+    let end = HEADER_LEN + 3 * 2 * RECORD_LEN;
+    let bytes = fs::read(dir.file()).unwrap();
+    assert!(bytes.len() > end, "no room made ahead of the records");
+    assert!(bytes[end..].iter().all(|&b| b == 0), "the room is zeros");
+    let want = reference(&events, NOW);
+    // A crash leaves the room: it is the journal's end, not damage, and is cut off at start.
+    // Then a crash in a write into the room: the torn record counts, the zeros after it do not.
+    let record = Record::from_event(&ev(EventKind::Bound, 4, 4, NOW + 100)).unwrap().encode();
+    for torn in [0, 10, RECORD_LEN + 10] {
+        let d = TempDir::new("room-crash");
+        let mut crashed = bytes.clone();
+        let mut write = record.repeat(2);
+        write.truncate(torn);
+        crashed[end..end + torn].copy_from_slice(&write);
+        fs::write(d.file(), &crashed).unwrap();
+        let (j2, r, _) = open(&d.file());
+        assert_eq!(r.leases, want, "torn {torn}");
+        // The torn record, up to where it would end; not the zeros after it.
+        let torn_record = if torn % RECORD_LEN == 0 { 0 } else { RECORD_LEN };
+        assert_eq!(r.stats.torn_bytes, torn_record as u64, "torn {torn}");
+        assert_eq!(r.stats.uncommitted_dropped, (torn / RECORD_LEN) as u64, "torn {torn}");
+        assert!(r.stats.damage.iter().all(|d| !d.synced), "torn {torn}: {:?}", r.stats.damage);
+        assert!(r.stats.kept_aside.is_empty(), "torn {torn}");
+        assert_eq!(fs::metadata(d.file()).unwrap().len(), end as u64, "torn {torn}: cut at the last commit");
+        j2.close().unwrap();
+    }
+    // A clean stop gives the room back.
+    j.close().unwrap();
+    assert_eq!(fs::metadata(dir.file()).unwrap().len(), end as u64);
+    // Without syncs no room is made (a later write could outlive an earlier one in it).
+    let plain = TempDir::new("room-none");
+    let (j, _, _) = open_opts(&plain.file(), options(Durability::None));
+    append_wait(&j, &events);
+    assert_eq!(fs::metadata(plain.file()).unwrap().len(), (HEADER_LEN + 4 * RECORD_LEN) as u64);
+    drop(j);
+}
+
+#[test]
+fn zeros_at_the_end_of_a_snapshot_are_damage() {
+    // A snapshot is never extended ahead: zeros there are lost records.
+    let dir = TempDir::new("snap-zeros");
+    let (j, _, _) = open(&dir.file());
+    append_wait(&j, &(1..=5).map(|n| ev(EventKind::Bound, n, n, NOW + 100)).collect::<Vec<_>>());
+    j.compact().unwrap();
+    j.close().unwrap();
+    let paths = Paths::new(&dir.file());
+    let mut bytes = fs::read(&paths.snapshot).unwrap();
+    bytes.extend_from_slice(&[0; 4 * RECORD_LEN]);
+    fs::write(&paths.snapshot, &bytes).unwrap();
+    let hooks = Arc::new(Hooks::default());
+    let e = Journal::open_hooked(&dir.file(), options(Durability::Fsync), NOW, hooks).unwrap_err().to_string();
+    assert!(e.contains(".snapshot"), "{e}");
+}

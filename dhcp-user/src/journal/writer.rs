@@ -3,6 +3,12 @@
 //! Each turn takes every queued record at once, writes them with one `pwrite` at the end of the
 //! last good record and (with fsync) one `fdatasync`, then publishes the new durable sequence
 //! number. Records queued meanwhile form the next batch, so one sync covers all workers.
+//!
+//! Turns are paced: one starts at most every [`GROUP_PERIOD`] (unless a flush or stop asks), so
+//! under load the thread wakes about a thousand times a second whatever the workers' batch
+//! rate, instead of once per batch beside the workers on their cores. While it paces, and for
+//! one period after a turn, it is not idle but wakes by the clock, so appending records wakes
+//! nobody (no system call on a worker's core).
 
 use super::format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN, VERSION};
 use super::{compact, create_with_header, files, lock, sync_dir, Core, Durability, Hooks, JournalError};
@@ -17,25 +23,60 @@ use std::time::{Duration, Instant};
 /// Time between attempts while writes fail.
 const RETRY: Duration = Duration::from_millis(100);
 
+/// Least time between the starts of two write turns: what an ACK may wait beyond its write
+/// (and sync) for its records to be gathered with others.
+const GROUP_PERIOD: Duration = Duration::from_millis(1);
+
+/// Zeros the journal is extended by ahead of its records, with fsync durability: a write
+/// within the file's length changes no metadata, so each `fdatasync` writes the data alone
+/// instead of also committing the file system's own journal for the new size (ext4). Recovery
+/// reads zeros at a journal's end as its unused room (`format`). Without syncs it is not done:
+/// the kernel could then keep a later write and lose an earlier one in the zeros between.
+const ROOM: u64 = 1 << 20;
+
 /// The journal file being appended.
 #[derive(Debug)]
 pub(super) struct Store {
     file: File,
+    /// Extend ahead by [`ROOM`] (fsync durability).
+    extend: bool,
+    /// Bytes known to be in the file (records and zeros); 0 until the first write.
+    allocated: u64,
     #[cfg_attr(not(test), allow(dead_code))]
     hooks: Arc<Hooks>,
 }
 
 impl Store {
-    pub(super) fn new(file: File, hooks: Arc<Hooks>) -> Store {
+    pub(super) fn new(file: File, extend: bool, hooks: Arc<Hooks>) -> Store {
         #[cfg(test)]
         hooks.t.set_fd(&file);
-        Store { file, hooks }
+        Store { file, extend, allocated: 0, hooks }
     }
 
-    fn write_at(&self, buf: &[u8], at: u64) -> io::Result<()> {
+    fn write_at(&mut self, buf: &[u8], at: u64) -> io::Result<()> {
         #[cfg(test)]
         self.hooks.t.before_write(&self.file, buf, at)?;
-        self.file.write_all_at(buf, at)
+        self.file.write_all_at(buf, at)?;
+        let end = at + buf.len() as u64;
+        if self.extend && end > self.allocated {
+            // The same sync as the records' makes the room durable.
+            self.zero(end, end.next_multiple_of(ROOM) + ROOM)?;
+        }
+        self.allocated = self.allocated.max(end);
+        Ok(())
+    }
+
+    /// Writes zeros over `from..to`.
+    fn zero(&mut self, from: u64, to: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], at)?;
+            at += n as u64;
+        }
+        self.allocated = to;
+        Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {
@@ -44,8 +85,18 @@ impl Store {
         self.file.sync_data()
     }
 
-    fn truncate(&self, len: u64) -> io::Result<()> {
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.allocated = len;
         self.file.set_len(len)
+    }
+
+    /// Gives back the room beyond `len` (a clean stop leaves the file ending on its records).
+    fn trim(&mut self, len: u64) -> io::Result<()> {
+        if self.allocated > len {
+            self.truncate(len)?;
+            self.file.sync_all()?;
+        }
+        Ok(())
     }
 }
 
@@ -74,6 +125,8 @@ pub(super) struct WriterThread {
     compact_handled: u64,
     next_compact: Option<Instant>,
     retry_at: Option<Instant>,
+    /// When the last write turn started (pacing, see [`GROUP_PERIOD`]).
+    last_turn: Option<Instant>,
     /// A rotation's renames are not known to be durable yet: no record may be acknowledged in
     /// the new file until they are, or a crash could bring back the old names.
     dir_dirty: bool,
@@ -117,6 +170,7 @@ impl WriterThread {
             compact_handled: 0,
             next_compact,
             retry_at: None,
+            last_turn: None,
             dir_dirty: false,
             rotation_broken: false,
             _lock: lock_file,
@@ -149,10 +203,17 @@ impl WriterThread {
                 return true;
             }
             let now = Instant::now();
-            let pending = !q.buf.is_empty() || q.sync_req > q.synced;
+            let flush = q.sync_req > q.synced;
+            let pending = !q.buf.is_empty() || flush;
             let may_write = self.retry_at.is_none_or(|t| now >= t);
-            if (pending && may_write) || q.job_finished {
+            if q.job_finished {
                 return false;
+            }
+            if pending && may_write {
+                // Gather more records for this turn unless someone waits for a flush.
+                let Some(due) = self.turn_due(now).filter(|_| !flush) else { return false };
+                q = core.wake.wait_timeout(q, due - now).unwrap_or_else(|e| e.into_inner()).0;
+                continue;
             }
             if let Some(t) = self.next_compact {
                 if now >= t {
@@ -167,6 +228,13 @@ impl WriterThread {
             }
             if q.compact_req > self.compact_handled && self.job.is_none() && q.failing.is_none() {
                 return false;
+            }
+            if let Some(due) = self.turn_due(now).filter(|_| self.retry_at.is_none()) {
+                // Under load the next records come within the period: look for them by the
+                // clock then, rather than be woken by an append (a system call on a worker's
+                // core per turn). Idle only after a period without any.
+                q = core.wake.wait_timeout(q, due - now).unwrap_or_else(|e| e.into_inner()).0;
+                continue;
             }
             let mut deadline = self.next_compact;
             if pending {
@@ -186,6 +254,11 @@ impl WriterThread {
         }
     }
 
+    /// When the next write turn may start, if that is still to come (see [`GROUP_PERIOD`]).
+    fn turn_due(&self, now: Instant) -> Option<Instant> {
+        self.last_turn.map(|t| t + GROUP_PERIOD).filter(|&d| d > now)
+    }
+
     /// Writes (and syncs) what is queued; on failure puts it back and marks the journal failing.
     fn write_queued(&mut self, stop: bool) {
         if !stop && self.retry_at.is_some_and(|t| Instant::now() < t) {
@@ -200,6 +273,7 @@ impl WriterThread {
             std::mem::swap(&mut q.buf, &mut self.batch);
             (q.queued, self.core.durability == Durability::Fsync || sync_wanted)
         };
+        self.last_turn = Some(Instant::now());
         // The batch's commit record: recovery keeps what precedes one (see `format`).
         let records = self.batch.len();
         if records > 0 {
@@ -308,6 +382,10 @@ impl WriterThread {
             q.durable = q.written;
             self.core.announce(&q);
         }
+        if let Err(e) = self.store.trim(self.good_len) {
+            // Harmless: recovery reads the zeros as the journal's room.
+            self.core.log(format_args!("stopping: giving back the journal's unused room failed: {e}"));
+        }
         Ok(())
     }
 
@@ -388,7 +466,7 @@ impl WriterThread {
             let _ = files::remove(&p.next);
             return Err(e);
         }
-        self.store = Store::new(file, self.core.hooks.clone());
+        self.store = Store::new(file, self.core.durability == Durability::Fsync, self.core.hooks.clone());
         self.generation = generation;
         self.good_len = HEADER_LEN as u64;
         self.old_pending = true;
