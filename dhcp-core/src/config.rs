@@ -3,7 +3,10 @@
 //! one address). Reading it from TOML or the command line is the server binary's job; this
 //! module says what a valid configuration is.
 
+mod cluster;
 mod isp;
+
+pub use cluster::{ClusterConfig, MAX_BLOCK_SIZE, MAX_PEERS, MIN_BLOCK_SIZE};
 
 use core::fmt;
 use core::net::Ipv4Addr;
@@ -44,6 +47,8 @@ pub struct Config {
     pub leasequery: bool,
     /// Queriers allowed besides the global trusted relays.
     pub leasequery_from: Vec<Cidr>,
+    /// Several servers sharing the pools (`[cluster]`); `None`: this server alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Memory of the lease board per pool or reserved address (see `leasequery`).
@@ -272,6 +277,7 @@ impl Default for Config {
             classes: Vec::new(),
             leasequery: false,
             leasequery_from: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -451,6 +457,7 @@ impl Config {
             validate_raw_options(s, &at)?;
         }
         self.validate_isp()?;
+        self.validate_cluster()?;
         // Subnets must not overlap either: an address would belong to two of them.
         for (i, a) in self.subnets.iter().enumerate() {
             for (j, b) in self.subnets.iter().enumerate().skip(i + 1) {

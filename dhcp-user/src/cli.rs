@@ -133,6 +133,15 @@ pub struct ServeArgs {
     /// `[control] token_file` is set).
     #[arg(long, value_name = "ADDR:PORT")]
     pub control: Option<std::net::SocketAddr>,
+    /// Cluster: the NATS servers (`nats://HOST:PORT`), comma separated (`[cluster] nats`).
+    #[arg(long, value_name = "URL[,URL]", value_delimiter = ',')]
+    pub cluster_nats: Vec<String>,
+    /// Cluster: this node's name, one of the peers (`[cluster] node`).
+    #[arg(long, value_name = "NAME")]
+    pub cluster_node: Option<String>,
+    /// Cluster: every node's name, in the same order on every node (`[cluster] peers`).
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
+    pub cluster_peers: Vec<String>,
 }
 
 /// `--decline`.
@@ -284,7 +293,31 @@ impl ServeArgs {
             cfg.server.control.listen = Some(a);
             map.set("control.listen", Loc::Flag(format!("--control {a}")));
         }
+        self.apply_cluster(cfg, map);
         self.apply_safety(cfg, map)
+    }
+
+    /// `--cluster-*`: over the file's `[cluster]`, or a new one with its defaults.
+    fn apply_cluster(&self, cfg: &mut ServerConfig, map: &mut SourceMap) {
+        if self.cluster_nats.is_empty() && self.cluster_node.is_none() && self.cluster_peers.is_empty() {
+            return;
+        }
+        let c = cfg.engine.cluster.get_or_insert_with(Default::default);
+        if !map.has("cluster") {
+            map.set("cluster", Loc::Flag("--cluster-*".into()));
+        }
+        let lists = [("nats", &self.cluster_nats, &mut c.nats), ("peers", &self.cluster_peers, &mut c.peers)];
+        for (what, given, slot) in lists {
+            if !given.is_empty() {
+                map.forget(&format!("cluster.{what}"));
+                map.set(format!("cluster.{what}"), Loc::Flag(format!("--cluster-{what} {}", given.join(","))));
+                *slot = given.clone();
+            }
+        }
+        if let Some(n) = &self.cluster_node {
+            map.set("cluster.node", Loc::Flag(format!("--cluster-node {n}")));
+            c.node = n.clone();
+        }
     }
 
     /// Trusted relays, declines and limits.
@@ -643,5 +676,26 @@ mod tests {
         let bad = TempFile::new("offline-bad", &text.replace("/24", "/33"));
         let e = check_config_offline(&bad.0).unwrap_err();
         assert_eq!((e.line, e.column), (3, 10), "{e}");
+    }
+
+    #[test]
+    fn cluster_flags_make_or_override_the_cluster_section() {
+        let base =
+            ["--interface=eth0", "--subnet=100.64.0.0/24", "--pool=100.64.0.10-100.64.0.20", "--server-id=100.64.0.1"];
+        let cluster =
+            ["--cluster-nats=nats://100.64.9.1:4222,nats://100.64.9.2:4222", "--cluster-node=b", "--cluster-peers=a,b"];
+        let cfg = serve(&[&base[..], &cluster[..]].concat()).load().unwrap();
+        let c = cfg.engine.cluster.expect("[cluster] from the flags");
+        assert_eq!((c.nats.len(), c.node.as_str(), c.peers.len(), c.block_size), (2, "b", 2, 64));
+        assert_eq!(serve(&base).load().unwrap().engine.cluster, None, "no flag, no cluster");
+
+        let e = serve(&[&base[..], &cluster[..2], &["--cluster-peers=a,c"]].concat()).load().unwrap_err();
+        assert!(e.reason.starts_with("--cluster-node b: ") && e.reason.contains("not in peers"), "{e}");
+        let e = serve(&[&base[..], &["--cluster-node=a", "--cluster-peers=a"]].concat()).load().unwrap_err();
+        assert!(e.reason.starts_with("--cluster-*: ") && e.reason.contains("NATS server"), "{e}");
+        let e = serve(&[&base[..], &["--cluster-nats=localhost", "--cluster-node=a", "--cluster-peers=a"]].concat())
+            .load()
+            .unwrap_err();
+        assert!(e.reason.starts_with("--cluster-nats localhost: "), "{e}");
     }
 }

@@ -147,12 +147,7 @@ pub fn recover(
 /// hardware address (a long identifier's client may land on another worker than its messages:
 /// it is then asked to start over).
 fn lease_hash(r: &crate::journal::Recovered, key: u32) -> u32 {
-    match r.client.inline_bytes() {
-        Some(id) if r.client.is_client_id() => {
-            dhcp_common::steering_hash(key, &id[..id.len().min(dhcp_common::identity::MAX_HASHED)])
-        }
-        _ => dhcp_common::steering_hash(key, &r.mac),
-    }
+    dhcp_core::engine::client_steer(key, &r.client, &r.mac)
 }
 
 /// What every worker gets besides its engine and its sockets.
@@ -421,7 +416,7 @@ impl XdpPath {
 
 /// The totals, once, at exit.
 fn report(total: &WorkerReport) {
-    for (name, v) in total.engine.named() {
+    for (name, v) in total.engine.named().into_iter().chain(total.cluster.named()) {
         if v > 0 {
             log::info!("{name} {v}");
         }

@@ -9,7 +9,7 @@
 //! block on the journal; allocate per packet; or take a lock per packet.
 
 use crate::journal::{Commit, Journal, Ticket};
-use dhcp_core::engine::{Engine, Ingress, LeaseEvent, Outcome, Stats};
+use dhcp_core::engine::{ClusterStats, Engine, Ingress, LeaseEvent, Outcome, Stats};
 use dhcp_io::sys::Doorbell;
 use dhcp_io::{PacketIo, Transmit, Unusable, BATCH, MAX_MESSAGE};
 use std::collections::VecDeque;
@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerReport {
     pub engine: Stats,
+    /// The engine's cluster counters (all zero alone).
+    pub cluster: ClusterStats,
     /// ACKs not sent because their lease changes could not be made durable.
     pub acks_withheld: u64,
     /// Replies the kernel refused (full buffer, no route) or that did not fit the frame.
@@ -35,6 +37,7 @@ impl WorkerReport {
     /// Adds another worker's counters.
     pub fn add(&mut self, o: &WorkerReport) {
         self.engine.add(&o.engine);
+        self.cluster.add(&o.cluster);
         self.acks_withheld += o.acks_withheld;
         self.send_failed += o.send_failed;
         self.not_mine += o.not_mine;
@@ -201,7 +204,7 @@ impl<I: PacketIo> Worker<I> {
     }
 
     pub fn report(&self) -> WorkerReport {
-        WorkerReport { engine: *self.engine.stats(), ..self.report }
+        WorkerReport { engine: *self.engine.stats(), cluster: *self.engine.cluster_stats(), ..self.report }
     }
 
     /// Idle: sleep after spinning a while (under load the next batch is microseconds away),
@@ -312,6 +315,7 @@ impl<I: PacketIo> Worker<I> {
         self.report.acks_withheld += rest.len() as u64;
         self.io.release(&mut rest);
         self.report.engine = *self.engine.stats();
+        self.report.cluster = *self.engine.cluster_stats();
         (self.report, self.io)
     }
 }

@@ -8,7 +8,7 @@
 //! lock per packet.
 
 use super::{Worker, WorkerReport};
-use dhcp_core::engine::{Carried, LeaseView, Shared, Stats};
+use dhcp_core::engine::{Carried, ClusterStats, LeaseView, Shared, Stats};
 use dhcp_io::PacketIo;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -24,6 +24,7 @@ pub const WORKER_COUNTERS: [&str; 4] = ["acks-withheld", "send-failed", "not-min
 #[derive(Debug)]
 pub struct Published {
     engine: [AtomicU64; Stats::COUNT],
+    cluster: [AtomicU64; ClusterStats::COUNT],
     worker: [AtomicU64; 4],
     /// Nanoseconds spent on batches that received something (the rest is waiting).
     busy_ns: AtomicU64,
@@ -35,6 +36,7 @@ impl Default for Published {
     fn default() -> Published {
         Published {
             engine: std::array::from_fn(|_| AtomicU64::new(0)),
+            cluster: std::array::from_fn(|_| AtomicU64::new(0)),
             worker: std::array::from_fn(|_| AtomicU64::new(0)),
             busy_ns: AtomicU64::new(0),
             records: AtomicU64::new(0),
@@ -45,6 +47,9 @@ impl Default for Published {
 impl Published {
     fn store(&self, r: &WorkerReport, busy_ns: u64, records: usize) {
         for (a, (_, v)) in self.engine.iter().zip(r.engine.named()) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, (_, v)) in self.cluster.iter().zip(r.cluster.named()) {
             a.store(v, Ordering::Relaxed);
         }
         let w = [r.acks_withheld, r.send_failed, r.not_mine, r.malformed_frames];
@@ -58,6 +63,11 @@ impl Published {
     /// The engine's counters, in [`Stats::named`] order.
     pub fn engine(&self) -> [u64; Stats::COUNT] {
         std::array::from_fn(|i| self.engine[i].load(Ordering::Relaxed))
+    }
+
+    /// The engine's cluster counters, in [`ClusterStats::named`] order.
+    pub fn cluster(&self) -> [u64; ClusterStats::COUNT] {
+        std::array::from_fn(|i| self.cluster[i].load(Ordering::Relaxed))
     }
 
     /// The worker's own counters, in [`WORKER_COUNTERS`] order.

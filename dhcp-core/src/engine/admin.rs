@@ -73,6 +73,7 @@ impl Engine {
         let kind = if state == LeaseState::Bound { EventKind::Released } else { EventKind::OfferReleased };
         let mac = mac_of(&client).unwrap_or_default();
         events.push(LeaseEvent { kind, ip, client, mac, expires: lease.expires, steer: 0 });
+        self.forward(events, events.len() - 1);
         true
     }
 
@@ -86,6 +87,7 @@ impl Engine {
         let capacity = (shared.space().capacity() / shared.workers() as usize).max(self.table.len()) + 1024;
         let mut next = Engine::new(shared, now, capacity);
         next.stats = self.stats;
+        next.cluster_stats = self.cluster_stats;
         let mut carried = Carried::default();
         for (_, l, state) in self.table.iter() {
             let (ip, mac) = (Ipv4Addr::from(l.ip), mac_of(&l.key).unwrap_or_default());

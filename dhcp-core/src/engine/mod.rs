@@ -9,6 +9,7 @@
 mod admin;
 mod board;
 mod classes;
+mod cluster;
 mod leasequery;
 mod limits;
 mod ports;
@@ -17,8 +18,9 @@ mod shared;
 mod stats;
 
 pub use admin::{mac_of, Carried, LeaseView};
+pub use cluster::{rfc3074_bucket, Adopted, ClusterStats, ClusterView, FENCE_MARGIN, OUTBOX_EVENTS};
 pub use limits::Limited;
-pub use shared::{InterfaceId, Shared};
+pub use shared::{client_steer, InterfaceId, Shared};
 pub use stats::Stats;
 
 use crate::config::DeclinePolicy;
@@ -124,6 +126,10 @@ pub enum Silence {
     UntrustedRelay,
     /// Refused by a limit of the client's subscriber key.
     Limited(Limited),
+    /// In a cluster: left to the client's primary node (it has not waited `wait_secs`).
+    NotPrimary,
+    /// In a cluster: this node may grant nothing now (see the fence rule in `cluster`).
+    Fenced,
 }
 
 /// Why a message was dropped as invalid.
@@ -213,6 +219,7 @@ pub struct Engine {
     /// The clients of this worker: its offers, leases and probations.
     table: ClientTable,
     stats: Stats,
+    cluster_stats: ClusterStats,
 }
 
 /// The parts of a request the handlers use.
@@ -229,7 +236,9 @@ struct Request<'a> {
 impl Engine {
     /// An engine for one worker; `capacity` sizes its client table (clients it will hold).
     pub fn new(shared: Arc<Shared>, now: Seconds, capacity: usize) -> Engine {
-        Engine { shared, table: ClientTable::new(now, capacity), stats: Stats::default() }
+        let (table, stats, cluster_stats) =
+            (ClientTable::new(now, capacity), Stats::default(), ClusterStats::default());
+        Engine { shared, table, stats, cluster_stats }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -238,6 +247,11 @@ impl Engine {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The cluster counters (all zero alone).
+    pub fn cluster_stats(&self) -> &ClusterStats {
+        &self.cluster_stats
     }
 
     /// Offers, leases and probations this engine holds.
@@ -260,7 +274,13 @@ impl Engine {
     /// Ends offers, leases and probations due at `now`. Call at least once a second when idle;
     /// [`Engine::handle`] also calls it.
     pub fn handle_timeout(&mut self, now: Seconds, events: &mut Vec<LeaseEvent>) {
-        let Engine { shared, table, stats } = self;
+        let from = events.len();
+        self.expire(now, events);
+        self.forward(events, from);
+    }
+
+    fn expire(&mut self, now: Seconds, events: &mut Vec<LeaseEvent>) {
+        let Engine { shared, table, stats, .. } = self;
         table.expire(now, |lease, state, limit| {
             let ip = Ipv4Addr::from(lease.ip);
             shared.unhold(limit);
@@ -296,6 +316,8 @@ impl Engine {
         if state != LeaseState::Bound {
             return false;
         }
+        // In a cluster no lease outlives the grant limit.
+        let until = self.shared.cluster().map_or(until, |c| until.min(c.grant_limit()));
         if lease.expires < until {
             self.table.update(record, LeaseState::Bound, until);
         }
@@ -357,7 +379,7 @@ impl Engine {
             if !self.shared.take_specific(ip, client, mac) {
                 return Err(RestoreError::Conflict);
             }
-        } else if self.shared.space().claim(ip) == Claim::Busy {
+        } else if self.shared.space().claim_known(ip) == Claim::Busy {
             return Err(RestoreError::Conflict);
         }
         Ok(())
@@ -374,9 +396,11 @@ impl Engine {
         events: &mut Vec<LeaseEvent>,
     ) -> Outcome {
         self.stats.received += 1;
-        self.handle_timeout(now, events);
+        let from = events.len();
+        self.expire(now, events);
         let outcome = self.dispatch(now, ingress, msg, out, events);
         self.stats.count(&outcome);
+        self.forward(events, from);
         outcome
     }
 
@@ -398,9 +422,10 @@ impl Engine {
         if changes_leases && !reply::fits(&req, out.len()) {
             return Outcome::Dropped(DropReason::Malformed(wire::Error::NoRoom));
         }
-        let Engine { shared, table, stats } = self;
+        let Engine { shared, table, stats, cluster_stats } = self;
         let classes = classes_of(shared, ingress, &req);
-        let mut cx = Context { sh: shared, table, stats, now, ingress, req: &req, out, events, classes };
+        let mut cx =
+            Context { sh: shared, table, stats, cstats: cluster_stats, now, ingress, req: &req, out, events, classes };
         match MessageType::from_u8(mt) {
             Some(MessageType::Discover) => cx.discover(),
             Some(MessageType::Request) => cx.request(),
@@ -453,6 +478,7 @@ struct Context<'a> {
     sh: &'a Shared,
     table: &'a mut ClientTable,
     stats: &'a mut Stats,
+    cstats: &'a mut ClusterStats,
     now: Seconds,
     ingress: &'a Ingress,
     req: &'a Request<'a>,
@@ -552,14 +578,23 @@ impl<'a> Context<'a> {
         }
         // A client that already has an offer or a lease on this link gets the same address.
         let held = self.held_on(&link);
+        if let Err(o) = self.cluster_gate(held.is_some_and(|h| self.own_lease(h.ip))) {
+            return o;
+        }
         let (ip, sid, cell) = match held {
             Some(h) => (h.ip, h.sid, None),
             None => {
+                self.note_foreign_request();
                 let cell = match self.may_hold(limits) {
                     Ok(c) => c,
                     Err(o) => return o,
                 };
-                match sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, (req.relay_info, self.classes)) {
+                let facts = (req.relay_info, self.classes);
+                let mut got = sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, facts);
+                if got.is_none() && sh.ripen(&link, self.now) {
+                    got = sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, facts);
+                }
+                match got {
                     Some((ip, sid)) => (ip, sid, cell),
                     None => return Outcome::Silent(Silence::NoAddress),
                 }
@@ -569,6 +604,8 @@ impl<'a> Context<'a> {
             // RFC 4039: commit at once and answer with an ACK carrying option 80.
             return self.bind(held, ip, sid, true, cell);
         }
+        // Before the offer's own deadline replaces the record's: an adopted lease's end counts.
+        let times = self.lease_times(sid, held.map(|h| (h.record, h.ip)));
         let expires = self.after(sh.offer_timeout);
         match held {
             None => {
@@ -584,8 +621,7 @@ impl<'a> Context<'a> {
             // A bound client is offered its address again; its lease stands until it REQUESTs.
             Some(_) => {}
         }
-        let spec =
-            ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: Some(sh.subnet(sid).times()), rapid: false };
+        let spec = ReplySpec { kind: MessageType::Offer, yiaddr: ip, lease: Some(times), rapid: false };
         self.send(&spec, sid, false)
     }
 
@@ -615,7 +651,7 @@ impl<'a> Context<'a> {
     /// this link, if it has one; `rapid` answers a rapid-commit DISCOVER; `cell`: a new record
     /// counts against this limit cell.
     fn bind(&mut self, held: Option<Held>, ip: Ipv4Addr, sid: u16, rapid: bool, cell: Option<Cell>) -> Outcome {
-        let times = self.sh.subnet(sid).times();
+        let times = self.lease_times(sid, held.map(|h| (h.record, h.ip)));
         let expires = self.after(times.0);
         match held {
             Some(h) if !self.table.get(h.record).0.key.is_moving() => {
@@ -694,6 +730,10 @@ impl<'a> Context<'a> {
             }
             return Outcome::Silent(Silence::ForeignServer);
         }
+        // It chose us: only the fence may keep us silent.
+        if let Err(o) = self.cluster_gate(true) {
+            return o;
+        }
         let ciaddr = req.pkt.ciaddr();
         let Some(requested) = req.opts.requested_ip.or((!ciaddr.is_unspecified()).then_some(ciaddr)) else {
             return Outcome::Dropped(DropReason::MissingOption(code::REQUESTED_IP));
@@ -740,12 +780,19 @@ impl<'a> Context<'a> {
             (_, false) => (ciaddr, false),
             (None, true) => return Outcome::Dropped(DropReason::MissingOption(code::REQUESTED_IP)),
         };
+        // Alone this is one branch: no second look-up.
+        let own = sh.cluster().is_none() || self.record_for(wanted).is_some_and(|_| self.own_lease(wanted));
+        if let Err(o) = self.cluster_gate(own) {
+            return o;
+        }
         let Some(sid) = sh.subnet_in_link(&link, wanted) else {
             // Wrong network for this client: it must restart (RFC 2131 §4.3.2).
             return if reboot || sh.authoritative { self.nak(&link) } else { Outcome::Silent(Silence::UnknownClient) };
         };
         let Some((record, state)) = self.record_for(wanted) else {
-            return if self.table.find(&req.key).is_some() || sh.authoritative {
+            // In a cluster another node may hold the lease (its event not here yet): no NAK
+            // for a client we know nothing of, authoritative or not.
+            return if self.table.find(&req.key).is_some() || (sh.authoritative && sh.cluster().is_none()) {
                 self.nak(&link)
             } else {
                 Outcome::Silent(Silence::UnknownClient)

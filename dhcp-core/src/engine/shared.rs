@@ -4,6 +4,7 @@
 
 use super::board::{Entry, LeaseBoard};
 use super::classes::{pool_allows, ClassMask, ClassTable};
+use super::cluster::ClusterView;
 use super::limits::{Cell, LimitTable, SubnetLimits};
 use super::ports::{holder_hash, PortReservations, Took};
 use super::{Ingress, Seconds};
@@ -15,6 +16,20 @@ use core::net::Ipv4Addr;
 use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The steering hash under `key` of a client known by its key and MAC: what its messages
+/// hash to when the key holds its identity whole (a client identifier of up to 11 bytes, or
+/// its hardware address); a longer client identifier, kept only as a hash, falls back to the
+/// MAC (such a client may land on another worker once, and is then served there).
+pub fn client_steer(key: u32, client: &ClientKey, mac: &[u8; 6]) -> u32 {
+    match client.inline_bytes() {
+        Some(id) if client.is_client_id() => {
+            dhcp_common::steering_hash(key, &id[..id.len().min(dhcp_common::identity::MAX_HASHED)])
+        }
+        _ => dhcp_common::steering_hash(key, mac),
+    }
+}
 
 /// Maps looked up per message: foldhash, randomly seeded (SipHash costs more than the rest of
 /// subnet selection).
@@ -213,6 +228,8 @@ pub struct Shared {
     steering_key: u32,
     /// Port reservations, classes, the lease board.
     pub(super) isp: Isp,
+    /// In a cluster: liveness, the grant limit, the outgoing events. `None`: alone.
+    cluster: Option<Arc<ClusterView>>,
 }
 
 /// The ISP features' shared parts.
@@ -297,7 +314,10 @@ impl Shared {
         if cfg.server_id.is_unspecified() {
             server_ids.retain(|ip| !ip.is_unspecified());
         }
-        let space = AddressSpace::with_decline_cap(&all_pools, cfg.decline_max_percent);
+        let space = match &cfg.cluster {
+            Some(c) => AddressSpace::clustered(&all_pools, cfg.decline_max_percent, c.block_size),
+            None => AddressSpace::with_decline_cap(&all_pools, cfg.decline_max_percent),
+        };
         for ip in res.by_ip.keys() {
             space.reserve(*ip);
         }
@@ -325,7 +345,49 @@ impl Shared {
             workers: workers.max(1),
             steering_key: 0,
             isp,
+            cluster: cfg.cluster.as_ref().map(|c| Arc::new(ClusterView::new(c, cfg.longest_lease()))),
         })
+    }
+
+    /// The cluster view (for the cluster thread and the engines); `None` alone.
+    #[inline]
+    pub fn cluster(&self) -> Option<&Arc<ClusterView>> {
+        self.cluster.as_ref()
+    }
+
+    /// This configuration, replacing `old` at a reload, with `old`'s cluster state: the same
+    /// [`ClusterView`] (liveness, grant limit, the events not yet published: the cluster thread
+    /// keeps its handle) and the blocks of unchanged pools. Refused if `[cluster]` itself
+    /// changed (node, peers, block size, bucket, or whether there is one): that needs a restart.
+    pub fn carrying_cluster(mut self, old: &Shared, cfg: &Config, old_cfg: &Config) -> Result<Shared, ConfigError> {
+        if cfg.cluster != old_cfg.cluster {
+            let why = "[cluster] changed: takes a restart (the other nodes rely on this node's blocks and name)";
+            return Err(ConfigError { path: "cluster".into(), reason: why.into() });
+        }
+        if cfg.cluster.is_some() && cfg.longest_lease() != old_cfg.longest_lease() {
+            let why = "in a cluster the longest lease time changes only by restarting every node (the fence rule \
+                       needs the same one on all of them)";
+            return Err(ConfigError { path: "lease_time".into(), reason: why.into() });
+        }
+        if let Some(view) = old.cluster.clone() {
+            self.space.carry_blocks(&old.space);
+            self.cluster = Some(view);
+        }
+        Ok(self)
+    }
+
+    /// Each pool's id and range, in [`PoolId`] order (the cluster thread names blocks by them).
+    pub fn pools(&self) -> impl Iterator<Item = (PoolId, Ipv4Addr, Ipv4Addr)> + '_ {
+        (0..self.space.pools() as PoolId).map(|p| {
+            let (a, b) = self.space.pool_range(p);
+            (p, a, b)
+        })
+    }
+
+    /// The worker that owns a client known by its key and MAC (a lease from the journal or from
+    /// another node's event), by this installation's steering key: see [`client_steer`].
+    pub fn worker_of_client(&self, client: &ClientKey, mac: &[u8; 6]) -> usize {
+        dhcp_common::owner(client_steer(self.steering_key, client, mac), self.workers) as usize
     }
 
     /// The address space (address states and free lists).
@@ -548,6 +610,19 @@ impl Shared {
         pools()
             .find_map(|(pool, sid)| self.space.take_free(pool).map(|ip| (ip, sid)))
             .or_else(|| pools().find_map(|(pool, sid)| self.space.reclaim_declined(pool).map(|ip| (ip, sid))))
+    }
+
+    /// In a cluster, when `link`'s pools have nothing free: makes adopted blocks whose time
+    /// has come (at `now`) ours; whether any did. Alone: false at once.
+    pub(super) fn ripen(&self, link: &Link<'_>, now: Seconds) -> bool {
+        self.cluster.is_some()
+            && link
+                .ids()
+                .iter()
+                .flat_map(|&sid| &self.subnets[sid as usize].pools)
+                .map(|&p| self.space.ripen(p, now))
+                .sum::<u32>()
+                > 0
     }
 
     /// Takes one specific address for a client (its reservation, or a free pool address).

@@ -7,35 +7,38 @@
 use super::{DropReason, Outcome, Silence};
 use crate::wire::options::MessageType;
 
-/// Declares [`Stats`] from a table of `field => "name"` lines: the plain `u64` fields in
-/// order, [`Stats::COUNT`], [`Stats::add`] and [`Stats::named`].
+/// Declares a counter struct from a table of `field => "name"` lines: the plain `u64` fields
+/// in order, `COUNT`, `add` and `named` (also used for [`ClusterStats`](super::ClusterStats)).
 macro_rules! counters {
-    ($($(#[$doc:meta])* $field:ident => $name:literal,)*) => {
-        /// Counters of one engine. Plain integers: one worker owns them; the I/O layer sums
-        /// workers.
+    ($(#[$sdoc:meta])* $struct:ident { $($(#[$doc:meta])* $field:ident => $name:literal,)* }) => {
+        $(#[$sdoc])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct Stats {
+        pub struct $struct {
             $($(#[$doc])* pub $field: u64,)*
         }
 
-        impl Stats {
+        impl $struct {
             /// How many counters there are.
             pub const COUNT: usize = [$($name),*].len();
 
             /// Adds another worker's counters.
-            pub fn add(&mut self, o: &Stats) {
+            pub fn add(&mut self, o: &$struct) {
                 $(self.$field += o.$field;)*
             }
 
             /// `(name, value)` pairs in Kea's naming where one exists, in declaration order.
-            pub fn named(&self) -> [(&'static str, u64); Stats::COUNT] {
+            pub fn named(&self) -> [(&'static str, u64); $struct::COUNT] {
                 [$(($name, self.$field)),*]
             }
         }
     };
 }
+pub(super) use counters;
 
 counters! {
+    /// Counters of one engine. Plain integers: one worker owns them; the I/O layer sums
+    /// workers.
+    Stats {
     received => "pkt4-received",
     discover_received => "pkt4-discover-received",
     request_received => "pkt4-request-received",
@@ -77,7 +80,7 @@ counters! {
     leasequery_active => "pkt4-lease-query-response-active-sent",
     leasequery_unassigned => "pkt4-lease-query-response-unassigned-sent",
     leasequery_unknown => "pkt4-lease-query-response-unknown-sent",
-}
+}}
 
 impl Stats {
     pub(super) fn count_type(&mut self, mt: u8) {

@@ -724,5 +724,6 @@ fn declining_a_reserved_address_is_a_release_not_a_probation() {
     assert_eq!(dora(&mut s, &a), x, "still reserved for its client");
 }
 
+mod cluster;
 mod isp;
 mod safety;

@@ -16,11 +16,19 @@
 //! taken back (as ISC dhcpd does with abandoned leases). A generation number in the state word
 //! tells a queued probation from a later one of the same address, so a stale entry or a
 //! probation's timer never frees an address that moved on.
+//!
+//! In a cluster (`AddressSpace::clustered`) each pool is also cut into blocks of consecutive
+//! addresses, each with an atomic [`BlockState`]: free addresses are handed out only from
+//! blocks that are `Ours`. An address whose block is not ours stays off the free stack (a
+//! stale entry is dropped when popped) and is put on it when the block is granted. A change of
+//! block state and a change of address state each re-check the other after a full fence, so
+//! an address never stays taken in a block given away, nor free in our block off the stack.
+//! Alone (no blocks) every path is as before, one branch longer.
 
 use crate::config::Pool;
 use core::net::Ipv4Addr;
 use crossbeam_queue::ArrayQueue;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 const FREE: u32 = 0;
 const HELD: u32 = 1;
@@ -75,6 +83,50 @@ struct PoolRange {
 /// Identifies a pool of an [`AddressSpace`]: its position in the list given to `new`.
 pub type PoolId = u32;
 
+/// Who may hand out the free addresses of a block (in a cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockState {
+    /// Another node's, or nobody's: none of its free addresses is given out here.
+    NotOurs,
+    /// Taken over from a dead node: its known leases are served; its free addresses are given
+    /// out only from `free_after` (seconds) on, when [`AddressSpace::ripen`] makes it `Ours`.
+    Adopting { free_after: u32 },
+    /// Ours: its free addresses are given out.
+    Ours,
+}
+
+const BLOCK_NOT_OURS: u64 = 0;
+const BLOCK_OURS: u64 = 1;
+const BLOCK_ADOPTING: u64 = 2;
+
+impl BlockState {
+    fn encode(self) -> u64 {
+        match self {
+            BlockState::NotOurs => BLOCK_NOT_OURS,
+            BlockState::Ours => BLOCK_OURS,
+            BlockState::Adopting { free_after } => BLOCK_ADOPTING | (free_after as u64) << 32,
+        }
+    }
+
+    fn decode(w: u64) -> BlockState {
+        match w & 0x3 {
+            BLOCK_OURS => BlockState::Ours,
+            BLOCK_ADOPTING => BlockState::Adopting { free_after: (w >> 32) as u32 },
+            _ => BlockState::NotOurs,
+        }
+    }
+}
+
+/// The blocks of every pool (cluster mode).
+#[derive(Debug)]
+struct Blocks {
+    /// Addresses per block.
+    size: u32,
+    /// Per pool: the index of its first block in `state`.
+    first: Box<[u32]>,
+    state: Box<[AtomicU64]>,
+}
+
 /// State of every dynamic address of every pool.
 #[derive(Debug)]
 pub struct AddressSpace {
@@ -89,6 +141,8 @@ pub struct AddressSpace {
     heads: Box<[Head]>,
     /// Per pool: its probations, oldest first, as (decline generation << 32 | index).
     declined: Box<[ArrayQueue<u64>]>,
+    /// Cluster mode: who may give out each block's free addresses. `None`: all of them, alone.
+    blocks: Option<Blocks>,
 }
 
 /// A decline that went into probation: its generation, and the probation it ended early to
@@ -143,7 +197,30 @@ impl AddressSpace {
                 ArrayQueue::new(cap.clamp(1, MAX_QUEUED_DECLINES))
             })
             .collect();
-        AddressSpace { ranges, by_addr, state, next, heads, declined }
+        AddressSpace { ranges, by_addr, state, next, heads, declined, blocks: None }
+    }
+
+    /// [`AddressSpace::with_decline_cap`] for a cluster node: every pool cut into blocks of
+    /// `block_size` addresses, none of them ours yet (see [`AddressSpace::grant_block`]).
+    pub fn clustered(pools: &[Pool], percent: u8, block_size: u32) -> AddressSpace {
+        let mut s = AddressSpace::with_decline_cap(pools, percent);
+        let size = block_size.max(1);
+        let mut first = Vec::with_capacity(pools.len());
+        let mut total = 0u32;
+        for p in pools {
+            first.push(total);
+            total += p.len().div_ceil(size as u64) as u32;
+        }
+        // Nothing is on a free stack until its block is granted.
+        for w in s.state.iter_mut() {
+            *w.get_mut() = FREE;
+        }
+        for h in s.heads.iter_mut() {
+            *h.0.get_mut() = pack(0, NIL);
+        }
+        let state = (0..total).map(|_| AtomicU64::new(BLOCK_NOT_OURS)).collect();
+        s.blocks = Some(Blocks { size, first: first.into(), state });
+        s
     }
 
     /// Number of addresses in all pools.
@@ -189,8 +266,12 @@ impl AddressSpace {
     pub fn take_free(&self, pool: PoolId) -> Option<Ipv4Addr> {
         let r = self.ranges[pool as usize];
         let head = &self.heads[pool as usize].0;
-        loop {
+        'pop: loop {
             let index = self.pop(head)?;
+            if self.blocks.is_some() && !self.allocatable(pool, index) {
+                self.unlist(pool, index);
+                continue;
+            }
             // Clear LISTED; take the address if it is still free.
             let word = &self.state[index as usize];
             let mut cur = word.load(Ordering::Acquire);
@@ -198,11 +279,15 @@ impl AddressSpace {
                 let free = cur & STATE_MASK == FREE;
                 let new = if free { (cur & !CLEAR & !LISTED) | HELD } else { cur & !LISTED };
                 match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) if free => return Some(Ipv4Addr::from(r.first + (index - r.base))),
-                    Ok(_) => break, // stale entry: someone claimed it directly
+                    Ok(_) if free => break,
+                    Ok(_) => continue 'pop, // stale entry: someone claimed it directly
                     Err(seen) => cur = seen,
                 }
             }
+            if self.blocks.is_some() && !self.still_ours(pool, index) {
+                continue;
+            }
+            return Some(Ipv4Addr::from(r.first + (index - r.base)));
         }
     }
 
@@ -237,9 +322,29 @@ impl AddressSpace {
         }
     }
 
-    /// Claims one specific address if it is free.
+    /// Claims one specific address if it is free (in a cluster: and its block is ours).
     pub fn claim(&self, ip: Ipv4Addr) -> Claim {
-        let Some(index) = self.index_of(ip.into()) else { return Claim::NotInPool };
+        let Some((pool, index)) = self.locate(ip.into()) else { return Claim::NotInPool };
+        if self.blocks.is_some() && !self.allocatable(pool, index) {
+            return Claim::Busy;
+        }
+        let c = self.claim_index(index);
+        if c == Claim::Taken && self.blocks.is_some() && !self.still_ours(pool, index) {
+            return Claim::Busy;
+        }
+        c
+    }
+
+    /// Claims an address for a client known to hold it (a lease restored from the journal or
+    /// adopted from a peer), whoever's block it is in.
+    pub fn claim_known(&self, ip: Ipv4Addr) -> Claim {
+        match self.index_of(ip.into()) {
+            Some(index) => self.claim_index(index),
+            None => Claim::NotInPool,
+        }
+    }
+
+    fn claim_index(&self, index: u32) -> Claim {
         let word = &self.state[index as usize];
         let mut cur = word.load(Ordering::Acquire);
         loop {
@@ -263,6 +368,9 @@ impl AddressSpace {
         loop {
             if cur & STATE_MASK != HELD {
                 return false;
+            }
+            if self.blocks.is_some() {
+                return self.free_in_block(pool, index, |w| w & STATE_MASK == HELD);
             }
             let listed = cur & LISTED != 0;
             let new = (cur & !CLEAR & !LISTED) | FREE | LISTED;
@@ -323,6 +431,10 @@ impl AddressSpace {
             if cur & STATE_MASK != DECLINED || (cur >> GEN_SHIFT) as u16 != generation {
                 return false;
             }
+            if self.blocks.is_some() {
+                let current = |w: u32| w & STATE_MASK == DECLINED && (w >> GEN_SHIFT) as u16 == generation;
+                return self.free_in_block(pool, index, current);
+            }
             let listed = cur & LISTED != 0;
             let new = (cur & !CLEAR & !LISTED) | FREE | LISTED;
             match word.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Acquire) {
@@ -348,8 +460,13 @@ impl AddressSpace {
             if cur & STATE_MASK != DECLINED || (cur >> GEN_SHIFT) as u16 != generation {
                 continue; // stale: that probation ended already
             }
+            if self.blocks.is_some() && !self.allocatable(pool, index) {
+                continue; // not ours to give: its probation's timer ends it
+            }
             let new = (cur & !CLEAR) | HELD;
-            if word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                && (self.blocks.is_none() || self.still_ours(pool, index))
+            {
                 return Some(Ipv4Addr::from(r.first + (index - r.base)));
             }
         }
@@ -426,6 +543,253 @@ impl AddressSpace {
             c[(w.load(Ordering::Relaxed) & STATE_MASK) as usize] += 1;
         }
         c
+    }
+}
+
+/// Blocks (cluster mode): their states, and the free stack kept to the blocks that are ours.
+/// Block states are changed by one thread (the cluster thread; `ripen` may also run on a
+/// worker, by compare-and-swap); addresses are taken and freed by any.
+impl AddressSpace {
+    /// Addresses per block; `None` alone (no blocks).
+    pub fn block_size(&self) -> Option<u32> {
+        self.blocks.as_ref().map(|b| b.size)
+    }
+
+    /// Number of blocks of `pool` (0 alone).
+    pub fn blocks_in(&self, pool: PoolId) -> u32 {
+        let Some(b) = &self.blocks else { return 0 };
+        let r = self.ranges[pool as usize];
+        (r.last - r.first + 1).div_ceil(b.size)
+    }
+
+    /// The pool and block of `ip`, if it is a pool address and the space has blocks.
+    pub fn block_of(&self, ip: Ipv4Addr) -> Option<(PoolId, u32)> {
+        let b = self.blocks.as_ref()?;
+        let (pool, index) = self.locate(ip.into())?;
+        Some((pool, (index - self.ranges[pool as usize].base) / b.size))
+    }
+
+    /// The first and last address of a block.
+    pub fn block_range(&self, pool: PoolId, block: u32) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let (first, n) = self.block_span(pool, block)?;
+        let r = self.ranges[pool as usize];
+        let a = r.first + (first - r.base);
+        Some((a.into(), (a + n - 1).into()))
+    }
+
+    /// The state of a block; `None` alone or out of range.
+    pub fn block_state(&self, pool: PoolId, block: u32) -> Option<BlockState> {
+        self.block_word(pool, block).map(|w| BlockState::decode(w.load(Ordering::SeqCst)))
+    }
+
+    /// The state of the block holding `ip`; `Ours` alone, `None` outside the pools.
+    pub fn block_state_of(&self, ip: Ipv4Addr) -> Option<BlockState> {
+        let Some(b) = &self.blocks else { return self.in_pool(ip).then_some(BlockState::Ours) };
+        let (pool, index) = self.locate(ip.into())?;
+        Some(BlockState::decode(b.state[self.block_index(b, pool, index)].load(Ordering::Acquire)))
+    }
+
+    /// Makes a block ours: its free addresses go on the free stack. False out of range.
+    pub fn grant_block(&self, pool: PoolId, block: u32) -> bool {
+        self.set_block(pool, block, BlockState::Ours)
+    }
+
+    /// Takes a dead node's block over: its known leases are served now, its free addresses
+    /// given out from `free_after` on (see [`AddressSpace::ripen`]). False out of range.
+    pub fn adopt_block(&self, pool: PoolId, block: u32, free_after: u32) -> bool {
+        self.set_block(pool, block, BlockState::Adopting { free_after })
+    }
+
+    /// Gives a block back (`NotOurs`) if none of its addresses is held or in probation; false
+    /// (and the block unchanged) otherwise or out of range.
+    pub fn revoke_block(&self, pool: PoolId, block: u32) -> bool {
+        let (Some(w), Some((first, n))) = (self.block_word(pool, block), self.block_span(pool, block)) else {
+            return false;
+        };
+        let before = w.swap(BLOCK_NOT_OURS, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        // A taker that saw the block ours re-checks it after taking (`still_ours`): either it
+        // sees the change and gives the address back, or its address is seen held here.
+        let words = &self.state[first as usize..(first + n) as usize];
+        let busy = words.iter().any(|w| matches!(w.load(Ordering::SeqCst) & STATE_MASK, HELD | DECLINED));
+        if busy {
+            w.store(before, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            self.list_block(pool, first, n);
+        }
+        !busy
+    }
+
+    /// Gives a block up whatever it holds (`NotOurs`): another node took it over while this one
+    /// was cut off. Its held addresses stay held until their leases end; no free one is given
+    /// out here any more. False out of range.
+    pub fn lose_block(&self, pool: PoolId, block: u32) -> bool {
+        self.set_block(pool, block, BlockState::NotOurs)
+    }
+
+    /// (used, free) addresses of a block: used = held or in probation. A scan of one block.
+    pub fn block_census(&self, pool: PoolId, block: u32) -> (u32, u32) {
+        let Some((first, n)) = self.block_span(pool, block) else { return (0, 0) };
+        let mut c = (0, 0);
+        for w in &self.state[first as usize..(first + n) as usize] {
+            match w.load(Ordering::Relaxed) & STATE_MASK {
+                HELD | DECLINED => c.0 += 1,
+                FREE => c.1 += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Free addresses of `pool` in blocks that are ours (alone: in the whole pool). A scan of
+    /// the pool: for the cluster thread, never on the per-packet path.
+    pub fn free_in_our_blocks(&self, pool: PoolId) -> usize {
+        let Some(b) = &self.blocks else { return self.census(pool)[0] };
+        let blocks = 0..self.blocks_in(pool);
+        blocks
+            .filter(|&k| b.state[(b.first[pool as usize] + k) as usize].load(Ordering::Relaxed) == BLOCK_OURS)
+            .map(|k| self.block_census(pool, k).1 as usize)
+            .sum()
+    }
+
+    /// Makes every adopted block of `pool` whose `free_after` has come (at `now`) ours, and
+    /// returns how many. A scan of the pool's block states.
+    pub fn ripen(&self, pool: PoolId, now: u32) -> u32 {
+        let Some(b) = &self.blocks else { return 0 };
+        let mut n = 0;
+        for k in 0..self.blocks_in(pool) {
+            let w = &b.state[(b.first[pool as usize] + k) as usize];
+            let cur = w.load(Ordering::SeqCst);
+            let ripe = matches!(BlockState::decode(cur), BlockState::Adopting { free_after } if free_after <= now);
+            if ripe && w.compare_exchange(cur, BLOCK_OURS, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                fence(Ordering::SeqCst);
+                if let Some((first, len)) = self.block_span(pool, k) {
+                    self.list_block(pool, first, len);
+                }
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Takes over the block states of `old` (the space a reload replaces) for every pool with
+    /// the same range and block size; other pools start with no block ours. Call before the
+    /// new space serves.
+    pub fn carry_blocks(&self, old: &AddressSpace) {
+        if self.block_size().is_none() || self.block_size() != old.block_size() {
+            return;
+        }
+        for p in 0..self.pools() as PoolId {
+            let same = (0..old.pools() as PoolId).find(|&q| old.pool_range(q) == self.pool_range(p));
+            for (k, state) in
+                same.into_iter().flat_map(|q| (0..old.blocks_in(q)).map(move |k| (k, old.block_state(q, k))))
+            {
+                if let Some(state) = state.filter(|s| *s != BlockState::NotOurs) {
+                    self.set_block(p, k, state);
+                }
+            }
+        }
+    }
+
+    fn set_block(&self, pool: PoolId, block: u32, to: BlockState) -> bool {
+        let (Some(w), Some((first, n))) = (self.block_word(pool, block), self.block_span(pool, block)) else {
+            return false;
+        };
+        w.store(to.encode(), Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.list_block(pool, first, n);
+        true
+    }
+
+    fn block_word(&self, pool: PoolId, block: u32) -> Option<&AtomicU64> {
+        let b = self.blocks.as_ref()?;
+        (pool < self.pools() as u32 && block < self.blocks_in(pool))
+            .then(|| &b.state[(b.first[pool as usize] + block) as usize])
+    }
+
+    /// The state index of a block's first address and its number of addresses.
+    fn block_span(&self, pool: PoolId, block: u32) -> Option<(u32, u32)> {
+        let b = self.blocks.as_ref()?;
+        if pool >= self.pools() as u32 || block >= self.blocks_in(pool) {
+            return None;
+        }
+        let r = self.ranges[pool as usize];
+        let start = block * b.size;
+        Some((r.base + start, b.size.min(r.last - r.first + 1 - start)))
+    }
+
+    #[inline]
+    fn block_index(&self, b: &Blocks, pool: PoolId, index: u32) -> usize {
+        (b.first[pool as usize] + (index - self.ranges[pool as usize].base) / b.size) as usize
+    }
+
+    /// Whether free addresses of the block holding `index` may be given out.
+    #[inline]
+    fn allocatable(&self, pool: PoolId, index: u32) -> bool {
+        self.blocks
+            .as_ref()
+            .is_none_or(|b| b.state[self.block_index(b, pool, index)].load(Ordering::SeqCst) == BLOCK_OURS)
+    }
+
+    /// After taking `index` (held, off the stack unless claimed): whether its block is still
+    /// ours; if not, the address is given back and false returned.
+    fn still_ours(&self, pool: PoolId, index: u32) -> bool {
+        fence(Ordering::SeqCst);
+        if self.allocatable(pool, index) {
+            return true;
+        }
+        self.free_in_block(pool, index, |w| w & STATE_MASK == HELD);
+        false
+    }
+
+    /// Frees `index` (while `current` holds of its word) without listing it, then lists it if
+    /// its block is ours. False if `current` stopped holding.
+    fn free_in_block(&self, pool: PoolId, index: u32, current: impl Fn(u32) -> bool) -> bool {
+        let word = &self.state[index as usize];
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            if !current(cur) {
+                return false;
+            }
+            match word.compare_exchange_weak(cur, (cur & !CLEAR) | FREE, Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(seen) => cur = seen,
+            }
+        }
+        fence(Ordering::SeqCst);
+        self.list(pool, index);
+        true
+    }
+
+    /// A popped entry of a block that is not ours: off the stack, unless the block became
+    /// ours meanwhile.
+    fn unlist(&self, pool: PoolId, index: u32) {
+        self.state[index as usize].fetch_and(!LISTED, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.list(pool, index);
+    }
+
+    /// Puts a free, unlisted address of a block that is ours on its pool's stack (once).
+    fn list(&self, pool: PoolId, index: u32) {
+        if !self.allocatable(pool, index) {
+            return;
+        }
+        let word = &self.state[index as usize];
+        let mut cur = word.load(Ordering::SeqCst);
+        while cur & STATE_MASK == FREE && cur & LISTED == 0 {
+            match word.compare_exchange_weak(cur, cur | LISTED, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return self.push(pool, index),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// [`AddressSpace::list`] for every address of a block, last first: the stack then gives
+    /// them out in ascending order.
+    fn list_block(&self, pool: PoolId, first: u32, n: u32) {
+        for i in (first..first + n).rev() {
+            self.list(pool, i);
+        }
     }
 }
 
@@ -576,5 +940,84 @@ mod tests {
         assert_eq!(total, union.len(), "an address ended up with two holders");
         assert_eq!(s.census(0)[1], total);
         assert_eq!(s.census(0)[0], 200 - total);
+    }
+
+    #[test]
+    fn blocks_not_ours_give_nothing_and_a_granted_block_gives_in_order() {
+        let s = AddressSpace::clustered(&[pool("100.64.0.1", "100.64.0.40")], 100, 16);
+        assert_eq!((s.block_size(), s.blocks_in(0)), (Some(16), 3));
+        assert_eq!(s.block_range(0, 2), Some(("100.64.0.33".parse().unwrap(), "100.64.0.40".parse().unwrap())));
+        assert_eq!(s.take_free(0), None, "nothing is ours yet");
+        let a: Ipv4Addr = "100.64.0.20".parse().unwrap();
+        assert_eq!(s.claim(a), Claim::Busy, "nor claimable");
+        assert_eq!(s.claim_known(a), Claim::Taken, "but a known lease holds it");
+        assert!(s.release(a));
+        assert!(s.grant_block(0, 1));
+        let got: Vec<Ipv4Addr> = std::iter::from_fn(|| s.take_free(0)).collect();
+        assert_eq!(got.len(), 16);
+        assert_eq!(got[0], "100.64.0.17".parse::<Ipv4Addr>().unwrap());
+        assert!(got.iter().all(|ip| s.block_of(*ip) == Some((0, 1))));
+        assert_eq!(s.block_census(0, 1), (16, 0));
+        assert!(!s.revoke_block(0, 1), "it holds addresses");
+        got.iter().for_each(|ip| assert!(s.release(*ip)));
+        assert!(s.revoke_block(0, 1));
+        assert_eq!(s.take_free(0), None, "stale stack entries of a revoked block are dropped");
+        assert!(s.adopt_block(0, 2, 100));
+        assert_eq!((s.ripen(0, 99), s.take_free(0)), (0, None));
+        assert_eq!(s.ripen(0, 100), 1);
+        assert_eq!(s.free_in_our_blocks(0), 8);
+    }
+
+    #[test]
+    fn granting_and_revoking_under_load_never_leaves_an_address_taken_in_a_block_not_ours() {
+        let s = Arc::new(AddressSpace::clustered(&[pool("100.64.0.1", "100.64.0.128")], 100, 16));
+        (0..8).for_each(|b| assert!(s.grant_block(0, b)));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let takers: Vec<_> = (0..3)
+            .map(|t| {
+                let (s, stop) = (s.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut mine: Vec<Ipv4Addr> = Vec::new();
+                    let mut i = 0u32;
+                    while !stop.load(Ordering::Relaxed) || i < 20_000 {
+                        i += 1;
+                        // Each taker holds up to 12 addresses: blocks keep emptying.
+                        if mine.len() >= 12 || ((i + t).is_multiple_of(3) && !mine.is_empty()) {
+                            assert!(s.release(mine.swap_remove(i as usize % mine.len())));
+                        } else if let Some(ip) = s.take_free(0) {
+                            mine.push(ip);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        // The cluster thread's part: an empty block given back, another one granted again.
+        let mut not_ours: Vec<u32> = Vec::new();
+        for round in 0..20_000u32 {
+            let b = round % 8;
+            if !not_ours.contains(&b) && s.revoke_block(0, b) {
+                if let Some(back) = not_ours.pop() {
+                    assert!(s.grant_block(0, back));
+                }
+                not_ours.push(b);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let held: Vec<Vec<Ipv4Addr>> = takers.into_iter().map(|h| h.join().unwrap()).collect();
+        let all: HashSet<Ipv4Addr> = held.iter().flatten().copied().collect();
+        assert_eq!(all.len(), held.iter().map(Vec::len).sum::<usize>(), "an address went to two takers");
+        for b in 0..8 {
+            let (used, free) = s.block_census(0, b);
+            let mine = all.iter().filter(|ip| s.block_of(**ip) == Some((0, b))).count() as u32;
+            assert_eq!((used, used + free), (mine, 16), "block {b}: held exactly by the takers");
+            if not_ours.contains(&b) {
+                assert_eq!(used, 0, "block {b} was given back yet an address in it is taken");
+            }
+        }
+        // Nothing fell off the free stack: every free address can still be taken.
+        (0..8).for_each(|b| assert!(s.grant_block(0, b)));
+        let more = std::iter::from_fn(|| s.take_free(0)).count();
+        assert_eq!(more + all.len(), 128);
     }
 }

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::isp;
 use super::schema::{RawControl, RawFile, RawLimits, RawOption, RawReservation, RawServer, RawSubnet};
 use super::settings::{self, ServerConfig, ServerSettings};
 use super::source::{FileError, Loc, SourceMap};
 use super::value::{
     fmt_client, parse_hex, parse_ifname, parse_ip, parse_mac, parse_pool, parse_relay, parse_server_id,
 };
+use super::{cluster, isp};
 use super::{Cidr, ClientClass, ClientMatch, Config, Limits, Reservation, Subnet};
 
 /// Parses and checks a configuration file's text; `file` names it in errors. Does not look at
@@ -116,6 +116,7 @@ pub(crate) fn decode(text: &str, file: &str) -> Result<(ServerConfig, SourceMap)
         decode_server(&mut map, rs, &mut server)?;
     }
     isp::decode_top(&mut map, &raw, &mut engine)?;
+    engine.cluster = raw.cluster.as_ref().map(|c| cluster::decode_cluster(&mut map, c));
     if let Some(rc) = &raw.control {
         decode_control(&mut map, rc, &mut server.control)?;
     }

@@ -6,11 +6,13 @@
 //! - `decode.rs`: file text → [`Config`] + [`ServerSettings`], errors at `FILE:LINE:COLUMN`
 //! - `settings.rs`: the server's own settings, their defaults and limits
 //! - `isp.rs`: classes, class-kept pools, reservations by option 82, leasequery
+//! - `cluster.rs`: `[cluster]` (several nodes sharing the pools through NATS)
 //! - `source.rs`: where each value was given, by its path in the model
 //! - `host.rs`: checks against this host's interfaces and addresses
 
 pub use dhcp_core::config::*;
 
+mod cluster;
 mod decode;
 mod host;
 mod isp;

@@ -81,6 +81,16 @@
 //! [[class.option]]                # as [[subnet.option]]
 //! code = 43
 //! hex = "01:04:ab:00:00:01"
+//!
+//! [cluster]                       # several nodes sharing the pools through NATS JetStream
+//! nats = ["nats://100.64.9.1:4222"]  # at least one
+//! node = "edge-a"                 # this node, one of peers
+//! peers = ["edge-a", "edge-b"]    # every node, same order everywhere (primary per client)
+//! block_size = 64                 # addresses per block claimed (16..=4096)
+//! heartbeat_ms = 500
+//! dead_after_ms = 3000            # more than twice heartbeat_ms
+//! wait_secs = 3                   # others answer a client once its `secs` reaches this
+//! bucket = "xdhcpd"               # JetStream key-value bucket
 //! ```
 
 use serde::Deserialize;
@@ -114,6 +124,23 @@ pub(super) struct RawFile {
     pub(super) leasequery_from: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) class: Vec<Spanned<RawClass>>,
+    pub(super) cluster: Option<Spanned<RawCluster>>,
+}
+
+/// `[cluster]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    #[serde(default)]
+    pub(super) nats: Vec<Spanned<String>>,
+    pub(super) node: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) peers: Vec<Spanned<String>>,
+    pub(super) block_size: Option<Spanned<u32>>,
+    pub(super) heartbeat_ms: Option<Spanned<u32>>,
+    pub(super) dead_after_ms: Option<Spanned<u32>>,
+    pub(super) wait_secs: Option<Spanned<u16>>,
+    pub(super) bucket: Option<Spanned<String>>,
 }
 
 /// `[server]`.

@@ -98,6 +98,11 @@ pub(super) fn finish(cfg: &mut ServerConfig, map: &SourceMap) -> Result<(), File
     if st.lease_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
         return Err(map.error_at("server.lease_file", "lease_file is empty (leave it out to keep leases in memory)"));
     }
+    if st.kernel_renew && cfg.engine.cluster.is_some() {
+        let why = "kernel_renew cannot be on in a cluster: renewals answered in the XDP program would pass the \
+                   cluster's grant limit (see [cluster])";
+        return Err(map.error_at("server.kernel_renew", why));
+    }
     let c = &st.control;
     if c.listen.is_some_and(|a| !a.ip().is_loopback()) && c.token_file.is_none() {
         let why = "listening beyond loopback needs a bearer token: set [control] token_file";

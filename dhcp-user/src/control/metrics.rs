@@ -9,7 +9,7 @@
 use super::Hub;
 use crate::journal::FSYNC_BUCKETS_US;
 use crate::worker::control::WORKER_COUNTERS;
-use dhcp_core::engine::Stats;
+use dhcp_core::engine::{ClusterStats, Stats};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -51,6 +51,20 @@ fn totals(hub: &Hub) -> ([u64; Stats::COUNT], [u64; 4]) {
     (e, w)
 }
 
+/// The cluster counters summed over workers, by name; none when the server runs alone.
+fn cluster_totals(hub: &Hub) -> Vec<(&'static str, u64)> {
+    if hub.current().cluster().is_none() {
+        return Vec::new();
+    }
+    let mut sum = [0u64; ClusterStats::COUNT];
+    for link in &hub.workers {
+        for (t, v) in sum.iter_mut().zip(link.published.cluster()) {
+            *t += v;
+        }
+    }
+    ClusterStats::default().named().iter().zip(sum).map(|((n, _), v)| (*n, v)).collect()
+}
+
 /// One family's lines, grouped as the exposition format wants: HELP, TYPE, samples.
 struct Text(String);
 
@@ -73,6 +87,10 @@ pub fn prometheus(hub: &Hub) -> String {
     let drops: Vec<(String, f64)> =
         names.iter().zip(worker).map(|(n, v)| (format!("reason=\"{n}\""), v as f64)).collect();
     t.family("worker_dropped_total", "counter", "Frames a worker dropped or could not send, by reason", &drops);
+    for (name, v) in cluster_totals(hub) {
+        let family = format!("{}_total", name.replace('-', "_"));
+        t.family(&family, "counter", &format!("Cluster: {name}"), &[(String::new(), v as f64)]);
+    }
     pools(&mut t, hub);
     workers(&mut t, hub);
     journal(&mut t, hub);
@@ -206,6 +224,9 @@ pub fn json(hub: &Hub) -> Value {
         counters.insert(name.to_string(), json!(v));
     }
     for (name, v) in WORKER_COUNTERS.iter().zip(worker) {
+        counters.insert(name.to_string(), json!(v));
+    }
+    for (name, v) in cluster_totals(hub) {
         counters.insert(name.to_string(), json!(v));
     }
     let uptime = hub.started.elapsed().as_secs_f64().max(1e-9);

@@ -190,6 +190,7 @@ impl Hub {
         let old = self.current();
         let workers = self.workers.len() as u32;
         let new = Shared::new(&cfg.engine, workers)
+            .and_then(|s| s.carrying_cluster(&old, &cfg.engine, &lock(&self.running).engine))
             .map_err(|e| ReloadError::Config(format!("{e}")))?
             .with_steering_key(old.steering_key());
         if new.interfaces() != old.interfaces() {
