@@ -23,6 +23,7 @@
 //! is dead (see `liveness`).
 
 mod blocks;
+pub mod driver;
 mod liveness;
 mod nats;
 
@@ -32,6 +33,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use bytes::Bytes;
+
+/// Wall-clock milliseconds since the UNIX epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 /// What the cluster thread needs to know.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 
 use super::blocks::{self, BlockId, Blocks, Op};
 use super::liveness::{Change, Liveness};
-use super::{Bytes, Command, Notification, PeerEvent, Settings, Status};
+use super::{unix_ms, Bytes, Command, Notification, PeerEvent, Settings, Status};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use futures_util::StreamExt;
 use std::cell::RefCell;
@@ -48,10 +48,6 @@ pub(super) fn run(link: Link) {
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, main(link));
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The main loop's state.

@@ -749,3 +749,17 @@ fn damage_in_a_snapshot_needs_consent_and_costs_only_its_records() {
     let (_j, r, _) = open(&dir.file());
     assert_eq!((r.leases.len(), r.stats.damage.len()), (50, 0));
 }
+
+#[test]
+fn lease_events_round_trip_through_the_record_codec() {
+    for kind in [EventKind::Bound, EventKind::Released, EventKind::Expired, EventKind::Declined] {
+        let e = ev(kind, 7, 9, NOW + 5);
+        let b = super::encode_event(&e).expect("durable");
+        assert_eq!(super::decode_event(&b), Some(e));
+        let mut bad = b;
+        bad[20] ^= 1;
+        assert_eq!(super::decode_event(&bad), None, "damage is caught");
+        assert_eq!(super::decode_event(&b[..10]), None, "short");
+    }
+    assert!(super::encode_event(&ev(EventKind::Offered, 1, 1, NOW)).is_none());
+}

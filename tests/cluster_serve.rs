@@ -1,0 +1,121 @@
+//! Three xdhcpd nodes sharing one pool through a three-node NATS JetStream cluster, all in
+//! namespaces on one bridge (one segment), with real clients (busybox udhcpc, hooks writing only
+//! to files of the test): every client bound to an address of its own; after kill -9 of the
+//! node that served a client, the client starting again (asking for its address) gets the same
+//! address from a survivor.
+
+use std::time::Duration;
+use xdhcpd_tests::nats::NatsCluster;
+use xdhcpd_tests::{eventually, hook_script, root_or_skip, start_xdhcpd, workspace_binary, Netns, Process, Scratch};
+
+/// Waits on real processes: generous, never an assertion about speed.
+const WAIT: Duration = Duration::from_secs(90);
+const NODES: [&str; 3] = ["x0", "x1", "x2"];
+
+/// Starts udhcpc on `e0` of `ns` (asking for `ip` if given); its hook logs `EVENT ip=.. serverid=..`.
+fn udhcpc(ns: &Netns, dir: &Scratch, name: &str, ip: Option<&str>) -> (Process, String) {
+    let (script, events) = hook_script(
+        dir,
+        &format!("{name}.sh"),
+        "echo \"$1 ip=$ip serverid=$serverid\"",
+        "case \"$1\" in\n  deconfig) ip addr flush dev \"$interface\" ;;\n  bound|renew) ip addr replace \"$ip/16\" dev \"$interface\" ;;\nesac\n",
+    );
+    let mut args = vec!["udhcpc", "-i", "e0", "-f", "-t", "60", "-T", "1", "-A", "1", "-s", &script];
+    if let Some(ip) = ip {
+        args.extend(["-r", ip]);
+    }
+    let log = dir.path(&format!("{name}.log"));
+    (Process::start(ns, name, &args, &log), events)
+}
+
+/// The last `bound` line's (ip, serverid), once there are at least `n` of them.
+fn bound(events: &str, n: usize) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(events).ok()?;
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("bound ")).collect();
+    if lines.len() < n {
+        return None;
+    }
+    let field = |k: &str| lines.last()?.split(' ').find_map(|f| f.strip_prefix(k)).map(str::to_string);
+    Some((field("ip=")?, field("serverid=")?))
+}
+
+#[test]
+fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
+    if !root_or_skip("three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients") {
+        return;
+    }
+    let bin = workspace_binary("xdhcpd");
+    let nats = NatsCluster::start("csv", 3);
+    let dir = Scratch::new("csv");
+    let urls = nats.urls().join(",");
+    let mut servers = Vec::new();
+    for name in NODES {
+        let (ns, addr) = nats.attach_client(name);
+        let addr = addr.to_string();
+        let args = [
+            "--interface",
+            "e0",
+            "--subnet",
+            "100.64.0.0/16",
+            "--pool",
+            "100.64.2.0-100.64.2.255",
+            "--server-id",
+            &addr,
+            "--workers",
+            "1",
+            "--backend",
+            "udp",
+            "--lease-time",
+            "600",
+            "--cluster-nats",
+            &urls,
+            "--cluster-node",
+            name,
+            "--cluster-peers",
+            "x0,x1,x2",
+        ];
+        let log = dir.path(&format!("{name}.log"));
+        let p = start_xdhcpd(&ns, &bin, &args, &log);
+        servers.push((Some(p), ns, addr, log));
+    }
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let (ns, _) = nats.attach_client(&format!("c{i}"));
+        ns.ip(&["addr", "flush", "dev", "e0"]);
+        let (p, events) = udhcpc(&ns, &dir, &format!("c{i}"), None);
+        clients.push((ns, Some(p), events));
+    }
+    let logs = |servers: &[(Option<Process>, Netns, String, std::path::PathBuf)]| {
+        servers.iter().map(|s| std::fs::read_to_string(&s.3).unwrap_or_default()).collect::<Vec<_>>().join("\n---\n")
+    };
+    let mut got = Vec::new();
+    for (_, _, events) in &clients {
+        let b = eventually(WAIT, || bound(events, 1));
+        assert!(
+            b.is_some(),
+            "a client bound: {}\n{}",
+            std::fs::read_to_string(events).unwrap_or_default(),
+            logs(&servers)
+        );
+        got.push(b.unwrap());
+    }
+    let mut ips: Vec<&String> = got.iter().map(|g| &g.0).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 3, "no address given to two clients: {got:?}");
+
+    // The node that served client 0 dies; client 0 starts again asking for its address.
+    let (ip0, server0) = got[0].clone();
+    let dead = servers.iter().position(|s| s.2 == server0).expect("a node served client 0");
+    let mut p = servers[dead].0.take().expect("running");
+    p.signal(libc::SIGKILL);
+    let _ = p.child.wait();
+    clients[0].1.take().expect("running").stop();
+    let (ns0, _, _) = &clients[0];
+    let (_again, events) = udhcpc(ns0, &dir, "c0-again", Some(&ip0));
+    let b = eventually(WAIT, || bound(&events, 1));
+    let (ip, server) = b.unwrap_or_else(|| panic!("client 0 bound again: {}", logs(&servers)));
+    assert_eq!(ip, ip0, "client 0 kept its address");
+    assert_ne!(server, server0, "a survivor answered");
+    eprintln!("clients {got:?}; client 0 again: {ip} from {server}");
+}
