@@ -78,6 +78,14 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
         let p = start_xdhcpd(&ns, &bin, &args, &log);
         servers.push((Some(p), ns, addr, log));
     }
+    let logs = |servers: &[(Option<Process>, Netns, String, std::path::PathBuf)]| {
+        servers.iter().map(|s| std::fs::read_to_string(&s.3).unwrap_or_default()).collect::<Vec<_>>().join("\n---\n")
+    };
+    // Every node holds a block of its own before clients come.
+    for s in &servers {
+        let ready = eventually(WAIT, || std::fs::read_to_string(&s.3).ok()?.contains("granted").then_some(()));
+        assert!(ready.is_some(), "node {} got a block: {}", s.2, logs(&servers));
+    }
     let mut clients = Vec::new();
     for i in 0..3 {
         let (ns, _) = nats.attach_client(&format!("c{i}"));
@@ -85,9 +93,6 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
         let (p, events) = udhcpc(&ns, &dir, &format!("c{i}"), None);
         clients.push((ns, Some(p), events));
     }
-    let logs = |servers: &[(Option<Process>, Netns, String, std::path::PathBuf)]| {
-        servers.iter().map(|s| std::fs::read_to_string(&s.3).unwrap_or_default()).collect::<Vec<_>>().join("\n---\n")
-    };
     let mut got = Vec::new();
     for (_, _, events) in &clients {
         let b = eventually(WAIT, || bound(events, 1));
@@ -103,6 +108,21 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), 3, "no address given to two clients: {got:?}");
+
+    // Load from xdhcp-bench on the same segment: it sees the replies of every node, and no
+    // address may be ACKed to two of its clients.
+    let (bench_ns, _) = nats.attach_client("bench");
+    bench_ns.ip(&["addr", "flush", "dev", "e0"]);
+    let json = dir.path("bench.json").display().to_string();
+    let bench = workspace_binary("xdhcp-bench");
+    let out = bench_ns.exec(&[&bench, "-q", "--json", &json, "-i", "e0", "-R", "300", "-n", "600", "-W", "16"]);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(report["checks"]["duplicate_acks"], 0, "{text}");
+    let leases = report["counters"]["leases"].as_u64().unwrap_or(0);
+    assert!(leases > 0, "the cluster served the generator: {text}\n{}", logs(&servers));
+    eprintln!("xdhcp-bench against three nodes: {leases} leases, no duplicate ACKs");
 
     // The node that served client 0 dies; client 0 starts again asking for its address.
     let (ip0, server0) = got[0].clone();

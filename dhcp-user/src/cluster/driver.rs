@@ -88,6 +88,7 @@ impl Driver {
             log::debug!("cluster: {n:?}");
             match n {
                 Notification::Granted { pool, block } | Notification::Resumed { pool, block } => {
+                    log::info!("cluster: block {block} of pool {pool} granted");
                     self.claiming.retain(|p| *p != pool);
                     space.grant_block(pool, block);
                 }
