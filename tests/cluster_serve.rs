@@ -39,6 +39,21 @@ fn bound(events: &str, n: usize) -> Option<(String, String)> {
     Some((field("ip=")?, field("serverid=")?))
 }
 
+/// Runs xdhcp-bench on `e0` of `ns` with `args`; returns its exit status and JSON report, having
+/// checked that no address was ACKed to two of its clients.
+fn bench(ns: &Netns, dir: &Scratch, name: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let json = dir.path(&format!("{name}.json")).display().to_string();
+    let bin = workspace_binary("xdhcp-bench");
+    let mut all = vec![bin.as_str(), "-q", "--json", &json, "-i", "e0"];
+    all.extend_from_slice(args);
+    let out = ns.exec(&all);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("{name}: no report ({e}): {text}"));
+    let v: serde_json::Value = serde_json::from_str(&report).unwrap_or_else(|e| panic!("{name}: {e}: {text}"));
+    assert_eq!(v["checks"]["duplicate_acks"], 0, "{name}: an address ACKed to two clients: {text}");
+    (out.status.code().unwrap_or(-1), v)
+}
+
 #[test]
 fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     if !root_or_skip("three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients") {
@@ -110,26 +125,31 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     assert_eq!(ips.len(), 3, "no address given to two clients: {got:?}");
 
     // Load from xdhcp-bench on the same segment: it sees the replies of every node, and no
-    // address may be ACKed to two of its clients.
+    // address may be ACKed to two of its clients. It keeps the leases it saw ACKed.
     let (bench_ns, _) = nats.attach_client("bench");
     bench_ns.ip(&["addr", "flush", "dev", "e0"]);
-    let json = dir.path("bench.json").display().to_string();
-    let bench = workspace_binary("xdhcp-bench");
-    let out = bench_ns.exec(&[&bench, "-q", "--json", &json, "-i", "e0", "-R", "300", "-n", "600", "-W", "16"]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {text}"));
-    assert_eq!(report["checks"]["duplicate_acks"], 0, "{text}");
-    let leases = report["counters"]["leases"].as_u64().unwrap_or(0);
-    assert!(leases > 0, "the cluster served the generator: {text}\n{}", logs(&servers));
-    eprintln!("xdhcp-bench against three nodes: {leases} leases, no duplicate ACKs");
+    let leases_file = dir.path("leases").display().to_string();
+    let (_, dora) = bench(&bench_ns, &dir, "dora", &["-R", "300", "-n", "600", "-W", "16", "--leases-out", &leases_file]);
+    let leases = dora["counters"]["leases"].as_u64().unwrap_or(0);
+    assert!(leases > 0, "the cluster served the generator: {dora}\n{}", logs(&servers));
+    let held = std::fs::read_to_string(&leases_file).unwrap_or_default().lines().count();
 
-    // The node that served client 0 dies; client 0 starts again asking for its address.
+    // The node that served client 0 dies (kill -9) once the leases are out on the stream;
+    // every generator client then reboots (INIT-REBOOT for its address): each keeps it, from
+    // its own node or, for the dead node's clients, from a survivor.
+    std::thread::sleep(Duration::from_secs(1));
     let (ip0, server0) = got[0].clone();
     let dead = servers.iter().position(|s| s.2 == server0).expect("a node served client 0");
     let mut p = servers[dead].0.take().expect("running");
     p.signal(libc::SIGKILL);
     let _ = p.child.wait();
+    let (_, reboot) = bench(&bench_ns, &dir, "reboot", &["--scenario", "avalanche", "--leases-in", &leases_file]);
+    let (served, unserved) = (reboot["outcome"]["served"].as_u64(), reboot["outcome"]["unserved"].as_u64());
+    eprintln!("xdhcp-bench: {leases} leases ACKed by three nodes, {held} held; after kill -9 of one: {served:?} rebooted clients served, {unserved:?} unserved, NAKs {}", reboot["checks"]["naks"]);
+    assert_eq!(reboot["checks"]["naks"], 0, "no client NAKed: {reboot}");
+    assert_eq!(unserved, Some(0), "every client kept its address: {reboot}\n{}", logs(&servers));
+
+    // Client 0 (a real one) starts again asking for its address.
     clients[0].1.take().expect("running").stop();
     let (ns0, _, _) = &clients[0];
     let (_again, events) = udhcpc(ns0, &dir, "c0-again", Some(&ip0));
