@@ -73,7 +73,7 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
             "--subnet",
             "100.64.0.0/16",
             "--pool",
-            "100.64.2.0-100.64.2.255",
+            "100.64.2.0-100.64.5.255",
             "--server-id",
             &addr,
             "--workers",
@@ -129,10 +129,12 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     let (bench_ns, _) = nats.attach_client("bench");
     bench_ns.ip(&["addr", "flush", "dev", "e0"]);
     let leases_file = dir.path("leases").display().to_string();
-    let (_, dora) = bench(&bench_ns, &dir, "dora", &["-R", "300", "-n", "600", "-W", "16", "--leases-out", &leases_file]);
+    let (_, dora) =
+        bench(&bench_ns, &dir, "dora", &["-R", "300", "-n", "600", "-W", "16", "--leases-out", &leases_file]);
     let leases = dora["counters"]["leases"].as_u64().unwrap_or(0);
     assert!(leases > 0, "the cluster served the generator: {dora}\n{}", logs(&servers));
     let held = std::fs::read_to_string(&leases_file).unwrap_or_default().lines().count();
+    eprintln!("dora: {} {}", dora["checks"], dora["outcome"]);
 
     // The node that served client 0 dies (kill -9) once the leases are out on the stream;
     // every generator client then reboots (INIT-REBOOT for its address): each keeps it, from
