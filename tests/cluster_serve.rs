@@ -90,6 +90,8 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
             name,
             "--cluster-peers",
             "x0,x1,x2",
+            "--control",
+            "127.0.0.1:9767",
         ];
         let log = dir.path(&format!("{name}.log"));
         let p = start_xdhcpd(&ns, &bin, &args, &log);
@@ -125,6 +127,18 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), 3, "no address given to two clients: {got:?}");
+    // Every node's lease look-up answers for the whole cluster: each client's lease is known
+    // on every node, whichever node granted it.
+    for (_, ns, addr, _) in &servers {
+        for (ip, _) in &got {
+            let known = eventually(WAIT, || {
+                let out = ns.exec(&[&bin, "leases", "--ip", ip, "--json"]);
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+                (v["leases"].as_array()?.len() == 1).then_some(())
+            });
+            assert!(known.is_some(), "node {addr} knows the lease of {ip}: {}", logs(&servers));
+        }
+    }
 
     // Load from xdhcp-bench on the same segment: it sees the replies of every node, and no
     // address may be ACKed to two of its clients. It keeps the leases it saw ACKed.
