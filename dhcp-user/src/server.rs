@@ -56,11 +56,13 @@ pub fn run_reloadable(cfg: ServerConfig, reloader: Option<Reloader>) -> Result<(
             .context("dropping privileges")?;
     privilege::log_dropped(&dropped, target.as_ref());
     path.start_threads()?;
+    // The configuration serving now: reloads replace it, the cluster driver follows.
+    let current = Arc::new(std::sync::Mutex::new(shared.clone()));
     // After privileges are dropped (a thread started before would keep them).
     let cluster = match &cfg.engine.cluster {
         Some(c) => {
             let settings = crate::cluster::driver::settings(c, cfg.engine.longest_lease());
-            Some((crate::cluster::Cluster::start(settings).context("starting the cluster thread")?, shared.clone()))
+            Some((crate::cluster::Cluster::start(settings).context("starting the cluster thread")?, current.clone()))
         }
         None => None,
     };
@@ -71,7 +73,7 @@ pub fn run_reloadable(cfg: ServerConfig, reloader: Option<Reloader>) -> Result<(
         cfg.engine.subnets.len(),
         shared.space().capacity()
     );
-    let supervise = Supervise { shared: shared.clone(), cfg: &cfg, reloader: Cell::new(reloader), hup, token };
+    let supervise = Supervise { shared: current.clone(), cfg: &cfg, reloader: Cell::new(reloader), hup, token };
     let mut ctx = SpawnCtx {
         journal: journal.clone(),
         stop: stop.clone(),
@@ -169,7 +171,7 @@ struct SpawnCtx<'a> {
     /// The control plane and reloads (none in unit tests).
     supervise: Option<Supervise<'a>>,
     /// With `[cluster]`: the cluster thread, driven beside the workers.
-    cluster: Option<(crate::cluster::Cluster, Arc<Shared>)>,
+    cluster: Option<(crate::cluster::Cluster, crate::cluster::driver::Current)>,
 }
 
 /// A worker thread's result: its counters and its path, handed back so that the caller closes

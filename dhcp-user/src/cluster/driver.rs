@@ -17,13 +17,16 @@ use dhcp_core::engine::{ClusterView, LeaseEvent, Shared};
 use dhcp_io::sys::Doorbell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often pools are looked at for claims, returns and ripening.
 const POOL_ROUND: Duration = Duration::from_millis(500);
 /// Lease events per published message at most.
 const EVENTS_PER_MESSAGE: usize = 256;
+
+/// The configuration serving now, replaced by reloads (the control plane's).
+pub type Current = Arc<Mutex<Arc<Shared>>>;
 
 /// A worker's command queue and the bell that wakes it.
 pub type WorkerPort = (SyncSender<WorkerCommand>, Arc<Doorbell>);
@@ -43,10 +46,14 @@ pub fn settings(c: &ClusterConfig, longest_lease: u32) -> Settings {
 }
 
 /// Runs the driver until `stop`; the cluster thread stops with it.
-pub fn run(cluster: Cluster, shared: Arc<Shared>, workers: Vec<WorkerPort>, stop: Arc<AtomicBool>) -> Result<()> {
+pub fn run(cluster: Cluster, current: Current, workers: Vec<WorkerPort>, stop: Arc<AtomicBool>) -> Result<()> {
+    let shared = read(&current);
+    // A reload keeps the view (and refuses a changed [cluster]), so it is taken once.
     let Some(view) = shared.cluster().cloned() else { anyhow::bail!("no [cluster] in the configuration") };
     let mut d = Driver { cluster, shared, view, workers, claiming: Vec::new(), last_round: None };
     while !stop.load(Ordering::Relaxed) {
+        // After a reload, grants go to the new address space.
+        d.shared = read(&current);
         d.feed_view();
         d.notifications();
         d.publish();
@@ -57,6 +64,10 @@ pub fn run(cluster: Cluster, shared: Arc<Shared>, workers: Vec<WorkerPort>, stop
         }
     }
     Ok(())
+}
+
+fn read(current: &Current) -> Arc<Shared> {
+    current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
 }
 
 struct Driver {
