@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 
 /// How often pools are looked at for claims, returns and ripening.
 const POOL_ROUND: Duration = Duration::from_millis(500);
+/// Free addresses kept ahead of need, in blocks: a burst of new clients (a power cut's end)
+/// finds addresses while the next claim is on its way.
+const CLAIM_BELOW: usize = 2;
+/// Above this many blocks' worth of free addresses, empty blocks go back to the pool.
+const RETURN_ABOVE: usize = 4;
 /// Lease events per published message at most.
 const EVENTS_PER_MESSAGE: usize = 256;
 
@@ -170,8 +175,9 @@ impl Driver {
         }
     }
 
-    /// Per pool: claim a block when fewer than a block's worth of free addresses are ours,
-    /// return an empty block when more than three blocks' worth are; ripen taken-over blocks.
+    /// Per pool: claim a block when fewer than [`CLAIM_BELOW`] blocks' worth of free addresses
+    /// are ours, return an empty block when more than [`RETURN_ABOVE`] blocks' worth are; ripen
+    /// taken-over blocks.
     fn pools(&mut self) {
         let space = self.shared.space();
         let Some(size) = space.block_size() else { return };
@@ -184,10 +190,10 @@ impl Driver {
         for pool in pools {
             space.ripen(pool, now);
             let free = space.free_in_our_blocks(pool);
-            if free < size as usize && !fenced && !self.claiming.contains(&pool) {
+            if free < CLAIM_BELOW * size as usize && !fenced && !self.claiming.contains(&pool) {
                 self.claiming.push(pool);
                 self.cluster.send(Command::ClaimAny { pool, blocks: space.blocks_in(pool) });
-            } else if free > 3 * size as usize {
+            } else if free > RETURN_ABOVE * size as usize {
                 self.return_one(pool);
             }
         }
