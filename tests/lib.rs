@@ -4,6 +4,7 @@
 //!
 //! Traffic stays inside the namespaces: no default route, addresses from 198.18.0.0/15.
 
+pub mod nats;
 pub mod restart;
 
 use std::ffi::CString;

@@ -13,6 +13,7 @@ pub use dhcp_io::{sys, udp, xdp, xsk};
 
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod journal;

@@ -56,6 +56,16 @@ pub fn run_reloadable(cfg: ServerConfig, reloader: Option<Reloader>) -> Result<(
             .context("dropping privileges")?;
     privilege::log_dropped(&dropped, target.as_ref());
     path.start_threads()?;
+    // The configuration serving now: reloads replace it, the cluster driver follows.
+    let current = Arc::new(std::sync::Mutex::new(shared.clone()));
+    // After privileges are dropped (a thread started before would keep them).
+    let cluster = match &cfg.engine.cluster {
+        Some(c) => {
+            let settings = crate::cluster::driver::settings(c, cfg.engine.longest_lease());
+            Some((crate::cluster::Cluster::start(settings).context("starting the cluster thread")?, current.clone()))
+        }
+        None => None,
+    };
     let (engines, journal) = recover(&cfg.server, &shared, workers, new_key)?;
     log::info!(
         "serving {} with {workers} workers, {} subnets, {} pool addresses",
@@ -63,13 +73,14 @@ pub fn run_reloadable(cfg: ServerConfig, reloader: Option<Reloader>) -> Result<(
         cfg.engine.subnets.len(),
         shared.space().capacity()
     );
-    let supervise = Supervise { shared: shared.clone(), cfg: &cfg, reloader: Cell::new(reloader), hup, token };
+    let supervise = Supervise { shared: current.clone(), cfg: &cfg, reloader: Cell::new(reloader), hup, token };
     let mut ctx = SpawnCtx {
         journal: journal.clone(),
         stop: stop.clone(),
         settings: &cfg.server,
         notifier: Some(notifier),
         supervise: Some(supervise),
+        cluster,
     };
     let total = path.serve(engines, &mut ctx)?;
     if stop.load(Ordering::Relaxed) {
@@ -159,6 +170,8 @@ struct SpawnCtx<'a> {
     notifier: Option<Notifier>,
     /// The control plane and reloads (none in unit tests).
     supervise: Option<Supervise<'a>>,
+    /// With `[cluster]`: the cluster thread, driven beside the workers.
+    cluster: Option<(crate::cluster::Cluster, crate::cluster::driver::Current)>,
 }
 
 /// A worker thread's result: its counters and its path, handed back so that the caller closes
@@ -345,9 +358,24 @@ fn serve_watched<I: PacketIo + Send + 'static>(
         Some(n) => Some(crate::service::watch(n, beats, ctx.stop.clone())?),
         None => None,
     };
+    let driver = match ctx.cluster.take() {
+        Some((cluster, shared)) => {
+            let ports = links.iter().map(|l| (l.commands.clone(), l.bell.clone())).collect();
+            let stop = ctx.stop.clone();
+            let t = std::thread::Builder::new()
+                .name("xdhcpd-cluster".into())
+                .spawn(move || crate::cluster::driver::run(cluster, shared, ports, stop))
+                .context("starting the cluster driver")?;
+            Some(t)
+        }
+        None => None,
+    };
     let supervised = supervise(ctx, links, &handles, xdp);
     let result = join(handles);
     ctx.stop.store(true, Ordering::Relaxed);
+    if let Some(Ok(Err(e))) = driver.map(|t| t.join()) {
+        log::error!("cluster: {e:#}");
+    }
     if let Some(w) = watchdog {
         let _ = w.join();
     }
@@ -487,7 +515,14 @@ mod tests {
         let engines = (0..3).map(|_| Engine::new(shared.clone(), 0, 16)).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let settings = ServerSettings::default();
-        let ctx = SpawnCtx { journal: None, stop: stop.clone(), settings: &settings, notifier: None, supervise: None };
+        let ctx = SpawnCtx {
+            journal: None,
+            stop: stop.clone(),
+            settings: &settings,
+            notifier: None,
+            supervise: None,
+            cluster: None,
+        };
         let (handles, _) = spawn(engines, vec![Faulty(false), Faulty(true), Faulty(false)], &ctx, None).unwrap();
         let err = join(handles).unwrap_err().to_string();
         assert!(err.contains("worker 1 panicked: a bug in one worker"), "{err}");

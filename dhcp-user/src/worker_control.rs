@@ -8,7 +8,7 @@
 //! lock per packet.
 
 use super::{Worker, WorkerReport};
-use dhcp_core::engine::{Carried, ClusterStats, LeaseView, Shared, Stats};
+use dhcp_core::engine::{Carried, ClusterStats, LeaseEvent, LeaseView, Shared, Stats};
 use dhcp_io::PacketIo;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -175,6 +175,8 @@ pub enum Command {
         swap: Arc<Swap>,
         done: oneshot::Sender<()>,
     },
+    /// Other cluster nodes' lease events for clients of this worker (`crate::cluster`).
+    Adopt(Vec<LeaseEvent>),
 }
 
 /// The worker's end of the control plane.
@@ -243,6 +245,13 @@ impl<I: PacketIo> Worker<I> {
             Command::Swap { swap, done } => {
                 self.swap(now, &swap);
                 let _ = done.send(());
+            }
+            Command::Adopt(events) => {
+                for e in &events {
+                    // Refusals are counted by the engine (cluster-adopt-refused).
+                    let _ = self.engine.adopt_lease(now, e, &mut self.events);
+                }
+                self.append_events();
             }
         }
     }

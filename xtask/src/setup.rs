@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// Debian packages: what the tests run (ip, ping), the real DHCP peers the interop tests use
 /// (busybox udhcpc, ISC dhclient, dhcpcd, ISC dhcrelay, Kea's perfdhcp, and Kea itself as the
-/// peer the benchmarks compare with), and what bpf-linker
+/// peer the benchmarks compare with), NATS for clusters, and what bpf-linker
 /// builds against (LLVM 22, the LLVM of the nightly rustc that builds the XDP program).
 const PACKAGES: &[&str] = &[
     "iproute2",
@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "kea-admin",
     "kea-dhcp4-server",
     "prometheus",
+    // NATS JetStream: the shared state of a cluster of xdhcpd nodes (issue 13) and its tests.
+    "nats-server",
     "llvm-22-dev",
     "libpolly-22-dev",
     // systemd-analyze (the service unit is verified) and setpriv (started as the unit starts it).

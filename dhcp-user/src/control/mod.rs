@@ -71,7 +71,8 @@ pub struct ReloadReport {
 /// Everything the control plane reads or changes.
 pub struct Hub {
     pub(crate) workers: Vec<WorkerLink>,
-    pub(crate) shared: Mutex<Arc<Shared>>,
+    /// The configuration serving now; shared with the cluster driver, which follows reloads.
+    pub(crate) shared: Arc<Mutex<Arc<Shared>>>,
     running: Mutex<ServerConfig>,
     pub(crate) journal: Option<Journal>,
     /// The XDP program's counters as last read by the main thread.
@@ -118,7 +119,7 @@ impl std::fmt::Display for ReloadError {
 impl Hub {
     pub fn new(
         workers: Vec<WorkerLink>,
-        shared: Arc<Shared>,
+        shared: Arc<Mutex<Arc<Shared>>>,
         running: ServerConfig,
         journal: Option<Journal>,
         reloader: Option<Reloader>,
@@ -126,7 +127,7 @@ impl Hub {
     ) -> Hub {
         Hub {
             workers,
-            shared: Mutex::new(shared),
+            shared,
             running: Mutex::new(running),
             journal,
             xdp: Mutex::new(Vec::new()),
@@ -258,7 +259,8 @@ fn restart_only_changes(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static 
 
 /// What the server hands the control plane besides the workers' links.
 pub struct Supervise<'a> {
-    pub shared: Arc<Shared>,
+    /// The configuration serving now (replaced by reloads).
+    pub shared: Arc<Mutex<Arc<Shared>>>,
     pub cfg: &'a ServerConfig,
     pub reloader: std::cell::Cell<Option<Reloader>>,
     /// Set by SIGHUP.

@@ -175,6 +175,20 @@ impl Record {
         })
     }
 
+    /// The lease event this record keeps (None for a commit record).
+    pub(super) fn to_event(self) -> Option<LeaseEvent> {
+        let kind = match self.kind {
+            RecordKind::Bound => EventKind::Bound,
+            RecordKind::Released => EventKind::Released,
+            RecordKind::Expired => EventKind::Expired,
+            RecordKind::Declined => EventKind::Declined,
+            RecordKind::ProbationEnded => EventKind::ProbationEnded,
+            RecordKind::Commit => return None,
+        };
+        let (client, mac, expires, steer) = (self.client, self.mac, self.expires, self.steer);
+        Some(LeaseEvent { kind, ip: self.ip.into(), client, mac, expires, steer })
+    }
+
     pub(super) fn encode(&self) -> [u8; RECORD_LEN] {
         let mut b = [0u8; RECORD_LEN];
         b[0..4].copy_from_slice(&(PAYLOAD_LEN as u32).to_le_bytes());

@@ -58,6 +58,24 @@ pub(crate) mod tests;
 mod writer;
 
 pub use format::Damage;
+
+/// Bytes of one lease event in the journal's record format, which is also the format of the
+/// lease events cluster nodes send each other (`crate::cluster`): one encoding of events.
+pub const EVENT_LEN: usize = RECORD_LEN;
+
+/// The journal's record of `e` (None: an event the journal does not keep, such as an offer).
+pub fn encode_event(e: &LeaseEvent) -> Option<[u8; EVENT_LEN]> {
+    Record::from_event(e).map(|r| r.encode())
+}
+
+/// The lease event of one record made by [`encode_event`] (None: short, damaged, or not an
+/// event).
+pub fn decode_event(b: &[u8]) -> Option<LeaseEvent> {
+    if b.len() < EVENT_LEN {
+        return None;
+    }
+    Record::decode(b, VERSION).ok()?.to_event()
+}
 pub use replay::DamageReport;
 
 use crate::engine::LeaseEvent;

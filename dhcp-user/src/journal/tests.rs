@@ -812,3 +812,17 @@ fn zeros_at_the_end_of_a_snapshot_are_damage() {
     let e = Journal::open_hooked(&dir.file(), options(Durability::Fsync), NOW, hooks).unwrap_err().to_string();
     assert!(e.contains(".snapshot"), "{e}");
 }
+
+#[test]
+fn lease_events_round_trip_through_the_record_codec() {
+    for kind in [EventKind::Bound, EventKind::Released, EventKind::Expired, EventKind::Declined] {
+        let e = ev(kind, 7, 9, NOW + 5);
+        let b = super::encode_event(&e).expect("durable");
+        assert_eq!(super::decode_event(&b), Some(e));
+        let mut bad = b;
+        bad[20] ^= 1;
+        assert_eq!(super::decode_event(&bad), None, "damage is caught");
+        assert_eq!(super::decode_event(&b[..10]), None, "short");
+    }
+    assert!(super::encode_event(&ev(EventKind::Offered, 1, 1, NOW)).is_none());
+}
