@@ -444,8 +444,30 @@ fn kill_9_after_kernel_renewals_keeps_the_address_held() {
     let bin = bin.display().to_string();
     let bin = bin.as_str();
     let mut server = start_xdhcpd(&pair.server, bin, &["--config", &cfg], &dir.path("server.log"));
-    let (script, events) = hook_script(&dir, "udhcpc.sh", "echo \"$1 ip=$ip\"", "");
-    let mut client = Process::start(
+    // Renewals (forced every 5 s) answered by the program, past the journaled expiry (60 s,
+    // the shortest lease the configuration takes).
+    let (mut client, _) = udhcpc_renewing(&pair, &dir, 64, 5);
+    let wait = std::time::Duration::from_secs(20);
+    server.signal(libc::SIGKILL);
+    server.wait_for(wait);
+    client.signal(libc::SIGKILL);
+    client.wait_for(wait);
+    let _server = start_xdhcpd(&pair.server, bin, &["--config", &cfg], &dir.path("server2.log"));
+    let got = pair.client.spawn(|| dora(&RawClient::new("c0"), 9, std::time::Duration::from_secs(3))).join().unwrap();
+    assert_eq!(got, None, "the address renewed in the program was given to another client after the crash");
+}
+
+/// udhcpc in the client namespace, bound to 198.18.0.100, then made to renew every `every`
+/// seconds for `for_secs` seconds, each renewal seen by its hook: the client and its renewals.
+fn udhcpc_renewing(
+    pair: &xdhcpd_tests::Pair,
+    dir: &xdhcpd_tests::Scratch,
+    for_secs: u64,
+    every: u64,
+) -> (xdhcpd_tests::Process, u32) {
+    use xdhcpd_tests::{eventually, hook_script, Process};
+    let (script, events) = hook_script(dir, "udhcpc.sh", "echo \"$1 ip=$ip\"", "");
+    let client = Process::start(
         &pair.client,
         "udhcpc",
         &["udhcpc", "-i", "c0", "-f", "-t", "5", "-T", "1", "-s", &script],
@@ -455,23 +477,15 @@ fn kill_9_after_kernel_renewals_keeps_the_address_held() {
     let wait = std::time::Duration::from_secs(20);
     assert!(eventually(wait, || (count("bound ip=198.18.0.100") == 1).then_some(())).is_some(), "bound");
     let bound = std::time::Instant::now();
-    // Renewals (forced every 5 s) answered by the program, past the journaled expiry (60 s,
-    // the shortest lease the configuration takes).
     let mut n = 0;
-    while bound.elapsed() < std::time::Duration::from_secs(64) {
+    while bound.elapsed() < std::time::Duration::from_secs(for_secs) {
         n += 1;
         client.signal(libc::SIGUSR1);
-        let renewed = eventually(wait, || (count("renew ip=198.18.0.100") >= n).then_some(()));
+        let renewed = eventually(wait, || (count("renew ip=198.18.0.100") >= n as usize).then_some(()));
         assert!(renewed.is_some(), "renewal {n}: {}", std::fs::read_to_string(&events).unwrap_or_default());
-        std::thread::sleep(std::time::Duration::from_secs(5));
+        std::thread::sleep(std::time::Duration::from_secs(every));
     }
-    server.signal(libc::SIGKILL);
-    server.wait_for(wait);
-    client.signal(libc::SIGKILL);
-    client.wait_for(wait);
-    let _server = start_xdhcpd(&pair.server, bin, &["--config", &cfg], &dir.path("server2.log"));
-    let got = pair.client.spawn(|| dora(&RawClient::new("c0"), 9, std::time::Duration::from_secs(3))).join().unwrap();
-    assert_eq!(got, None, "the address renewed in the program was given to another client after the crash");
+    (client, n)
 }
 
 /// DISCOVER then REQUEST for scripted client `n` (broadcast replies): the ACKed address.
@@ -524,25 +538,8 @@ fn kill_9_under_renewals_keeps_the_horizons_the_workers_moved_ahead() {
     let cfg = cfg.display().to_string();
     let log = dir.path("server.log");
     let mut server = start_xdhcpd(&pair.server, env!("CARGO_BIN_EXE_xdhcpd"), &["--config", &cfg], &log);
-    let (script, events) = hook_script(&dir, "udhcpc.sh", "echo \"$1 ip=$ip\"", "");
-    let mut client = Process::start(
-        &pair.client,
-        "udhcpc",
-        &["udhcpc", "-i", "c0", "-f", "-t", "5", "-T", "1", "-s", &script],
-        &dir.path("udhcpc.log"),
-    );
-    let count = |needle: &str| std::fs::read_to_string(&events).unwrap_or_default().matches(needle).count();
+    let (mut client, n) = udhcpc_renewing(&pair, &dir, 75, 4);
     let wait = std::time::Duration::from_secs(20);
-    assert!(eventually(wait, || (count("bound ip=198.18.0.100") == 1).then_some(())).is_some(), "bound");
-    let bound = std::time::Instant::now();
-    let mut n = 0;
-    while bound.elapsed() < std::time::Duration::from_secs(75) {
-        n += 1;
-        client.signal(libc::SIGUSR1);
-        let renewed = eventually(wait, || (count("renew ip=198.18.0.100") >= n).then_some(()));
-        assert!(renewed.is_some(), "renewal {n}: {}", std::fs::read_to_string(&events).unwrap_or_default());
-        std::thread::sleep(std::time::Duration::from_secs(4));
-    }
     let (renewed, up) = (xdp_counter(&pair, "xdp-renewed"), xdp_counter(&pair, "renew-up-horizon"));
     let killed = dhcp_user::clock::unix_now();
     server.signal(libc::SIGKILL);
