@@ -42,6 +42,23 @@ pub(crate) enum Op {
     Return,
 }
 
+/// A block key's value: its owner, and for a block taken over, when it may give out its free
+/// addresses (UNIX seconds), so that the new owner still waits for them after a restart.
+pub(crate) fn value(node: &str, free_after: Option<u32>) -> String {
+    match free_after {
+        Some(at) => format!("{node} {at}"),
+        None => node.to_string(),
+    }
+}
+
+/// The owner and the recorded wait of a block key's value (see [`value`]).
+pub(crate) fn parse_value(value: &str) -> (&str, Option<u32>) {
+    match value.split_once(' ') {
+        Some((node, at)) => (node, at.parse().ok()),
+        None => (value, None),
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Owner {
     node: Option<String>,
@@ -104,15 +121,19 @@ impl Blocks {
         })
     }
 
-    /// The watch reports `id` owned by `node` (None: deleted) at `revision`. `free_after`: when
-    /// a block taken over now may give out its free addresses.
+    /// The watch reports `id` with `value` (see [`value`]; None: deleted) at `revision`.
+    /// `free_after`: when a block taken over now may give out its free addresses.
     pub(crate) fn seen(
         &mut self,
         id: BlockId,
-        node: Option<&str>,
+        value: Option<&str>,
         revision: u64,
         free_after: u32,
     ) -> Option<Notification> {
+        let (node, recorded) = match value.map(parse_value) {
+            Some((node, recorded)) => (Some(node), recorded),
+            None => (None, None),
+        };
         let prev = self.owners.get(&id).cloned();
         if prev.as_ref().is_some_and(|p| revision <= p.revision) {
             return None;
@@ -129,7 +150,7 @@ impl Blocks {
             // A claim or takeover that we gave up on (its reply was lost) landed after all.
             (false, true) => Some(match prev_node {
                 Some(from) => Notification::TakenOver { pool, block, from, free_after },
-                None if !self.current => Notification::Resumed { pool, block },
+                None if !self.current => Notification::Resumed { pool, block, free_after: recorded },
                 None => Notification::Granted { pool, block },
             }),
             (true, false) => Some(Notification::Lost { pool, block, to: node.map(str::to_string) }),
@@ -215,7 +236,15 @@ mod tests {
     #[test]
     fn the_watch_tells_losses_resumptions_and_late_landings() {
         let mut b = Blocks::new("a");
-        assert_eq!(b.seen((0, 0), Some("a"), 2, 7), Some(Notification::Resumed { pool: 0, block: 0 }));
+        assert_eq!(
+            b.seen((0, 0), Some("a"), 2, 7),
+            Some(Notification::Resumed { pool: 0, block: 0, free_after: None })
+        );
+        // A block this node took over before it restarted still waits until the recorded time.
+        let resumed = b.seen((0, 9), Some(&value("a", Some(99))), 1, 7);
+        assert_eq!(resumed, Some(Notification::Resumed { pool: 0, block: 9, free_after: Some(99) }));
+        assert_eq!(parse_value("a 99"), ("a", Some(99)));
+        assert_eq!(b.owner((0, 9)), Some("a"));
         b.set_current();
         assert_eq!(b.seen((0, 0), Some("a"), 2, 7), None, "repeated");
         let lost = b.seen((0, 0), Some("b"), 3, 7);

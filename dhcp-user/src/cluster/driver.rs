@@ -103,7 +103,11 @@ impl Driver {
         while let Ok(n) = self.cluster.notifications.try_recv() {
             log::debug!("cluster: {n:?}");
             match n {
-                Notification::Granted { pool, block } | Notification::Resumed { pool, block } => {
+                Notification::Resumed { pool, block, free_after: Some(at) } if at > crate::clock::unix_now() => {
+                    log::info!("cluster: block {block} of pool {pool} resumed, taken over: free from {at}");
+                    space.adopt_block(pool, block, at);
+                }
+                Notification::Granted { pool, block } | Notification::Resumed { pool, block, .. } => {
                     log::info!("cluster: block {block} of pool {pool} granted");
                     self.claiming.retain(|p| *p != pool);
                     space.grant_block(pool, block);

@@ -5,7 +5,8 @@
 //!
 //! What it keeps in NATS (bucket `B`, see [`Settings::bucket`]):
 //! - Key-value bucket `B` (stream `KV_B`): `hb.<node>` each node's heartbeat, written every
-//!   [`Settings::heartbeat`]; `blk.<pool>.<block>` the owner of an address block. Claims are
+//!   [`Settings::heartbeat`]; `blk.<pool>.<block>` the owner of an address block (and, for a
+//!   block taken over, when its free addresses may go out, so a restart keeps the wait). Claims are
 //!   `create` (only if free), takeovers `update` expecting the revision seen (of two survivors
 //!   exactly one wins), returns a delete expecting ours.
 //! - Stream `B_EV`, subjects `B.ev.<node>`: every node's lease events (opaque bytes here: the
@@ -109,10 +110,12 @@ pub enum Notification {
         pool: u32,
         block: u32,
     },
-    /// The bucket named us owner of the block when we started (a previous run's block).
+    /// The bucket named us owner of the block when we started (a previous run's block); one we
+    /// had taken over gives out its free addresses only from `free_after` (UNIX seconds) on.
     Resumed {
         pool: u32,
         block: u32,
+        free_after: Option<u32>,
     },
     /// We took the block over from dead `from`: it serves only clients whose leases lie in it,
     /// and gives out its free addresses from `free_after` (UNIX seconds) on.

@@ -333,7 +333,9 @@ impl Node {
                 if self.blocks.start(id, Op::TakeOver { from: name.clone() }).is_none() {
                     continue;
                 }
-                let (kv, me, done) = (self.kv.clone(), self.link.settings.node.clone(), self.done_tx.clone());
+                // The wait is recorded with the owner: a restart of ours keeps it (see blocks::value).
+                let me = blocks::value(&self.link.settings.node, Some(self.free_after()));
+                let (kv, done) = (self.kv.clone(), self.done_tx.clone());
                 tokio::task::spawn_local(async move {
                     let r = kv.update(blocks::key(id), Bytes::from(me), revision).await;
                     let _ = done.send((id, r.map_err(|e| log::debug!("cluster: takeover {id:?}: {e}"))));
