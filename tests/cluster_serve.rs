@@ -168,6 +168,19 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
         }
     }
 
+    // Each node's cluster thread says, in its statistics, that it is connected, sees the three
+    // nodes live and has published lease events.
+    for (_, ns, addr, _) in &servers {
+        let seen = eventually(WAIT, || {
+            let out = ns.exec(&[&bin, "stats", "--json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let c = &v["counters"];
+            let ok = c["cluster_connected"] == 1.0 && c["cluster_peers_live"] == 3.0;
+            (ok && c["cluster_events_published_total"].as_f64()? > 0.0).then_some(())
+        });
+        assert!(seen.is_some(), "node {addr}'s cluster figures: {}", logs(&servers));
+    }
+
     // Load from xdhcp-bench on the same segment: it sees the replies of every node, and no
     // address may be ACKed to two of its clients. It keeps the leases it saw ACKed.
     let (bench_ns, _) = nats.attach_client("bench");

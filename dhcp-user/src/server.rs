@@ -73,7 +73,9 @@ pub fn run_reloadable(cfg: ServerConfig, reloader: Option<Reloader>) -> Result<(
         cfg.engine.subnets.len(),
         shared.space().capacity()
     );
-    let supervise = Supervise { shared: current.clone(), cfg: &cfg, reloader: Cell::new(reloader), hup, token };
+    let status = cluster.as_ref().map(|(c, _)| c.status.clone());
+    let supervise =
+        Supervise { shared: current.clone(), cfg: &cfg, reloader: Cell::new(reloader), hup, token, cluster: status };
     let mut ctx = SpawnCtx {
         journal: journal.clone(),
         stop: stop.clone(),

@@ -12,7 +12,7 @@ use crate::worker::control::WORKER_COUNTERS;
 use dhcp_core::engine::{ClusterStats, Stats};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Kea's name → (Prometheus family, label). Engine counters not listed here are exposed as
 /// `xdhcpd_<kea_name>_total`.
@@ -65,6 +65,38 @@ fn cluster_totals(hub: &Hub) -> Vec<(&'static str, u64)> {
     ClusterStats::default().named().iter().zip(sum).map(|((n, _), v)| (*n, v)).collect()
 }
 
+/// The cluster thread's own figures (name, Prometheus type, help, value); none when the server
+/// runs alone.
+fn cluster_thread(hub: &Hub) -> Vec<(&'static str, &'static str, &'static str, f64)> {
+    let Some(st) = &hub.cluster else { return Vec::new() };
+    let n = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let confirmed = st.confirmed_heartbeat_ms.load(Ordering::Relaxed);
+    let age = match confirmed {
+        0 => -1.0,
+        ms => (crate::cluster::unix_ms().saturating_sub(ms)) as f64 / 1e3,
+    };
+    vec![
+        (
+            "cluster_connected",
+            "gauge",
+            "Connected to NATS (1) or not (0)",
+            st.connected.load(Ordering::Relaxed) as u8 as f64,
+        ),
+        (
+            "cluster_peers_live",
+            "gauge",
+            "Nodes seen live, this one included",
+            st.live.load(Ordering::Relaxed).count_ones() as f64,
+        ),
+        ("cluster_heartbeat_age_seconds", "gauge", "Since the last heartbeat NATS confirmed (-1: none yet)", age),
+        ("cluster_events_published_total", "counter", "Lease events published", n(&st.published)),
+        ("cluster_publish_failed_total", "counter", "Lease events that could not be published", n(&st.publish_failed)),
+        ("cluster_events_received_total", "counter", "Peers' lease events received", n(&st.events_received)),
+        ("cluster_events_unknown_total", "counter", "Events from nodes not in peers, dropped", n(&st.events_unknown)),
+        ("cluster_heartbeats_failed_total", "counter", "Heartbeats NATS did not take", n(&st.heartbeats_failed)),
+    ]
+}
+
 /// One family's lines, grouped as the exposition format wants: HELP, TYPE, samples.
 struct Text(String);
 
@@ -90,6 +122,9 @@ pub fn prometheus(hub: &Hub) -> String {
     for (name, v) in cluster_totals(hub) {
         let family = format!("{}_total", name.replace('-', "_"));
         t.family(&family, "counter", &format!("Cluster: {name}"), &[(String::new(), v as f64)]);
+    }
+    for (name, kind, help, v) in cluster_thread(hub) {
+        t.family(name, kind, help, &[(String::new(), v)]);
     }
     pools(&mut t, hub);
     workers(&mut t, hub);
@@ -227,6 +262,9 @@ pub fn json(hub: &Hub) -> Value {
         counters.insert(name.to_string(), json!(v));
     }
     for (name, v) in cluster_totals(hub) {
+        counters.insert(name.to_string(), json!(v));
+    }
+    for (name, _, _, v) in cluster_thread(hub) {
         counters.insert(name.to_string(), json!(v));
     }
     let uptime = hub.started.elapsed().as_secs_f64().max(1e-9);

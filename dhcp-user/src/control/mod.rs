@@ -84,6 +84,8 @@ pub struct Hub {
     pub(crate) reloads_refused: AtomicU64,
     pub(crate) last_pause_ns: AtomicU64,
     stop: Arc<AtomicBool>,
+    /// The cluster thread's own state and counters (None: the server runs alone).
+    pub(crate) cluster: Option<Arc<crate::cluster::Status>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -138,6 +140,7 @@ impl Hub {
             reloads_refused: AtomicU64::new(0),
             last_pause_ns: AtomicU64::new(0),
             stop,
+            cluster: None,
         }
     }
 
@@ -267,6 +270,8 @@ pub struct Supervise<'a> {
     pub hup: Arc<AtomicBool>,
     /// The API's bearer token, read before privileges were dropped.
     pub token: Option<Arc<str>>,
+    /// The cluster thread's own state and counters (None: the server runs alone).
+    pub cluster: Option<Arc<crate::cluster::Status>>,
 }
 
 impl std::fmt::Debug for Supervise<'_> {
@@ -286,7 +291,9 @@ impl Supervise<'_> {
         finished: &dyn Fn() -> bool,
         read_xdp: &dyn Fn() -> Option<Vec<(&'static str, u64)>>,
     ) -> anyhow::Result<()> {
-        let hub = Arc::new(Hub::new(links, self.shared.clone(), self.cfg.clone(), journal, self.reloader.take(), stop));
+        let mut hub = Hub::new(links, self.shared.clone(), self.cfg.clone(), journal, self.reloader.take(), stop);
+        hub.cluster = self.cluster.clone();
+        let hub = Arc::new(hub);
         let control = Control::start(&self.cfg.server.control, self.token.clone(), hub.clone())?;
         let mut xdp_read: Option<Instant> = None;
         while !finished() {
