@@ -262,6 +262,8 @@ impl Engine {
                 let expires = lease.expires.max(e.expires);
                 self.table.update(record, LeaseState::Bound, expires);
                 self.shared.space().mark_bound(e.ip);
+                // Leasequery answers with the peer's latest end (the board is per address).
+                self.shared.publish(e.ip, &super::leasequery::restored_entry(&e.client, e.mac, expires, now));
                 return Ok(());
             }
             // The client holds a lease elsewhere now: what it had here ends.

@@ -347,3 +347,38 @@ fn a_node_healed_after_losing_its_block_keeps_its_leases_there_without_lengtheni
     assert_eq!(ack.opts().get(OptionCode::AddressLeaseTime), Some(&DhcpOption::AddressLeaseTime(left)));
     assert_eq!(a.send(&waited(Client::new(200).discover(), 10)), Outcome::Silent(Silence::NoAddress));
 }
+
+#[test]
+fn leasequery_answers_for_leases_adopted_from_peers() {
+    use super::isp::{from_querier, query, QUERIER};
+    let lq = |name: &str| {
+        let mut cfg = cluster_config(name);
+        cfg.leasequery = true;
+        cfg.leasequery_from = vec![crate::config::Cidr { network: ip(QUERIER), prefix_len: 32 }];
+        let s = Server::new(cfg);
+        s.view().confirm_heartbeat(T0);
+        s
+    };
+    let (mut a, mut b) = (lq("a"), lq("b"));
+    a.grant([0]);
+    let c = client_of(&a, 0, 1);
+    let (_, offer) = a.ask(&c.discover());
+    let (_, ack) = a.ask(&c.select(SERVER, offer.yiaddr()));
+    let leased = ack.yiaddr();
+    let bound = a.view().pop_event().expect("a's lease event");
+    let mut events = Vec::new();
+    // Node b never saw the client: what it knows comes from a's event alone.
+    let (r, _) = b.ask_via(&from_querier(), &query(leased, &[], None));
+    assert_eq!(r.kind, MessageType::LeaseUnassigned);
+    assert_eq!(b.engine.adopt_lease(b.now, &bound, &mut events), Ok(Adopted::Installed));
+    b.advance(100);
+    let time = |m: &v4::Message| m.opts().get(OptionCode::AddressLeaseTime).cloned();
+    let (r, m) = b.ask_via(&from_querier(), &query(leased, &[], None));
+    assert_eq!((r.kind, &m.chaddr()[..6]), (MessageType::LeaseActive, &c.mac[..]));
+    assert_eq!(time(&m), Some(DhcpOption::AddressLeaseTime(bound.expires - b.now)));
+    // A's renewal arrives as a later event: the answer follows it.
+    let renewed = LeaseEvent { expires: bound.expires + 600, ..bound };
+    assert_eq!(b.engine.adopt_lease(b.now, &renewed, &mut events), Ok(Adopted::Installed));
+    let (_, m) = b.ask_via(&from_querier(), &query(leased, &[], None));
+    assert_eq!(time(&m), Some(DhcpOption::AddressLeaseTime(renewed.expires - b.now)));
+}

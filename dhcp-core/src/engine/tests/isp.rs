@@ -251,7 +251,7 @@ fn bad_class_configurations_are_refused() {
     assert_eq!(cfg.validate().unwrap_err().path, "classes[3].chaddr_prefix");
 }
 
-const QUERIER: &str = "100.64.0.250";
+pub(super) const QUERIER: &str = "100.64.0.250";
 
 fn lq_config() -> Config {
     let mut cfg = port_config();
@@ -260,12 +260,12 @@ fn lq_config() -> Config {
     cfg
 }
 
-fn from_querier() -> Ingress {
+pub(super) fn from_querier() -> Ingress {
     Ingress { src: SocketAddrV4::new(ip(QUERIER), 67), ..Ingress::broadcast(None) }
 }
 
 /// A DHCPLEASEQUERY as dhcproto encodes it: by `ciaddr`, else by option 61, else by `chaddr`.
-fn query(ciaddr: Ipv4Addr, chaddr: &[u8], client_id: Option<&[u8]>) -> Vec<u8> {
+pub(super) fn query(ciaddr: Ipv4Addr, chaddr: &[u8], client_id: Option<&[u8]>) -> Vec<u8> {
     use dhcproto::Encodable;
     let mut m =
         v4::Message::new_with_id(0xabcd, ciaddr, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, ip(QUERIER), chaddr);
