@@ -63,6 +63,9 @@ struct Node {
     last_entry: Instant,
     /// The newest revision the watch delivered.
     last_revision: u64,
+    /// The longest lease time any peer's heartbeat announced (s): a takeover waits for the
+    /// longer of it and ours, so a node configured with longer leases is covered too.
+    peer_longest: u64,
 }
 
 async fn main(link: Link) {
@@ -80,8 +83,18 @@ async fn main(link: Link) {
     tokio::task::spawn_local(consume(events, s.clone(), link.events.clone(), link.status.clone()));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let blocks = Blocks::new(&s.node);
-    let mut node =
-        Node { link, kv, liveness, blocks, done_tx, publish_tx, boot, last_entry: Instant::now(), last_revision: 0 };
+    let mut node = Node {
+        link,
+        kv,
+        liveness,
+        blocks,
+        done_tx,
+        publish_tx,
+        boot,
+        last_entry: Instant::now(),
+        last_revision: 0,
+        peer_longest: 0,
+    };
     let Some(mut watch) = node.watch().await else { return };
     let mut tick = tokio::time::interval(node.link.settings.heartbeat / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -191,19 +204,31 @@ async fn ensure(js: &jetstream::Context, link: &Link) -> Option<(kv::Store, stre
     None
 }
 
+/// A heartbeat's value: "BOOT SEQ MS LONGEST" (this run's start, its number, its send time in
+/// UNIX ms, the longest lease time this node grants in seconds).
+fn heartbeat_value(boot: u64, seq: u64, sent_ms: u64, longest: u64) -> String {
+    format!("{boot} {seq} {sent_ms} {longest}")
+}
+
+/// The longest lease time a heartbeat's value announces (none from an older node).
+fn announced_longest(value: &str) -> Option<u64> {
+    value.split(' ').nth(3)?.parse().ok()
+}
+
 /// Writes `hb.<node>` every heartbeat, each write in a task of its own (a slow reply does not
 /// delay the next); records the send time of the newest one NATS confirmed.
 async fn heartbeats(kv: kv::Store, liveness: Rc<RefCell<Liveness>>, s: Settings, status: Arc<Status>, boot: u64) {
     let mut every = tokio::time::interval(s.heartbeat);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let key = format!("hb.{}", s.node);
+    let s_longest = s.longest_lease.as_secs();
     for seq in 1u64.. {
         every.tick().await;
         let sent_ms = unix_ms();
         liveness.borrow_mut().sent(seq, Instant::now());
         let (kv, key, status) = (kv.clone(), key.clone(), status.clone());
         tokio::task::spawn_local(async move {
-            match kv.put(&key, Bytes::from(format!("{boot} {seq} {sent_ms}"))).await {
+            match kv.put(&key, Bytes::from(heartbeat_value(boot, seq, sent_ms, s_longest))).await {
                 Ok(_) => {
                     status.confirmed_heartbeat_ms.fetch_max(sent_ms, Ordering::Relaxed);
                 }
@@ -252,7 +277,8 @@ impl Node {
 
     /// When a block taken over now may give out its free addresses (UNIX seconds).
     fn free_after(&self) -> u32 {
-        let at = Duration::from_millis(unix_ms()) + self.link.settings.longest_lease + Duration::from_secs(2);
+        let longest = self.link.settings.longest_lease.max(Duration::from_secs(self.peer_longest));
+        let at = Duration::from_millis(unix_ms()) + longest + Duration::from_secs(2);
         at.as_secs() as u32
     }
 
@@ -288,6 +314,7 @@ impl Node {
                     }
                 }
             } else if let Some(peer) = self.link.settings.peers.iter().position(|p| p == name) {
+                self.peer_lease_time(name, &String::from_utf8_lossy(&e.value));
                 let change = self.liveness.borrow_mut().heard(peer, Instant::now());
                 if let Some(Change::Live(p)) = change {
                     self.tell(Notification::PeerLive(p));
@@ -300,6 +327,19 @@ impl Node {
                 self.tell(n);
             }
         }
+    }
+
+    /// Notes the longest lease time a peer's heartbeat ("BOOT SEQ MS LONGEST") announces.
+    fn peer_lease_time(&mut self, name: &str, value: &str) {
+        let Some(longest) = announced_longest(value) else { return };
+        let ours = self.link.settings.longest_lease.as_secs();
+        if longest > self.peer_longest.max(ours) {
+            log::warn!(
+                "cluster: node {name} grants leases up to {longest} s, this node {ours} s: every node should grant \
+                 the same; takeovers wait for the longer"
+            );
+        }
+        self.peer_longest = self.peer_longest.max(longest);
     }
 
     fn done(&mut self, id: BlockId, result: Result<u64, ()>) {
@@ -550,5 +590,15 @@ async fn hand_on(tx: &crossbeam_channel::Sender<PeerEvent>, mut event: PeerEvent
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_heartbeat_announces_the_longest_lease() {
+        assert_eq!(super::announced_longest(&super::heartbeat_value(1, 2, 3, 86400)), Some(86400));
+        assert_eq!(super::announced_longest("1 2 3"), None, "a node of an older version");
+        assert_eq!(super::announced_longest("1 2 3 x"), None);
     }
 }
