@@ -31,6 +31,8 @@ struct Sizes {
 
 const FULL: Sizes = Sizes { rounds: 3, clients: "600", seconds: "5", load_clients: "200", load_rate: "200" };
 const QUICK: Sizes = Sizes { rounds: 1, clients: "150", seconds: "2", load_clients: "50", load_rate: "50" };
+/// Seconds over which the dead node's clients start their INIT-REBOOTs.
+const REBOOT_SPREAD: f64 = 4.0;
 /// Outstanding requests of the measured runs (closed loop).
 const WINDOW: &str = "64";
 
@@ -122,9 +124,11 @@ fn failover(
         x0.signal(libc::SIGKILL);
         let _ = x0.child.wait();
         let died = Instant::now();
-        // Retransmissions every 400 ms (the times' resolution), for 6 s: past the default
-        // dead_after (3 s) and wait_secs (3).
-        let reboot = ["--scenario", "avalanche", "--leases-in", leases, "--timeout", "400", "--tries", "15"];
+        // Their INIT-REBOOTs start spread over REBOOT_SPREAD (each then retransmitting
+        // after 1 s, 2 s, 4 s ... as clients do), so that one goes out soon after any moment:
+        // the first ACK's time has a resolution of REBOOT_SPREAD / clients, not the back-off's.
+        let rate = format!("{:.1}", clients as f64 / REBOOT_SPREAD);
+        let reboot = ["--scenario", "avalanche", "--leases-in", leases, "-r", &rate];
         let started = generate_from(bench_ns, dir, bins, "reboot", &reboot, died);
         let (load, _) = load.join().map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
         let ((v, _), offset) = started?;
@@ -278,8 +282,10 @@ fn markdown(sizes: &Sizes, clustered: &[Run], single: &[Run], failovers: &[Failo
         md,
         "Failover: node x0 killed (kill -9) while {} new clients arrive at {} DORA/s; x0's \
          clients (those it answered in the run above) then INIT-REBOOT at once. Times from its \
-         death (to xdhcp-bench's start, plus its own times: its retransmissions every 400 ms \
-         bound their resolution), medians of {} rounds (each: {}):\n",
+         death (to xdhcp-bench's start, plus its own times), medians of {} rounds (each: {}). \
+         The clients start their INIT-REBOOTs from the death on, spread over {REBOOT_SPREAD} s \
+         (so one goes out soon after any moment), each retransmitting after 1, 2, 4 ... s: \
+         the last ACK includes that back-off.\n",
         sizes.load_clients,
         sizes.load_rate,
         sizes.rounds,
