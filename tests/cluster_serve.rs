@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 use xdhcpd_tests::nats::{node_logs, start_nodes, Bridge, NatsCluster, Node};
-use xdhcpd_tests::{eventually, hook_script, root_or_skip, start_xdhcpd, workspace_binary, Netns, Process, Scratch};
+use xdhcpd_tests::{eventually, hook_script, root_or_skip, workspace_binary, Netns, Process, Scratch};
 
 /// Waits on real processes: generous, never an assertion about speed.
 const WAIT: Duration = Duration::from_secs(90);
@@ -175,7 +175,7 @@ fn a_node_cut_off_from_nats_and_healed_gives_no_address_twice() {
     assert_eq!(first["outcome"]["served"], 200, "{first}\n{}", node_logs(&servers));
 
     nats.bridge.cut(&servers[0].ns);
-    let taken = eventually(WAIT, || node_node_logs(&servers[1..]).contains("took over block").then_some(()));
+    let taken = eventually(WAIT, || node_logs(&servers[1..]).contains("took over block").then_some(()));
     assert!(taken.is_some(), "a survivor took x0's blocks: {}", node_logs(&servers));
     // Cut off: new clients (some of them x0's) and every client rebooting, answered by x0 from
     // its own blocks and by the survivors from theirs, never the same address to two.

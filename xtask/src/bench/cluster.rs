@@ -240,7 +240,7 @@ fn markdown(sizes: &Sizes, clustered: &[Run], single: &[Run], failovers: &[Failo
          replies and counts an address ACKed to two clients across nodes. {} rounds, each a fresh \
          NATS cluster and nodes, then the lone node; medians. CPU: user and system time over the \
          run's wall time (one core = 100%), all nodes together; the machine has 2 cores and was \
-         shared with other builds while this ran, so rates are noisy, the ratio less so.\n",
+         shared with other builds and benchmark runs while this ran, so rates are noisy, the ratio less so.\n",
         sizes.clients, sizes.seconds, sizes.rounds
     )?;
     writeln!(md, "| servers | DORA/s | each run | OFFER p50 / p99 | ACK p50 / p99 | xdhcpd CPU | NATS CPU | generator CPU | drops | duplicate ACKs |")?;
@@ -262,26 +262,23 @@ fn markdown(sizes: &Sizes, clustered: &[Run], single: &[Run], failovers: &[Failo
             runs.iter().map(|d| d.duplicates).sum::<u64>()
         )?;
     }
-    let (gen, srv) = (m(clustered, |d| d.generator_cpu), m(clustered, |d| d.servers_cpu + d.nats_cpu));
-    writeln!(
-        md,
-        "\nThree nodes against one: **{:.2}×** (median of the rounds' own ratios). The limit: {} \
-         (generator {:.0}% of a core, the xdhcpd and NATS servers {:.0}% together, of 2 cores).\n",
-        median(&ratios),
-        if gen >= 0.8 {
-            "the generator's CPU"
-        } else if gen + srv >= 1.6 {
-            "the machine's two cores"
-        } else {
-            "neither CPU: the nodes' waits (NATS, the window)"
-        },
-        100.0 * gen,
-        100.0 * srv
-    )?;
+    writeln!(md, "\nThree nodes against one: **{:.2}×** (median of the rounds' own ratios).\n", median(&ratios))?;
+    for (name, runs) in [("Three nodes", clustered), ("One node", single)] {
+        let (gen, srv) = (m(runs, |d| d.generator_cpu), m(runs, |d| d.servers_cpu + d.nats_cpu));
+        let per_dora = m(runs, |d| 1e6 * (d.servers_cpu + d.nats_cpu) / d.dora.per_s);
+        writeln!(
+            md,
+            "{name}: the limit is {} (generator {:.0}% of a core, servers {:.0}% with NATS, of 2 \
+             cores; the servers' CPU per DORA {per_dora:.0} µs).\n",
+            limit(gen, srv),
+            100.0 * gen,
+            100.0 * srv
+        )?;
+    }
     writeln!(
         md,
         "Failover: node x0 killed (kill -9) while {} new clients arrive at {} DORA/s; x0's \
-         clients (those it answered in the run above) then INIT-REBOOT at once. Times from its \
+         clients (those it answered in the run above) then INIT-REBOOT. Times from its \
          death (to xdhcp-bench's start, plus its own times), medians of {} rounds (each: {}). \
          The clients start their INIT-REBOOTs from the death on, spread over {REBOOT_SPREAD} s \
          (so one goes out soon after any moment), each retransmitting after 1, 2, 4 ... s: \
@@ -304,9 +301,19 @@ fn markdown(sizes: &Sizes, clustered: &[Run], single: &[Run], failovers: &[Failo
     )?;
     writeln!(
         md,
-        "\nLost: NAKed, ACKed another address, or never ACKed (goal 0). The survivors answer a \
-         dead node's client once its heartbeat is missed or the client's `secs` shows it waited: \
-         the first time is that detection.\n"
+        "\nLost: NAKed, ACKed another address, or never ACKed (goal 0). xdhcp-bench sends `secs` \
+         0, so the survivors answer a dead node's client once its heartbeat is older than \
+         `dead_after_ms` (default 3000): the first time is that detection.\n"
     )?;
     Ok(md)
+}
+
+/// Which side limits a run, from the generator's and the servers' CPU (shares of one core).
+fn limit(generator: f64, servers: f64) -> &'static str {
+    match (generator >= 0.8, servers >= 0.8) {
+        (true, true) => "both: generator and servers near a core each, the machine's two",
+        (true, false) => "the generator's CPU",
+        (false, true) => "the servers' CPU",
+        (false, false) => "neither CPU alone: the servers' latency (waits, the window)",
+    }
 }
