@@ -6,14 +6,12 @@
 //! no address ACKed to two clients; new clients served with one NATS server stopped; after
 //! kill -9 of a node every generator client's INIT-REBOOT is ACKed (none lost its address).
 
-use std::path::PathBuf;
 use std::time::Duration;
-use xdhcpd_tests::nats::{Bridge, NatsCluster};
-use xdhcpd_tests::{eventually, hook_script, root_or_skip, start_xdhcpd, workspace_binary, Netns, Process, Scratch};
+use xdhcpd_tests::nats::{node_logs, start_nodes, Bridge, NatsCluster, Node};
+use xdhcpd_tests::{eventually, hook_script, root_or_skip, workspace_binary, Netns, Process, Scratch};
 
 /// Waits on real processes: generous, never an assertion about speed.
 const WAIT: Duration = Duration::from_secs(90);
-const NODES: [&str; 3] = ["x0", "x1", "x2"];
 
 /// Starts udhcpc on `e0` of `ns` (asking for `ip` if given); its hook logs `EVENT ip=.. serverid=..`.
 fn udhcpc(ns: &Netns, dir: &Scratch, name: &str, ip: Option<&str>) -> (Process, String) {
@@ -57,73 +55,6 @@ fn bench(ns: &Netns, dir: &Scratch, name: &str, args: &[&str]) -> (i32, serde_js
     (out.status.code().unwrap_or(-1), v)
 }
 
-/// A running xdhcpd node: its process, namespace, server id and log.
-type Node = (Option<Process>, Netns, String, PathBuf);
-
-/// Starts the three nodes, each in a namespace on the NATS bridge. Without `dhcp` they serve
-/// that same segment (`e0`, 100.64.0.0/16); with it, the segment of that bridge (`d0`,
-/// 198.18.0.0/22), so that a node can be cut off from NATS and still serve. Returns once
-/// every node holds its blocks.
-fn start_nodes(nats: &NatsCluster, dir: &Scratch, dhcp: Option<&Bridge>) -> Vec<Node> {
-    let bin = workspace_binary("xdhcpd");
-    let urls = nats.urls().join(",");
-    let mut servers = Vec::new();
-    for (i, name) in NODES.iter().enumerate() {
-        let (ns, addr) = nats.attach_client(name);
-        let (dev, subnet, pool, id) = match dhcp {
-            None => ("e0", "100.64.0.0/16", "100.64.2.0-100.64.5.255", addr.to_string()),
-            Some(b) => {
-                let id = format!("198.18.0.{}", i + 1);
-                b.attach(&ns, "d0", &format!("{id}/22"));
-                ("d0", "198.18.0.0/22", "198.18.1.0-198.18.3.254", id)
-            }
-        };
-        let args = [
-            "--interface",
-            dev,
-            "--subnet",
-            subnet,
-            "--pool",
-            pool,
-            "--server-id",
-            &id,
-            "--workers",
-            "1",
-            "--backend",
-            "udp",
-            "--lease-time",
-            "600",
-            "--cluster-nats",
-            &urls,
-            "--cluster-node",
-            name,
-            "--cluster-peers",
-            "x0,x1,x2",
-            "--control",
-            "127.0.0.1:9767",
-        ];
-        let log = dir.path(&format!("{name}.log"));
-        let p = start_xdhcpd(&ns, &bin, &args, &log);
-        servers.push((Some(p), ns, id, log));
-    }
-    // Each node claims two blocks ahead of need before clients come.
-    for s in &servers {
-        let two =
-            eventually(WAIT, || (std::fs::read_to_string(&s.3).ok()?.matches("granted").count() >= 2).then_some(()));
-        assert!(two.is_some(), "node {} got its blocks: {}", s.2, logs(&servers));
-    }
-    servers
-}
-
-fn logs(servers: &[Node]) -> String {
-    servers.iter().map(|s| std::fs::read_to_string(&s.3).unwrap_or_default()).collect::<Vec<_>>().join("\n---\n")
-}
-
-/// Waits until the node's log says `what`.
-fn log_says(s: &Node, what: &str) -> bool {
-    eventually(WAIT, || std::fs::read_to_string(&s.3).ok()?.contains(what).then_some(())).is_some()
-}
-
 #[test]
 fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     if !root_or_skip("three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients") {
@@ -132,7 +63,7 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     let bin = workspace_binary("xdhcpd");
     let mut nats = NatsCluster::start("csv", 3);
     let dir = Scratch::new("csv");
-    let mut servers = start_nodes(&nats, &dir, None);
+    let mut servers = start_nodes(&nats, &dir, &bin, None);
     let mut clients = Vec::new();
     for i in 0..3 {
         let (ns, _) = nats.attach_client(&format!("c{i}"));
@@ -147,7 +78,7 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
             b.is_some(),
             "a client bound: {}\n{}",
             std::fs::read_to_string(events).unwrap_or_default(),
-            logs(&servers)
+            node_logs(&servers)
         );
         got.push(b.unwrap());
     }
@@ -157,14 +88,14 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     assert_eq!(ips.len(), 3, "no address given to two clients: {got:?}");
     // Every node's lease look-up answers for the whole cluster: each client's lease is known
     // on every node, whichever node granted it.
-    for (_, ns, addr, _) in &servers {
+    for Node { ns, id: addr, .. } in &servers {
         for (ip, _) in &got {
             let known = eventually(WAIT, || {
                 let out = ns.exec(&[&bin, "leases", "--ip", ip, "--json"]);
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
                 (v["leases"].as_array()?.len() == 1).then_some(())
             });
-            assert!(known.is_some(), "node {addr} knows the lease of {ip}: {}", logs(&servers));
+            assert!(known.is_some(), "node {addr} knows the lease of {ip}: {}", node_logs(&servers));
         }
     }
 
@@ -192,7 +123,7 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     let (_, dora) =
         bench(&bench_ns, &dir, "dora", &["-R", "300", "-n", "600", "-W", "16", "--leases-out", &leases_file]);
     let leases = dora["counters"]["leases"].as_u64().unwrap_or(0);
-    assert!(leases > 0, "the cluster served the generator: {dora}\n{}", logs(&servers));
+    assert!(leases > 0, "the cluster served the generator: {dora}\n{}", node_logs(&servers));
     let held = std::fs::read_to_string(&leases_file).unwrap_or_default().lines().count();
     eprintln!("dora: {} {}", dora["checks"], dora["outcome"]);
 
@@ -200,15 +131,15 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     nats.stop_node(2);
     let more = ["--first-client", "100000", "-R", "60", "-n", "60", "-W", "8", "--tries", "6"];
     let (_, after) = bench(&bench_ns, &dir, "nats-down", &more);
-    assert_eq!(after["outcome"]["served"], 60, "served with a NATS server stopped: {after}\n{}", logs(&servers));
+    assert_eq!(after["outcome"]["served"], 60, "served with a NATS server stopped: {after}\n{}", node_logs(&servers));
 
     // The node that served client 0 dies (kill -9) once the leases are out on the stream;
     // every generator client then reboots (INIT-REBOOT for its address): each keeps it, from
     // its own node or, for the dead node's clients, from a survivor.
     std::thread::sleep(Duration::from_secs(1));
     let (ip0, server0) = got[0].clone();
-    let dead = servers.iter().position(|s| s.2 == server0).expect("a node served client 0");
-    let mut p = servers[dead].0.take().expect("running");
+    let dead = servers.iter().position(|s| s.id == server0).expect("a node served client 0");
+    let mut p = servers[dead].process.take().expect("running");
     p.signal(libc::SIGKILL);
     let _ = p.child.wait();
     let killed = std::time::Instant::now();
@@ -222,14 +153,14 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     let (served, unserved) = (reboot["outcome"]["served"].as_u64(), reboot["outcome"]["unserved"].as_u64());
     eprintln!("xdhcp-bench: {leases} leases ACKed by three nodes, {held} held; after kill -9 of one: {served:?} rebooted clients served, {unserved:?} unserved, NAKs {}", reboot["checks"]["naks"]);
     assert_eq!(reboot["checks"]["naks"], 0, "no client NAKed: {reboot}");
-    assert_eq!(unserved, Some(0), "every client kept its address: {reboot}\n{}", logs(&servers));
+    assert_eq!(unserved, Some(0), "every client kept its address: {reboot}\n{}", node_logs(&servers));
 
     // Client 0 (a real one) starts again asking for its address.
     clients[0].1.take().expect("running").stop();
     let (ns0, _, _) = &clients[0];
     let (_again, events) = udhcpc(ns0, &dir, "c0-again", Some(&ip0));
     let b = eventually(WAIT, || bound(&events, 1));
-    let (ip, server) = b.unwrap_or_else(|| panic!("client 0 bound again: {}", logs(&servers)));
+    let (ip, server) = b.unwrap_or_else(|| panic!("client 0 bound again: {}", node_logs(&servers)));
     assert_eq!(ip, ip0, "client 0 kept its address");
     assert_ne!(server, server0, "a survivor answered");
     eprintln!("clients {got:?}; client 0 again: {ip} from {server}");
@@ -246,7 +177,7 @@ fn a_node_cut_off_from_nats_and_healed_gives_no_address_twice() {
     let nats = NatsCluster::start("cpt", 3);
     let dir = Scratch::new("cpt");
     let segment = Bridge::new("cpt-dhcp");
-    let servers = start_nodes(&nats, &dir, Some(&segment));
+    let servers = start_nodes(&nats, &dir, &workspace_binary("xdhcpd"), Some(&segment));
     let bench_ns = Netns::new(format!("{}-bench", segment.hub.name.trim_end_matches("-hub")));
     segment.attach(&bench_ns, "e0", "198.18.0.250/22");
     bench_ns.ip(&["addr", "flush", "dev", "e0"]);
@@ -257,23 +188,23 @@ fn a_node_cut_off_from_nats_and_healed_gives_no_address_twice() {
         "before",
         &["-R", "200", "-n", "400", "-W", "16", "--tries", "6", "--leases-out", &leases],
     );
-    assert_eq!(first["outcome"]["served"], 200, "{first}\n{}", logs(&servers));
+    assert_eq!(first["outcome"]["served"], 200, "{first}\n{}", node_logs(&servers));
 
-    nats.bridge.cut(&servers[0].1);
-    let taken = eventually(WAIT, || logs(&servers[1..]).contains("took over block").then_some(()));
-    assert!(taken.is_some(), "a survivor took x0's blocks: {}", logs(&servers));
+    nats.bridge.cut(&servers[0].ns);
+    let taken = eventually(WAIT, || node_logs(&servers[1..]).contains("took over block").then_some(()));
+    assert!(taken.is_some(), "a survivor took x0's blocks: {}", node_logs(&servers));
     // Cut off: new clients (some of them x0's) and every client rebooting, answered by x0 from
     // its own blocks and by the survivors from theirs, never the same address to two.
     let more = ["--first-client", "100000", "-R", "100", "-n", "200", "-W", "8", "--tries", "6"];
     let (_, during) = bench(&bench_ns, &dir, "during", &more);
-    assert_eq!(during["outcome"]["served"], 100, "{during}\n{}", logs(&servers));
+    assert_eq!(during["outcome"]["served"], 100, "{during}\n{}", node_logs(&servers));
     bench(&bench_ns, &dir, "reboot-during", &["--scenario", "avalanche", "--leases-in", &leases]);
 
-    nats.bridge.heal(&servers[0].1);
-    assert!(log_says(&servers[0], "lost block"), "x0 learned its blocks were taken: {}", logs(&servers));
+    nats.bridge.heal(&servers[0].ns);
+    assert!(servers[0].log_says("lost block"), "x0 learned its blocks were taken: {}", node_logs(&servers));
     let more = ["--first-client", "200000", "-R", "100", "-n", "200", "-W", "8", "--tries", "6"];
     let (_, after) = bench(&bench_ns, &dir, "after", &more);
-    assert_eq!(after["outcome"]["served"], 100, "{after}\n{}", logs(&servers));
+    assert_eq!(after["outcome"]["served"], 100, "{after}\n{}", node_logs(&servers));
     let (_, reboot) = bench(&bench_ns, &dir, "reboot-after", &["--scenario", "avalanche", "--leases-in", &leases]);
     assert_eq!(reboot["checks"]["naks"], 0, "{reboot}");
     assert_eq!(reboot["outcome"]["unserved"], 0, "every first client kept its address: {reboot}");

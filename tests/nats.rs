@@ -2,13 +2,14 @@
 //! a network namespace of its own, all joined by one bridge (a hub namespace holding `br0`), with
 //! routes between them and their stores in a scratch directory. Tests stop, start, kill and cut
 //! off single nodes, and attach namespaces of their own (xdhcpd nodes, in-process clients) to the
-//! same bridge.
+//! same bridge. [`start_nodes`] starts xdhcpd nodes on it, for the cluster tests and the
+//! `cluster` benchmark part alike.
 //!
 //! Everything goes on drop, also when the test fails: the processes (before their namespaces),
 //! the namespaces with their interfaces, the JetStream stores (the logs stay beside them after a
 //! failure, for reading). Addresses from 100.64.0.0/10, no default route.
 
-use crate::{eventually, sh, Netns, Process, Scratch};
+use crate::{eventually, sh, start_xdhcpd, Netns, Process, Scratch};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::path::PathBuf;
@@ -262,4 +263,77 @@ fn config(i: usize, n: usize, store: &std::path::Path) -> String {
         );
     }
     c
+}
+
+/// Waits on real processes: generous, never an assertion about speed.
+const NODE_WAIT: Duration = Duration::from_secs(90);
+/// The xdhcpd nodes' names, and their peer list.
+pub const NODES: [&str; 3] = ["x0", "x1", "x2"];
+
+/// A running xdhcpd node. Field order matters: the process stops before its namespace goes.
+#[derive(Debug)]
+pub struct Node {
+    pub process: Option<Process>,
+    pub ns: Netns,
+    /// Its server id.
+    pub id: String,
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// Waits until the node's log says `what`.
+    pub fn log_says(&self, what: &str) -> bool {
+        eventually(NODE_WAIT, || std::fs::read_to_string(&self.log).ok()?.contains(what).then_some(())).is_some()
+    }
+}
+
+/// Every node's log, for failure messages.
+pub fn node_logs(nodes: &[Node]) -> String {
+    nodes.iter().map(|s| std::fs::read_to_string(&s.log).unwrap_or_default()).collect::<Vec<_>>().join("\n---\n")
+}
+
+/// Arguments for `xdhcpd serve` on `dev` with one worker on the UDP path, without a cluster:
+/// what every node of [`start_nodes`] runs, and a lone node to compare with.
+pub fn node_args(dev: &str, subnet: &str, pool: &str, id: &str) -> Vec<String> {
+    let args = ["--interface", dev, "--subnet", subnet, "--pool", pool, "--server-id", id, "--workers", "1"];
+    let more = ["--backend", "udp", "--lease-time", "600", "--control", "127.0.0.1:9767"];
+    args.iter().chain(&more).map(|a| a.to_string()).collect()
+}
+
+/// The pool the nodes share on the NATS segment (100.64.0.0/16).
+pub const SEGMENT_POOL: (&str, &str) = ("100.64.0.0/16", "100.64.2.0-100.64.5.255");
+
+/// Starts the xdhcpd binary `bin` as the three nodes, each in a namespace on the NATS bridge.
+/// Without `dhcp` they serve that same segment (`e0`, [`SEGMENT_POOL`]); with it, the segment
+/// of that bridge (`d0`, 198.18.0.0/22), so that a node can be cut off from NATS and still
+/// serve. Returns once every node holds its blocks.
+pub fn start_nodes(nats: &NatsCluster, dir: &Scratch, bin: &str, dhcp: Option<&Bridge>) -> Vec<Node> {
+    let urls = nats.urls().join(",");
+    let mut nodes = Vec::new();
+    for (i, name) in NODES.iter().enumerate() {
+        let (ns, addr) = nats.attach_client(name);
+        let (dev, (subnet, pool), id) = match dhcp {
+            None => ("e0", SEGMENT_POOL, addr.to_string()),
+            Some(b) => {
+                let id = format!("198.18.0.{}", i + 1);
+                b.attach(&ns, "d0", &format!("{id}/22"));
+                ("d0", ("198.18.0.0/22", "198.18.1.0-198.18.3.254"), id)
+            }
+        };
+        let mut args = node_args(dev, subnet, pool, &id);
+        let peers = NODES.join(",");
+        args.extend(["--cluster-nats", &urls, "--cluster-node", name, "--cluster-peers", &peers].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = dir.path(&format!("{name}.log"));
+        let p = start_xdhcpd(&ns, bin, &args, &log);
+        nodes.push(Node { process: Some(p), ns, id, log });
+    }
+    // Each node claims two blocks ahead of need before clients come.
+    for s in &nodes {
+        let two = eventually(NODE_WAIT, || {
+            (std::fs::read_to_string(&s.log).ok()?.matches("granted").count() >= 2).then_some(())
+        });
+        assert!(two.is_some(), "node {} got its blocks: {}", s.id, node_logs(&nodes));
+    }
+    nodes
 }

@@ -71,6 +71,10 @@ pub(crate) struct RunArgs {
     /// by --leases-in or ACKed during the run), one `MAC ADDRESS` a line.
     #[arg(long, value_name = "FILE")]
     pub(crate) leases_out: Option<PathBuf>,
+    /// With --leases-out: only the clients last answered by this server (its server id), as
+    /// when several servers share the segment.
+    #[arg(long, value_name = "IP", requires = "leases_out")]
+    pub(crate) leases_of: Option<Ipv4Addr>,
     /// Exchanges started per second. Without it: as fast as the server answers, with at most
     /// --window requests outstanding (closed loop).
     #[arg(short = 'r', long, value_name = "N")]
@@ -238,6 +242,7 @@ impl RunArgs {
             busy_poll: self.busy_poll,
             leases_in,
             record_leases: self.leases_out.is_some(),
+            leases_of: self.leases_of,
         })
     }
 

@@ -137,6 +137,8 @@ pub struct RunConfig {
     pub leases_in: Vec<(u32, Ipv4Addr)>,
     /// Keep the last address ACKed to each client, for [`RunOutcome::leases`].
     pub record_leases: bool,
+    /// Keep only the leases of clients last answered by this server (its server id).
+    pub leases_of: Option<Ipv4Addr>,
 }
 
 impl Default for RunConfig {
@@ -161,6 +163,7 @@ impl Default for RunConfig {
             busy_poll: false,
             leases_in: Vec::new(),
             record_leases: false,
+            leases_of: None,
         }
     }
 }
@@ -343,7 +346,8 @@ pub struct RunOutcome {
     /// `foreign`: clients that took another server's offer; probe clients.
     pub foreign_clients: u64,
     pub probes: u64,
-    /// Seconds from the start to the last ACK of the run.
+    /// Seconds from the start to the first and to the last ACK of the run.
+    pub first_ack_secs: Option<f64>,
     pub last_ack_secs: Option<f64>,
     /// Distinct addresses ACKed during the run.
     pub unique_addresses: u64,
@@ -506,6 +510,7 @@ struct Gen<'c> {
     foreign_ppm: u64,
     duplicates: Vec<Duplicate>,
     unique: u64,
+    first_ack: Option<u64>,
     last_ack: Option<u64>,
     tokens: f64,
     last_refill: u64,
@@ -568,6 +573,7 @@ impl<'c> Gen<'c> {
             foreign_ppm,
             duplicates: Vec::new(),
             unique: 0,
+            first_ack: None,
             last_ack: None,
             tokens: 0.0,
             last_refill: 0,
@@ -1082,6 +1088,7 @@ impl<'c> Gen<'c> {
                     self.c.reboot_moved += 1;
                 }
                 self.c.completed += 1;
+                self.first_ack.get_or_insert(now);
                 self.last_ack = Some(now);
                 self.claim(n, yi);
                 self.set_acked(n, yi);
@@ -1455,6 +1462,7 @@ pub fn run<T: Transport>(
         unreached,
         foreign_clients,
         probes: g.clients.len() as u64 - g.main as u64,
+        first_ack_secs: g.first_ack.map(|t| t as f64 / 1e6),
         last_ack_secs: g.last_ack.map(|t| t as f64 / 1e6),
         unique_addresses: g.unique,
         leases,
@@ -1464,7 +1472,8 @@ pub fn run<T: Transport>(
 impl Gen<'_> {
     /// The last address ACKed to each client, for clients that hold one, by client number.
     fn leases(&self) -> Vec<(u32, Ipv4Addr)> {
-        let held = self.acked.iter().enumerate().filter(|&(_, &a)| a != 0);
+        let answered_by = |n: usize| self.cfg.leases_of.is_none_or(|id| self.server_id(&self.clients[n]) == id);
+        let held = self.acked.iter().enumerate().filter(|&(n, &a)| a != 0 && answered_by(n));
         held.map(|(n, &a)| (self.cfg.first_client.wrapping_add(n as u32), Ipv4Addr::from(a))).collect()
     }
 }

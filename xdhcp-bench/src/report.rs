@@ -142,7 +142,8 @@ pub struct ClientOutcome {
     pub unserved: u64,
     /// Distinct addresses ACKed.
     pub unique_addresses: u64,
-    /// Seconds from the start to the last ACK.
+    /// Seconds from the start to the first and to the last ACK.
+    pub first_ack_secs: Option<f64>,
     pub last_ack_secs: Option<f64>,
 }
 
@@ -313,6 +314,7 @@ impl Report {
                 starved: o.starved,
                 unserved: o.unserved,
                 unique_addresses: o.unique_addresses,
+                first_ack_secs: o.first_ack_secs,
                 last_ack_secs: o.last_ack_secs,
             },
             foreign: (cfg.scenario == Scenario::Foreign).then_some(Foreign {

@@ -5,6 +5,7 @@
 //! section.
 
 mod avalanche;
+mod cluster;
 mod compaction;
 mod journal_server;
 pub(crate) mod parts;

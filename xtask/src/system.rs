@@ -419,3 +419,34 @@ fn slug(name: &str) -> String {
         .collect();
     words.join("-")
 }
+
+/// User and system CPU seconds of a process so far (all its threads).
+pub(crate) fn cpu_secs(p: &Process) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.child.id())).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
+    f.iter().sum::<f64>() / USER_HZ
+}
+
+/// Clock ticks per second in `/proc/PID/stat` (fixed at 100 for user space on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// Runs `args` in `ns` under a shell that reports what they cost: their output, and the user
+/// and system CPU seconds they used (the shell's `times`, its last line of output).
+pub(crate) fn exec_timed(ns: &xdhcpd_tests::Netns, args: &[&str]) -> (std::process::Output, f64) {
+    let mut all = vec!["sh", "-c", "\"$@\"; s=$?; times; exit $s", "sh"];
+    all.extend(args);
+    let out = ns.exec(&all);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `times`: the shell's user and system time, then its children's: "0m1.23s 0m0.45s".
+    let children = text.lines().last().unwrap_or("");
+    let secs = children.split_whitespace().filter_map(minutes_seconds).sum();
+    (out, secs)
+}
+
+/// "1m2.5s" as seconds.
+fn minutes_seconds(t: &str) -> Option<f64> {
+    let (m, s) = t.strip_suffix('s')?.split_once('m')?;
+    Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}

@@ -4,24 +4,25 @@
 //! them all after the other benchmarks; `cargo xtask test` runs the whole-server ones once on
 //! small sizes (`quick`), to prove they work, and writes nothing.
 
-use super::{avalanche, compaction, journal_server, recovery, renew};
+use super::{avalanche, cluster, compaction, journal_server, recovery, renew};
 use anyhow::{bail, Result};
 use std::path::Path;
 
 type Part = fn(&Path, bool) -> Result<String>;
 
 /// Every part, by name, in the order a full run takes them.
-pub(crate) const PARTS: [(&str, Part); 6] = [
+pub(crate) const PARTS: [(&str, Part); 7] = [
     ("recovery", recovery::run),
     ("compaction", compaction::run),
     ("journal-server", journal_server::run),
     ("reload", crate::reload::part),
     ("avalanche", avalanche::part),
     ("renew", renew::run),
+    ("cluster", cluster::run),
 ];
 
 /// The parts `cargo xtask test` runs quickly: those `cargo test` does not run already.
-pub(crate) const IN_XTASK_TEST: [&str; 3] = ["compaction", "journal-server", "renew"];
+pub(crate) const IN_XTASK_TEST: [&str; 4] = ["compaction", "journal-server", "renew", "cluster"];
 
 fn find(name: &str) -> Result<Part> {
     match PARTS.iter().find(|(n, _)| *n == name) {

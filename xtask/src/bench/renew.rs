@@ -8,7 +8,7 @@
 
 use crate::demo::start_xdhcpd_with;
 use crate::step;
-use crate::system::{build, median, Bins, BIG_POOL};
+use crate::system::{build, cpu_secs, exec_timed, median, Bins, BIG_POOL};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -83,18 +83,6 @@ fn start(pair: &Pair, dir: &Scratch, bins: &Bins, s: usize) -> Result<Process> {
     Ok(p)
 }
 
-/// User and system CPU seconds of a process so far (all its threads).
-fn cpu_secs(p: &Process) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.child.id())).unwrap_or_default();
-    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();
-    f.iter().sum::<f64>() / USER_HZ
-}
-
-/// Clock ticks per second in `/proc/PID/stat` (fixed at 100 for user space on Linux).
-const USER_HZ: f64 = 100.0;
-
 /// The generator (client namespace, CPU 0, AF_XDP) renewing for `seconds`: its report and
 /// the CPU seconds it used (the shell's `times`).
 fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, seconds: &str) -> Result<(Value, f64)> {
@@ -102,25 +90,15 @@ fn generate(pair: &Pair, dir: &Scratch, bins: &Bins, seconds: &str) -> Result<(V
     let _ = std::fs::remove_file(&json);
     let (b, j) = (bins.bench.to_str().context("path")?, json.display().to_string());
     let gen = [b, "-i", "c0", "--xdp", "--cpu", "0", "-q", "--json", &j, "--scenario", "renew"];
-    let mut all = vec!["sh", "-c", "\"$@\"; s=$?; times; exit $s", "sh"];
-    all.extend(gen);
+    let mut all = gen.to_vec();
     all.extend(["-R", CLIENTS, "-W", WINDOW, "-p", seconds]);
-    let out = pair.client.exec(&all);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (out, secs) = exec_timed(&pair.client, &all);
     if !out.status.success() && out.status.code() != Some(3) {
-        bail!("xdhcp-bench renew failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!("xdhcp-bench renew failed: {text}");
     }
-    // `times`: the shell's user and system time, then its children's: "0m1.23s 0m0.45s".
-    let children = text.lines().last().unwrap_or("");
-    let secs: f64 = children.split_whitespace().filter_map(minutes_seconds).sum();
     let v = serde_json::from_str(&std::fs::read_to_string(&json).context("the generator's report")?)?;
     Ok((v, secs))
-}
-
-/// "1m2.5s" as seconds.
-fn minutes_seconds(t: &str) -> Option<f64> {
-    let (m, s) = t.strip_suffix('s')?.split_once('m')?;
-    Some(m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
 }
 
 fn renewals(v: &Value) -> Option<&Value> {
