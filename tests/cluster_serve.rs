@@ -102,7 +102,7 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
     // Each node's cluster thread says, in its statistics, that it is connected and sees the
     // three nodes live; together they published the three clients' lease events.
     let mut published = 0.0;
-    for (_, ns, addr, _) in &servers {
+    for Node { ns, id: addr, .. } in &servers {
         let seen = eventually(WAIT, || {
             let out = ns.exec(&[&bin, "stats", "--json"]);
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -110,7 +110,7 @@ fn three_nodes_share_a_pool_and_survivors_keep_a_dead_nodes_clients() {
             let ok = c["cluster_connected"] == 1.0 && c["cluster_peers_live"] == 3.0;
             ok.then(|| c["cluster_events_published_total"].as_f64()).flatten()
         });
-        assert!(seen.is_some(), "node {addr}'s cluster figures: {}", logs(&servers));
+        assert!(seen.is_some(), "node {addr}'s cluster figures: {}", node_logs(&servers));
         published += seen.unwrap_or(0.0);
     }
     assert!(published >= 3.0, "{published} lease events published for three clients");
