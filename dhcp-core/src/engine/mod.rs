@@ -610,12 +610,9 @@ impl<'a> Context<'a> {
                     Ok(c) => c,
                     Err(o) => return o,
                 };
+                // Adopted blocks become ours by the cluster thread's pass (`ripen`), never here.
                 let facts = (req.relay_info, self.classes);
-                let mut got = sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, facts);
-                if got.is_none() && sh.ripen(&link, self.now) {
-                    got = sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, facts);
-                }
-                match got {
+                match sh.allocate(&link, req.key, &req.mac, req.opts.requested_ip, facts) {
                     Some((ip, sid)) => (ip, sid, cell),
                     None => return Outcome::Silent(Silence::NoAddress),
                 }

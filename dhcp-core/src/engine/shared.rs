@@ -590,19 +590,6 @@ impl Shared {
             .or_else(|| pools().find_map(|(pool, sid)| self.space.reclaim_declined(pool).map(|ip| (ip, sid))))
     }
 
-    /// In a cluster, when `link`'s pools have nothing free: makes adopted blocks whose time
-    /// has come (at `now`) ours; whether any did. Alone: false at once.
-    pub(super) fn ripen(&self, link: &Link<'_>, now: Seconds) -> bool {
-        self.cluster.is_some()
-            && link
-                .ids()
-                .iter()
-                .flat_map(|&sid| &self.subnets[sid as usize].pools)
-                .map(|&p| self.space.ripen(p, now))
-                .sum::<u32>()
-                > 0
-    }
-
     /// Takes one specific address for a client (its reservation, or a free pool address).
     pub(super) fn take_specific(&self, ip: Ipv4Addr, key: ClientKey, mac: &[u8; 6]) -> bool {
         match self.reserved_ip_owned_by(ip, &key, mac) {

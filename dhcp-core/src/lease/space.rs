@@ -547,8 +547,8 @@ impl AddressSpace {
 }
 
 /// Blocks (cluster mode): their states, and the free stack kept to the blocks that are ours.
-/// Block states are changed by one thread (the cluster thread; `ripen` may also run on a
-/// worker, by compare-and-swap); addresses are taken and freed by any.
+/// Block states are changed by one thread (the cluster thread, `ripen` included); addresses
+/// are taken and freed by any.
 impl AddressSpace {
     /// Addresses per block; `None` alone (no blocks).
     pub fn block_size(&self) -> Option<u32> {

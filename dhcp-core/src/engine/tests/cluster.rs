@@ -221,6 +221,9 @@ fn an_adopting_block_gives_free_addresses_only_after_free_after() {
     b.view().confirm_heartbeat(b.now);
     assert_eq!(b.send(&waited(c.discover(), 10)), Outcome::Silent(Silence::NoAddress), "one second early");
     b.advance(1);
+    // The cluster thread's pass at this time makes the block ours.
+    assert_eq!(b.engine.shared().space().ripen(0, b.now - 1), 0, "not before free_after");
+    assert_eq!(b.engine.shared().space().ripen(0, b.now), 1);
     let (_, offer) = b.ask(&waited(c.discover(), 10));
     assert!(in_blocks(&b, offer.yiaddr(), &[0]));
     assert_eq!(b.engine.shared().space().block_state(0, 0), Some(BlockState::Ours));
