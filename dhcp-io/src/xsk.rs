@@ -113,6 +113,29 @@ impl Area {
         NonNull::slice_from_raw_parts(self.base, self.len)
     }
 
+    /// Asks the CPU to start loading a received packet's bytes. On veth and in copy mode the
+    /// kernel wrote them on another core, so every cache line of a frame is a miss; issued for
+    /// a whole batch as it is received, the misses overlap instead of stalling one by one in
+    /// parsing and checksumming (measured: those two were a fifth of a worker's user time).
+    #[inline]
+    fn prefetch(&self, addr: u64, len: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let start = self.base.as_ptr().wrapping_add(addr as usize);
+            for off in (0..(len as usize).min(room(addr))).step_by(64) {
+                // SAFETY: SSE is part of x86_64; a prefetch is a hint that reads nothing and
+                // never faults, whatever the address.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        start.wrapping_add(off).cast_const().cast(),
+                    )
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (addr, len);
+    }
+
     /// The bytes of `frame`, from its start to the end of its chunk.
     // Frames are handed between owners through the rings, not through Rust borrows: the
     // exclusive borrow of the token is what makes the `&mut` exclusive.
@@ -223,6 +246,7 @@ impl XskSocket {
         let mut rx = self.rx.receive(max as u32);
         let mut n = 0;
         while let Some(d) = rx.read() {
+            self.queue.area.prefetch(d.addr, d.len);
             out.push(XskFrame { queue: self.queue.id, addr: d.addr, len: d.len });
             n += 1;
         }

@@ -3,7 +3,7 @@
 //!
 //! Holds: the on-disk format (checksummed fixed-size records after a versioned header), the
 //! group-commit writer thread (one write and one `fdatasync` per turn, whatever the number of
-//! workers waiting; a turn at most every millisecond, see `writer`), background compaction (snapshot + fresh journal), and recovery (replay,
+//! workers waiting; under load a turn at most every 3 ms, see `writer`), background compaction (snapshot + fresh journal), and recovery (replay,
 //! torn-tail truncation, reclaiming expired leases).
 //!
 //! Must never: report a change durable before it is written (and, with
@@ -400,6 +400,9 @@ struct Queue {
     durable: u64,
     /// `flush` wants everything up to this synced.
     sync_req: u64,
+    /// A caller blocks in `wait` for everything up to this: the writer does not pace its turn
+    /// (pacing gathers records of callers that do not wait, see `writer`).
+    hurry: u64,
     failing: Option<Arc<str>>,
     last_error: Option<Arc<str>>,
     /// Dropping records while failing was logged (once per failing period).
@@ -472,6 +475,7 @@ impl Core {
                 synced: 0,
                 durable: 0,
                 sync_req: 0,
+                hurry: 0,
                 failing: None,
                 last_error: None,
                 drop_logged: false,
@@ -697,6 +701,10 @@ impl Journal {
             }
             if let Some(e) = &q.failing {
                 return Err(JournalError::Failing(e.clone()));
+            }
+            if q.hurry < ticket.0 {
+                q.hurry = ticket.0;
+                core.wake.notify_one();
             }
             q = core.sleep(q);
         }
