@@ -4,7 +4,7 @@
 //! program's rewrite of the request), over client identifiers, request lists, options,
 //! RENEWING and REBINDING; and whatever the program is not sure of it passes up.
 
-use dhcp_common::renew::{self, SCRATCH};
+use dhcp_common::renew::{self, Scratch, AT};
 use dhcp_core::client::{mac_for, ClientMsg};
 use dhcp_core::config::{Config, Pool, Subnet};
 use dhcp_core::engine::{Engine, Ingress, LeaseEvent, Outcome, Reply, Shared};
@@ -86,15 +86,15 @@ fn engine_frame(e: &mut Engine, request: &[u8]) -> Vec<u8> {
 
 /// What the program sends: `None` if it passes the request up.
 fn kernel_frame(request: &[u8], ip: Ipv4Addr, t: &renew::Template) -> Option<Vec<u8>> {
-    let mut buf = [0u8; SCRATCH];
-    buf[..request.len()].copy_from_slice(request);
-    let f = renew::plain_renewal(&buf, 14, request.len())?;
+    let mut buf = Scratch::default();
+    buf.0[AT..AT + request.len()].copy_from_slice(request);
+    let f = renew::plain_renewal(&buf, AT + 14, request.len())?;
     let (key, prl) = request_facts(&request[frame::payload_offset(0)..]).unwrap();
     assert_eq!(renew::key(&buf, &f), key, "the program's key is the worker's");
     assert_eq!(f.prl_hash, prl);
-    assert_eq!(buf[f.dhcp + 12..f.dhcp + 16], ip.octets());
-    let len = renew::write_reply(&mut buf, 14, &f, (t, SERVER_MAC), renew::sum16)?;
-    Some(buf[..len].to_vec())
+    assert_eq!(buf.0[f.dhcp + 12..f.dhcp + 16], ip.octets());
+    let len = renew::write_reply(&mut buf, AT + 14, &f, &key, (t, SERVER_MAC), renew::sum16)?;
+    Some(buf.0[AT..AT + len].to_vec())
 }
 
 fn fields_differ(a: &[u8], b: &[u8]) -> Vec<usize> {
@@ -155,14 +155,15 @@ fn what_the_program_is_not_sure_of_goes_up() {
     let n = ClientMsg { ciaddr: ip, ..c }.write(MessageType::Discover, &mut buf[at..]).unwrap();
     let len = frame::write_headers(&mut buf, &l2(SERVER_MAC, c.mac), (ip, 68), (SERVER, 67), n, 64).unwrap();
     assert!(kernel_frame(&buf[..len], ip, &t).is_none(), "discover");
-    let mut scratch = [0u8; SCRATCH];
-    scratch[..ok.len()].copy_from_slice(&ok);
+    let mut scratch = Scratch::default();
+    scratch.0[AT..AT + ok.len()].copy_from_slice(&ok);
     for cut in [14, 40, 42 + 239, ok.len() - 1] {
-        assert!(renew::plain_renewal(&scratch, 14, cut).is_none(), "cut at {cut}");
+        assert!(renew::plain_renewal(&scratch, AT + 14, cut).is_none(), "cut at {cut}");
     }
+    assert!(renew::plain_renewal(&scratch, AT + 14, ok.len()).is_some());
     let mut bad = scratch;
-    bad[14] = 0x46; // IPv4 options: passed up
-    assert!(renew::plain_renewal(&bad, 14, ok.len()).is_none());
+    bad[AT + 14] = 0x46; // IPv4 options: passed up
+    assert!(renew::plain_renewal(&bad, AT + 14, ok.len()).is_none());
 }
 
 #[test]

@@ -1,8 +1,14 @@
 //! Renewals answered in the XDP program (XDP_TX): the lease map's and template map's layouts,
 //! which requests the program answers ([`plain_renewal`]), their map key ([`key`]) and the
-//! reply it writes ([`write_reply`]). All of it runs on a copy of the frame in a scratch buffer
-//! of [`SCRATCH`] bytes (a per-CPU map value in the program, an array in user space), every
-//! index masked, so that the program and the tests run the very same code.
+//! reply it writes ([`write_reply`]). All of it runs on a copy of the frame in a [`Scratch`]
+//! buffer (a per-CPU map value in the program, a value in user space), every index masked, so
+//! that the program and the tests run the very same code.
+//!
+//! Cost: the program runs once per renewal on the receiving CPU, so its instructions are the
+//! kernel path's price. Loops run only as far as the data goes (options to END, the request
+//! list, the identifier), and the reply's bulk (zeroed `sname` and `file`, the template's
+//! options) moves in aligned 4-byte words: the frame sits [`AT`] bytes into the buffer, which
+//! puts the DHCP message on a 4-byte boundary.
 //!
 //! The program answers only what it is sure of: a DHCPREQUEST with `ciaddr` set, no requested
 //! address, no server identifier (RENEWING or REBINDING), no relay (`giaddr` zero, no option
@@ -19,6 +25,47 @@ use crate::{bootp, identity, Message};
 /// Bytes of the scratch copy of a frame: requests longer than [`MAX_FRAME`] are passed up.
 pub const SCRATCH: usize = 1024;
 const MASK: usize = SCRATCH - 1;
+/// Where a frame starts in the scratch buffer: two bytes in, so that the DHCP message after an
+/// Ethernet header, any VLAN tags (4 bytes each) and a 20-byte IPv4 header starts on a 4-byte
+/// boundary, as do its `sname` field and its options.
+pub const AT: usize = 2;
+
+/// The scratch copy of a frame (from [`AT`]), 8-aligned so that 4-byte words at offsets that
+/// are multiples of four are aligned words.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scratch(pub [u8; SCRATCH]);
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch([0; SCRATCH])
+    }
+}
+
+impl core::ops::Index<usize> for Scratch {
+    type Output = u8;
+    #[inline(always)]
+    fn index(&self, i: usize) -> &u8 {
+        &self.0[i]
+    }
+}
+
+impl core::ops::IndexMut<usize> for Scratch {
+    #[inline(always)]
+    fn index_mut(&mut self, i: usize) -> &mut u8 {
+        &mut self.0[i]
+    }
+}
+
+impl Scratch {
+    /// Writes the 4-byte word at `at`, a multiple of four by construction (masked into the
+    /// buffer: an aligned word, which the compiler can store at once).
+    #[inline(always)]
+    fn set_word(&mut self, at: usize, w: [u8; 4]) {
+        let at = at & core::hint::black_box(MASK & !3) & (MASK & !3);
+        self.0[at..at + 4].copy_from_slice(&w);
+    }
+}
 /// Longest request frame the program copies, and longest reply it writes.
 pub const MAX_FRAME: usize = 700;
 /// Client identifiers up to this long are keys; longer ones are passed up.
@@ -63,8 +110,9 @@ pub struct Lease {
     pub renewed_ns: u64,
 }
 
-/// Template map value: an ACK's options before the echoes.
-#[repr(C)]
+/// Template map value: an ACK's options before the echoes. 8-aligned: the options start 16
+/// bytes in, so they are read as aligned 4-byte words.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Template {
     pub len: u32,
@@ -82,6 +130,15 @@ impl Default for Template {
     }
 }
 
+impl Template {
+    /// The `i`th 4-byte word of the options.
+    #[inline(always)]
+    fn word(&self, i: usize) -> [u8; 4] {
+        let at = (i * 4) & (TEMPLATE_LEN - 4);
+        [self.options[at], self.options[at + 1], self.options[at + 2], self.options[at + 3]]
+    }
+}
+
 /// What the walk found in a plain renewal (offsets into the scratch buffer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Facts {
@@ -96,7 +153,7 @@ pub struct Facts {
 
 /// A DHCP message inside the scratch buffer.
 struct View<'a> {
-    buf: &'a [u8; SCRATCH],
+    buf: &'a Scratch,
     start: usize,
     len: usize,
 }
@@ -129,15 +186,15 @@ fn cap(n: usize) -> usize {
 }
 
 #[inline(always)]
-fn be16(buf: &[u8; SCRATCH], at: usize) -> u16 {
+fn be16(buf: &Scratch, at: usize) -> u16 {
     (buf[ix(at)] as u16) << 8 | buf[ix(at + 1)] as u16
 }
 
 /// The frame's VLAN tags between the MACs and `l3` as one word: up to two 12-bit IDs and the count.
 #[inline(always)]
-pub fn vlans(buf: &[u8; SCRATCH], l3: usize) -> u32 {
-    let count = (l3.saturating_sub(ETH_HLEN) / 4) as u32;
-    let id = |n: usize| (be16(buf, ETH_HLEN + n * 4) & 0x0fff) as u32;
+pub fn vlans(buf: &Scratch, l3: usize) -> u32 {
+    let count = (l3.saturating_sub(AT + ETH_HLEN) / 4) as u32;
+    let id = |n: usize| (be16(buf, AT + ETH_HLEN + n * 4) & 0x0fff) as u32;
     match count {
         0 => 0,
         1 => 1 << 24 | id(0),
@@ -157,32 +214,31 @@ pub fn prl_hash<M: Message + ?Sized>(msg: &M, at: usize, len: usize) -> u32 {
     h
 }
 
-/// [`prl_hash`] of `len` bytes of the scratch buffer from `at`, read without a branch (the
-/// walk checked that they are inside the message).
+/// [`prl_hash`] of `len` bytes of the scratch buffer from `at` (the walk checked that they are
+/// inside the message and at most [`MAX_PRL`]).
 #[inline(always)]
-fn prl_hash_at(buf: &[u8; SCRATCH], at: usize, len: usize) -> u32 {
+fn prl_hash_at(buf: &Scratch, at: usize, len: usize) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     let mut i = 0;
-    while i < cap(MAX_PRL) {
-        let next = (h ^ buf[ix(at + i)] as u32).wrapping_mul(crate::HASH_PRIME);
-        let keep = below(i, len) as u32 * 0x0101_0101;
-        h = (next & keep) | (h & !keep);
+    while i < cap(MAX_PRL) && i < len {
+        h = (h ^ buf[ix(at + i)] as u32).wrapping_mul(crate::HASH_PRIME);
         i += 1;
     }
     h
 }
 
-/// The facts of a frame of `frame_len` bytes whose IPv4 header starts at `l3`, if it is a
-/// renewal the program may answer; `None` passes it up.
+/// The facts of a frame of `frame_len` bytes (in the buffer from [`AT`]) whose IPv4 header
+/// starts at `l3` (an offset into the buffer), if it is a renewal the program may answer;
+/// `None` passes it up.
 #[inline(always)]
-pub fn plain_renewal(buf: &[u8; SCRATCH], l3: usize, frame_len: usize) -> Option<Facts> {
+pub fn plain_renewal(buf: &Scratch, l3: usize, frame_len: usize) -> Option<Facts> {
     if buf[ix(l3)] != 0x45 {
         return None;
     }
     let l4 = l3 + IPV4_MIN_HLEN;
     let udp_len = be16(buf, l4 + 4) as usize;
     let dhcp = l4 + UDP_HLEN;
-    if udp_len < UDP_HLEN + bootp::MIN_LEN || l4 + udp_len > frame_len || frame_len > MAX_FRAME {
+    if udp_len < UDP_HLEN + bootp::MIN_LEN || l4 + udp_len > AT + frame_len || frame_len > MAX_FRAME {
         return None;
     }
     let msg = View { buf, start: dhcp, len: udp_len - UDP_HLEN };
@@ -199,8 +255,9 @@ pub fn plain_renewal(buf: &[u8; SCRATCH], l3: usize, frame_len: usize) -> Option
 }
 
 /// Walks the options: a REQUEST, nothing that makes it other than a plain renewal, END reached.
-/// Without a branch in the loop (every test is arithmetic on all-ones/zero masks, hidden from
-/// the optimiser, which would turn them back into branches): the verifier follows one path.
+/// Without a branch in the loop's body (every test is arithmetic on all-ones/zero masks, hidden
+/// from the optimiser, which would turn them back into branches): the verifier follows one
+/// path per iteration, and the loop stops once the options end.
 #[inline(always)]
 fn walk(msg: &View<'_>, dhcp: usize) -> Option<Facts> {
     let (mut at, mut i) = (bootp::MIN_LEN as u64, 0);
@@ -208,7 +265,8 @@ fn walk(msg: &View<'_>, dhcp: usize) -> Option<Facts> {
     let (mut ended, mut bad, mut request) = (0u64, 0u64, 0u64);
     let (mut id_at, mut id_len, mut prl_at, mut prl_len) = (0u64, 0u64, 0u64, 0u64);
     let n = msg.len as u64;
-    while i < cap(MAX_OPTIONS) {
+    // Ends at END (or at the first fault): most renewals carry four to eight options.
+    while i < cap(MAX_OPTIONS) && ended == 0 {
         i += 1;
         let code = msg.buf[ix(msg.start + at as usize)] as u64;
         let len = msg.buf[ix(msg.start + at as usize + 1)] as u64;
@@ -277,13 +335,13 @@ fn sel(m: u64, a: u64, b: u64) -> u64 {
 
 /// The lease map key of a plain renewal.
 #[inline(always)]
-pub fn key(buf: &[u8; SCRATCH], f: &Facts) -> LeaseKey {
+pub fn key(buf: &Scratch, f: &Facts) -> LeaseKey {
     let mut k = LeaseKey::default();
     let (at, n) = if f.id_len == 0 { (f.dhcp + bootp::CHADDR, 6) } else { (f.id_at, f.id_len) };
     k.id_len = f.id_len as u32;
     let mut i = 0;
-    while i < cap(MAX_ID) && i < MAX_ID {
-        k.id[i] = buf[ix(at + i)] & below(i, n);
+    while i < MAX_ID && i < n {
+        k.id[i] = buf[ix(at + i)];
         i += 1;
     }
     k
@@ -304,87 +362,77 @@ pub fn key_of(client_id: Option<&[u8]>, chaddr: [u8; 6]) -> Option<LeaseKey> {
     Some(k)
 }
 
-/// Rewrites the request in `buf` (IPv4 header at `l3`) into the ACK for `lease`, from `mac`.
-/// Returns the reply frame's length, `None` if it would not fit. `sum` adds up the UDP
-/// datagram for its checksum as [`sum16`] does (the program uses a helper: a byte loop that
-/// long is more than the verifier will follow); the eight bytes after the message are zero.
+/// Rewrites the request in `buf` (IPv4 header at `l3`) into the ACK for `key`'s lease with
+/// template `t`, from `mac`. Returns the reply frame's length, `None` if it would not fit.
+/// `sum` adds up the UDP datagram for its checksum as [`sum16`] does (the program uses a
+/// helper: a byte loop that long is more than the verifier will follow); the eight bytes
+/// after the message are zero.
 #[inline(always)]
 pub fn write_reply(
-    buf: &mut [u8; SCRATCH],
+    buf: &mut Scratch,
     l3: usize,
     f: &Facts,
+    key: &LeaseKey,
     (t, mac): (&Template, [u8; 6]),
-    sum: impl Fn(&[u8; SCRATCH], usize, usize) -> u32,
+    sum: impl Fn(&Scratch, usize, usize) -> u32,
 ) -> Option<usize> {
     let tlen = t.len as usize;
     let echo = if f.id_len == 0 { 0 } else { 2 + f.id_len };
     let end = bootp::MIN_LEN + tlen + echo;
     let dhcp_len = if end + 1 < MIN_MESSAGE { MIN_MESSAGE } else { end + 1 };
     let total = f.dhcp + dhcp_len;
-    if tlen > TEMPLATE_LEN || total > MAX_FRAME {
+    if tlen > TEMPLATE_LEN || f.id_len > MAX_ID || total > AT + MAX_FRAME {
         return None;
-    }
-    // The client identifier moves to its echo first: the options are overwritten below.
-    let mut id = [0u8; MAX_ID];
-    let mut i = 0;
-    while i < cap(MAX_ID) && i < MAX_ID {
-        id[i] = buf[ix(f.id_at + i)];
-        i += 1;
     }
     // Ethernet: to the client (the request's source), from us; VLAN tags as they came.
     let mut i = 0;
     while i < 6 {
-        buf[i] = buf[6 + i];
-        buf[6 + i] = mac[i];
+        buf[AT + i] = buf[AT + 6 + i];
+        buf[AT + 6 + i] = mac[i];
         i += 1;
     }
     write_bootp(buf, f.dhcp);
-    // Every loop below runs a fixed count. The whole template goes in (zero past its length:
-    // the pad up to 300 bytes), then the tail: the echo if any, END, zeros.
-    put(buf, f.dhcp + bootp::MIN_LEN, &t.options);
-    let tail = tail(&id, f.id_len);
-    put(buf, f.dhcp + bootp::MIN_LEN + tlen, &tail);
-    write_udp_ip(buf, l3, f, t, dhcp_len, sum);
-    Some(total)
-}
-
-/// What ends the options: the client identifier's echo (when `id_len` > 0), END, then zeros
-/// (at least six, so a checksum over whole words reads zeros past the message).
-#[inline(always)]
-fn tail(id: &[u8; MAX_ID], id_len: usize) -> [u8; TAIL] {
-    let mut out = [0u8; TAIL];
-    if id_len == 0 {
-        out[0] = identity::END;
-        return out;
-    }
-    out[0] = identity::CLIENT_ID;
-    out[1] = id_len as u8;
+    // The template goes in, with its zeros past its length as far as the pad up to 300
+    // bytes reaches, then the echo of the client identifier (from the key: the request's
+    // bytes under it are gone), END and zeros.
+    let opts = f.dhcp + bootp::MIN_LEN;
+    let words = tlen.div_ceil(4).max((MIN_MESSAGE - bootp::MIN_LEN).div_ceil(4));
     let mut i = 0;
-    while i < cap(MAX_ID) && i < MAX_ID {
-        // The identifier, then END right after it, then zeros: all without a branch.
-        let end = below(i, id_len + 1) & !below(i, id_len);
-        out[2 + i] = (id[i] & below(i, id_len)) | (identity::END & end);
+    while i < cap(TEMPLATE_LEN / 4) && i < words {
+        buf.set_word(opts + 4 * i, t.word(i));
         i += 1;
     }
-    if id_len == MAX_ID {
-        out[2 + MAX_ID] = identity::END;
-    }
-    out
+    write_tail(buf, opts + tlen, key, f.id_len);
+    write_udp_ip(buf, l3, f, t, dhcp_len, sum);
+    Some(total - AT)
 }
 
-/// Bytes of [`tail`]: the longest echo, END, and six zeros.
-const TAIL: usize = 2 + MAX_ID + 1 + 6;
-
-/// `0xff` when `i < n`, else 0, without a branch.
+/// What ends the options at `at`: the client identifier's echo (when `id_len` > 0), END, then
+/// seven zeros (so a checksum over whole words reads zeros past the message).
 #[inline(always)]
-fn below(i: usize, n: usize) -> u8 {
-    (core::hint::black_box((i as i64).wrapping_sub(n as i64)) >> 63) as u8
+fn write_tail(buf: &mut Scratch, mut at: usize, key: &LeaseKey, id_len: usize) {
+    if id_len != 0 {
+        buf[ix(at)] = identity::CLIENT_ID;
+        buf[ix(at + 1)] = id_len as u8;
+        let mut i = 0;
+        while i < MAX_ID && i < id_len {
+            buf[ix(at + 2 + i)] = key.id[i];
+            i += 1;
+        }
+        at += 2 + id_len;
+    }
+    buf[ix(at)] = identity::END;
+    let mut i = 1;
+    while i < 8 {
+        buf[ix(at + i)] = 0;
+        i += 1;
+    }
 }
 
 /// The fixed header of the ACK: op, xid, flags, ciaddr, chaddr and the cookie kept; `yiaddr`
-/// is `ciaddr`; the rest zero.
+/// is `ciaddr`; the rest zero (`sname` and `file` in words: `d` is a multiple of four).
 #[inline(always)]
-fn write_bootp(buf: &mut [u8; SCRATCH], d: usize) {
+fn write_bootp(buf: &mut Scratch, d: usize) {
     buf[ix(d)] = 2;
     buf[ix(d + 3)] = 0;
     buf[ix(d + 8)] = 0;
@@ -395,29 +443,15 @@ fn write_bootp(buf: &mut [u8; SCRATCH], d: usize) {
         buf[ix(d + 20 + i)] = 0;
         i += 1;
     }
-    zero::<{ 236 - 44 }>(buf, d + 44);
-}
-
-#[inline(always)]
-fn put<const N: usize>(buf: &mut [u8; SCRATCH], at: usize, src: &[u8; N]) {
     let mut i = 0;
-    while i < cap(N) && i < N {
-        buf[ix(at + i)] = src[i];
+    while i < cap((236 - 44) / 4) {
+        buf.set_word(d + 44 + 4 * i, [0; 4]);
         i += 1;
     }
 }
 
 #[inline(always)]
-fn zero<const N: usize>(buf: &mut [u8; SCRATCH], from: usize) {
-    let mut i = 0;
-    while i < cap(N) {
-        buf[ix(from + i)] = 0;
-        i += 1;
-    }
-}
-
-#[inline(always)]
-fn set16(buf: &mut [u8; SCRATCH], at: usize, v: u16) {
+fn set16(buf: &mut Scratch, at: usize, v: u16) {
     buf[ix(at)] = (v >> 8) as u8;
     buf[ix(at + 1)] = v as u8;
 }
@@ -425,12 +459,12 @@ fn set16(buf: &mut [u8; SCRATCH], at: usize, v: u16) {
 /// IPv4 header (as `dhcp_core::wire::ipv4` writes it) and UDP header with its checksum.
 #[inline(always)]
 fn write_udp_ip(
-    buf: &mut [u8; SCRATCH],
+    buf: &mut Scratch,
     l3: usize,
     f: &Facts,
     t: &Template,
     dhcp_len: usize,
-    sum: impl Fn(&[u8; SCRATCH], usize, usize) -> u32,
+    sum: impl Fn(&Scratch, usize, usize) -> u32,
 ) {
     let udp_len = UDP_HLEN + dhcp_len;
     let l4 = l3 + IPV4_MIN_HLEN;
@@ -464,7 +498,7 @@ fn write_udp_ip(
 
 /// Sum of the 16-bit big-endian words of `n` bytes from `at` (an odd last byte padded with zero).
 #[inline(always)]
-pub fn sum16(buf: &[u8; SCRATCH], at: usize, n: usize) -> u32 {
+pub fn sum16(buf: &Scratch, at: usize, n: usize) -> u32 {
     let mut s = 0u32;
     let mut i = 0;
     while i < cap(MAX_FRAME / 2) && 2 * i < n {

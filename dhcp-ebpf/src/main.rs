@@ -57,7 +57,7 @@ static TEMPLATES: Array<Template> = Array::with_max_entries(renew::MAX_TEMPLATES
 
 /// Per-CPU copy of the frame being answered.
 #[map]
-static SCRATCH: PerCpuArray<[u8; renew::SCRATCH]> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH: PerCpuArray<renew::Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
 fn count(slot: u32) {
@@ -170,7 +170,7 @@ fn steer(ctx: &XdpContext) -> Option<u32> {
         // header layout keeps the program within what the verifier follows.
         if l3 != ETH_HLEN {
             count(counter::RENEW_NOT_PLAIN);
-        } else if let Some(action) = renew_in_place(ctx, ETH_HLEN) {
+        } else if let Some(action) = renew_in_place(ctx, renew::AT + ETH_HLEN) {
             return Some(action);
         }
     }
@@ -191,8 +191,10 @@ fn renew_in_place(ctx: &XdpContext, l3: usize) -> Option<u32> {
     let buf = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: this CPU's scratch value; nothing else uses it while the program runs here.
     let buf = unsafe { &mut *buf };
-    // SAFETY: `len` bytes (at most MAX_FRAME < SCRATCH) from the frame into the scratch value.
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx as *mut _, 0, buf.as_mut_ptr() as *mut _, len as u32) } != 0 {
+    let at = buf.0.as_mut_ptr().wrapping_add(renew::AT);
+    // SAFETY: `len` bytes (at most MAX_FRAME < SCRATCH - AT) from the frame into the scratch
+    // value, from its offset AT.
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx as *mut _, 0, at as *mut _, len as u32) } != 0 {
         return None;
     }
     let Some(facts) = renew::plain_renewal(buf, l3, len) else {
@@ -206,7 +208,7 @@ fn renew_in_place(ctx: &XdpContext, l3: usize) -> Option<u32> {
     };
     // SAFETY: a map value; user space replaces whole entries, the program writes one word.
     let lease = unsafe { &mut *lease };
-    answer(ctx, buf, (l3, len), &facts, lease)
+    answer(ctx, buf, (l3, len), &facts, &key, lease)
 }
 
 #[cfg(feature = "kernel-renew")]
@@ -214,9 +216,10 @@ fn renew_in_place(ctx: &XdpContext, l3: usize) -> Option<u32> {
 #[inline(always)]
 fn answer(
     ctx: &XdpContext,
-    buf: &mut [u8; renew::SCRATCH],
+    buf: &mut renew::Scratch,
     (l3, old): (usize, usize),
     f: &renew::Facts,
+    key: &LeaseKey,
     lease: &mut Lease,
 ) -> Option<u32> {
     let d = f.dhcp;
@@ -237,7 +240,7 @@ fn answer(
     }
     let (hi, lo) = (setting(config::MAC_HI).to_be_bytes(), setting(config::MAC_LO).to_be_bytes());
     let mac = [hi[0], hi[1], hi[2], hi[3], lo[2], lo[3]];
-    let Some(total) = renew::write_reply(buf, l3, f, (t, mac), udp_sum) else {
+    let Some(total) = renew::write_reply(buf, l3, f, key, (t, mac), udp_sum) else {
         count(counter::RENEW_NO_TEMPLATE);
         return None;
     };
@@ -245,9 +248,15 @@ fn answer(
     if unsafe { bpf_xdp_adjust_tail(ctx.ctx, total as i32 - old as i32) } != 0 {
         return None;
     }
-    let n = (total & 1023) as u32;
-    // SAFETY: `n` bytes (at most MAX_FRAME) from the scratch value into the resized frame.
-    if n == 0 || unsafe { bpf_xdp_store_bytes(ctx.ctx as *mut _, 0, buf.as_mut_ptr() as *mut _, n) } != 0 {
+    // Bounded where the verifier sees it: inside the scratch value after AT.
+    let n = core::hint::black_box((total & 1023) as u32);
+    if n == 0 || n > renew::MAX_FRAME as u32 {
+        return Some(XDP_DROP);
+    }
+    let at = buf.0.as_mut_ptr().wrapping_add(renew::AT);
+    // SAFETY: `n` bytes (at most MAX_FRAME < SCRATCH - AT) from the scratch value at its
+    // offset AT into the resized frame.
+    if unsafe { bpf_xdp_store_bytes(ctx.ctx as *mut _, 0, at as *mut _, n) } != 0 {
         return Some(XDP_DROP);
     }
     lease.renewed_ns = now;
@@ -371,12 +380,12 @@ fn redirect(ctx: &XdpContext, l4: usize) -> u32 {
 /// `renew::sum16` of `n` bytes from `at` with the checksum helper: two calls (it takes at most
 /// 512 bytes), `n` rounded up to whole words (the bytes after the message are zero).
 #[inline(always)]
-fn udp_sum(buf: &[u8; renew::SCRATCH], at: usize, n: usize) -> u32 {
+fn udp_sum(buf: &renew::Scratch, at: usize, n: usize) -> u32 {
     let n = ((n + 3) & !3) & 1023;
     let first = if n > 256 { 256 } else { n };
     let rest = (n - first) & 511;
     let at = at & 63;
-    let p = buf.as_ptr() as usize;
+    let p = buf.0.as_ptr() as usize;
     // SAFETY: both ranges lie inside the scratch value (`at` < 64, `first` <= 256, `rest`
     // < 512: at most 832 of its 1024 bytes); the helper only reads them.
     let s = unsafe {
