@@ -422,7 +422,12 @@ fn slug(name: &str) -> String {
 
 /// User and system CPU seconds of a process so far (all its threads).
 pub(crate) fn cpu_secs(p: &Process) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.child.id())).unwrap_or_default();
+    pid_cpu_secs(p.child.id())
+}
+
+/// User and system CPU seconds of process (or thread) `pid` so far.
+pub(crate) fn pid_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|x| x.parse().ok()).collect();

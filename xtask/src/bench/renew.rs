@@ -5,6 +5,11 @@
 //! program itself). Beside each rate: the responder process's CPU (its share of the run's
 //! wall time: near zero when the program answers) and the generator's, to show which side is
 //! the limit on a small machine.
+//!
+//! Twice, as to where the responder side's receive processing runs, the XDP program with it:
+//! veth's default, in the sender's context (the generator's core), and s0's NAPI in a kernel
+//! thread pinned to the responder's core, as a NIC queue's interrupt on the server's own core
+//! would run it (its CPU then counts as the responder's).
 
 use crate::demo::start_xdhcpd_with;
 use crate::step;
@@ -22,6 +27,26 @@ const SETTINGS: [&str; 4] =
 const CLIENTS: &str = "10000";
 const WINDOW: &str = "256";
 
+/// Where the responder side's receive processing (and so the XDP program) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rx {
+    /// veth's default: in the sender's context, on the generator's core.
+    Sender,
+    /// s0's NAPI in a kernel thread on CPU 1, the responder's core.
+    Responder,
+}
+
+const PLACEMENTS: [Rx; 2] = [Rx::Sender, Rx::Responder];
+
+impl Rx {
+    fn name(self) -> &'static str {
+        match self {
+            Rx::Sender => "receive processing on the sender's core (veth default)",
+            Rx::Responder => "receive processing on the responder's core (threaded NAPI on CPU 1)",
+        }
+    }
+}
+
 /// One run: renewals per second, the responder's and the generator's CPU (share of one core).
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -36,34 +61,97 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String> {
     let bins = build(root, !quick)?;
     let pair = Pair::new("rnw");
     let dir = Scratch::new("rnw");
-    let mut runs: Vec<Vec<Run>> = SETTINGS.iter().map(|_| Vec::new()).collect();
+    let mut runs: Vec<Vec<Vec<Run>>> =
+        PLACEMENTS.iter().map(|_| SETTINGS.iter().map(|_| Vec::new()).collect()).collect();
     for round in 0..rounds {
-        for (s, setting) in SETTINGS.iter().enumerate() {
-            step(&format!("round {}: renewals, {setting}", round + 1));
-            let mut responder = start(&pair, &dir, &bins, s)?;
-            let before = cpu_secs(&responder);
-            let started = Instant::now();
-            let generated = generate(&pair, &dir, &bins, seconds);
-            let (cpu, wall) = (cpu_secs(&responder) - before, started.elapsed().as_secs_f64());
-            responder.stop();
-            let (v, generator_secs) = generated?;
-            let r = Run {
-                per_s: renewals_per_s(&v),
-                responder_cpu: cpu / wall,
-                generator_cpu: generator_secs / wall,
-                drops: drops(&v),
-            };
-            eprintln!(
-                "    {:.0} renewals/s, responder CPU {:.0}%, generator CPU {:.0}%, drops {}",
-                r.per_s,
-                100.0 * r.responder_cpu,
-                100.0 * r.generator_cpu,
-                r.drops
-            );
-            runs[s].push(r);
+        for (p, rx) in PLACEMENTS.iter().enumerate() {
+            for (s, setting) in SETTINGS.iter().enumerate() {
+                step(&format!("round {}: renewals, {setting}, {}", round + 1, rx.name()));
+                let r = measure(&pair, &dir, &bins, s, *rx, seconds)?;
+                runs[p][s].push(r);
+            }
         }
     }
-    markdown(rounds, seconds, &runs)
+    let mut md = String::new();
+    writeln!(md, "## Renewals in the kernel\n")?;
+    for (p, rx) in PLACEMENTS.iter().enumerate() {
+        markdown(&mut md, rounds, seconds, *rx, &runs[p])?;
+    }
+    Ok(md)
+}
+
+/// One run of setting `s` with the responder side's receive processing where `rx` says.
+fn measure(pair: &Pair, dir: &Scratch, bins: &Bins, s: usize, rx: Rx, seconds: &str) -> Result<Run> {
+    let mut responder = start(pair, dir, bins, s)?;
+    // The device keeps its mode across runs (and its NAPI's re-creation): set it every time.
+    set_threaded(pair, rx == Rx::Responder)?;
+    let napi = if rx == Rx::Responder { pin_napi_threads()? } else { Vec::new() };
+    let before = cpu_secs(&responder) + threads_cpu(&napi);
+    let started = Instant::now();
+    let generated = generate(pair, dir, bins, seconds);
+    let cpu = cpu_secs(&responder) + threads_cpu(&napi) - before;
+    let wall = started.elapsed().as_secs_f64();
+    responder.stop();
+    let (v, generator_secs) = generated?;
+    let r = Run {
+        per_s: renewals_per_s(&v),
+        responder_cpu: cpu / wall,
+        generator_cpu: generator_secs / wall,
+        drops: drops(&v),
+    };
+    eprintln!(
+        "    {:.0} renewals/s, responder CPU {:.0}%, generator CPU {:.0}%, drops {}",
+        r.per_s,
+        100.0 * r.responder_cpu,
+        100.0 * r.generator_cpu,
+        r.drops
+    );
+    Ok(r)
+}
+
+/// Puts s0's receive processing into NAPI kernel threads, or back into softirq context. s0 has
+/// NAPI only once the responder's XDP program is attached: waits for it.
+fn set_threaded(pair: &Pair, on: bool) -> Result<()> {
+    let cmd = format!("echo {} > /sys/class/net/s0/threaded", u8::from(on));
+    let mut tries = 0;
+    loop {
+        let out = pair.server.exec(&["sh", "-c", &cmd]);
+        if out.status.success() {
+            break;
+        }
+        tries += 1;
+        if tries == 50 {
+            bail!("threaded NAPI on s0: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Pins s0's NAPI kernel threads to CPU 1; returns their thread ids.
+fn pin_napi_threads() -> Result<Vec<u32>> {
+    std::thread::sleep(Duration::from_millis(100));
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.starts_with("napi/s0-") {
+            let pinned = std::process::Command::new("taskset").args(["-p", "-c", "1", &pid.to_string()]).output()?;
+            if !pinned.status.success() {
+                bail!("pinning {}: {}", comm.trim(), String::from_utf8_lossy(&pinned.stderr));
+            }
+            ids.push(pid);
+        }
+    }
+    if ids.is_empty() {
+        bail!("no NAPI thread for s0 after enabling threaded NAPI");
+    }
+    Ok(ids)
+}
+
+/// User and system CPU seconds of kernel threads `ids` so far.
+fn threads_cpu(ids: &[u32]) -> f64 {
+    ids.iter().map(|id| crate::system::pid_cpu_secs(*id)).sum()
 }
 
 /// Setting `s`'s responder in the server namespace, on CPU 1, ready to answer.
@@ -114,14 +202,22 @@ fn drops(v: &Value) -> u64 {
     renewals(v).and_then(|e| e["drops"].as_u64()).unwrap_or(0)
 }
 
-fn markdown(rounds: usize, seconds: &str, runs: &[Vec<Run>]) -> Result<String> {
+fn markdown(md: &mut String, rounds: usize, seconds: &str, rx: Rx, runs: &[Vec<Run>]) -> Result<()> {
     let m = |s: usize, f: fn(&Run) -> f64| median(&runs[s].iter().map(f).collect::<Vec<_>>());
     let (xdp_tx, af_xdp) = (m(3, |r| r.per_s), m(2, |r| r.per_s));
-    let mut md = String::new();
-    writeln!(md, "## Renewals in the kernel\n")?;
-    writeln!(
-        md,
-        "xdhcp-bench `--scenario renew` (AF_XDP, {CLIENTS} clients, {WINDOW} outstanding, CPU 0) for \
+    writeln!(md, "### {}\n", capitalized(rx.name()))?;
+    if rx == Rx::Responder {
+        writeln!(
+            md,
+            "The same, with s0's receive processing in a NAPI kernel thread pinned to CPU 1: the XDP \
+             program now runs on the responder's core, as it would under a NIC queue's interrupt on \
+             the server, and the thread's CPU counts as the responder's. Replies still reach the \
+             generator through c0's receive processing, which runs where the reply was sent from.\n"
+        )?;
+    } else {
+        writeln!(
+            md,
+            "xdhcp-bench `--scenario renew` (AF_XDP, {CLIENTS} clients, {WINDOW} outstanding, CPU 0) for \
          {seconds} s per run against: xdhcpd's XDP path with one worker on CPU 1, renewals answered \
          in the XDP program (`--kernel-renew on`) or by the worker (`off`); the AF_XDP reflector \
          and the XDP_TX reflector (`xdhcp-bench reflector --xdp [--xdp-tx]`, CPU 1). Every setting \
@@ -129,7 +225,8 @@ fn markdown(rounds: usize, seconds: &str, runs: &[Vec<Run>]) -> Result<String> {
          generator's user and system time over the run's wall time (one core = 100%); on veth the \
          XDP program runs on the sender's CPU, so renewals answered there cost the generator's \
          core, not the responder's.\n"
-    )?;
+        )?;
+    }
     writeln!(md, "| responder | renewals/s | of XDP_TX reflector | of AF_XDP reflector | each run | responder CPU | responder CPU per renewal | generator CPU | drops |")?;
     writeln!(md, "|---|---:|---:|---:|---|---:|---:|---:|---:|")?;
     for (s, setting) in SETTINGS.iter().enumerate() {
@@ -162,5 +259,10 @@ fn markdown(rounds: usize, seconds: &str, runs: &[Vec<Run>]) -> Result<String> {
         per_round(2),
         per_round(1)
     )?;
-    Ok(md)
+    Ok(())
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
