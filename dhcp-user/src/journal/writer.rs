@@ -7,9 +7,8 @@
 //! Turns are paced: one starts at most every [`GROUP_PERIOD`] (unless a flush, a caller
 //! blocked in `wait`, or a stop asks), so under load the thread wakes a few hundred times a
 //! second whatever the workers' batch rate, instead of once per batch beside the workers on
-//! their cores. While it paces, and for
-//! one period after a turn, it is not idle but wakes by the clock, so appending records wakes
-//! nobody (no system call on a worker's core).
+//! their cores. While it paces, and for one period after a turn, it is not idle but wakes by
+//! the clock, so appending records wakes nobody (no system call on a worker's core).
 
 use super::format::{FileKind, Header, Record, HEADER_LEN, RECORD_LEN, VERSION};
 use super::{compact, create_with_header, files, lock, sync_dir, Core, Durability, Hooks, JournalError};
@@ -26,10 +25,9 @@ const RETRY: Duration = Duration::from_millis(100);
 
 /// Least time between the starts of two write turns: what an ACK may wait beyond its write
 /// (and sync) for its records to be gathered with others. Each turn costs a write, a sync and
-/// two context switches, on the worker's own core when one core serves: measured with one
-/// worker and fsync (same run, 5 rounds), 1 ms kept 92% of the memory-only rate at 5.9 µs of
-/// CPU per lease, 3 ms 98% at 5.4 µs (memory only 5.3 µs), for about 2 ms more ACK latency
-/// under full load. An idle writer still starts a turn at once.
+/// context switches, on the worker's own core when one core serves: with one worker and fsync
+/// (5 rounds interleaved) 1 ms cost 5.9 µs of CPU per lease and 3 ms 5.4 µs (memory only 5.3),
+/// for up to 2 ms more ACK latency under full load. An idle writer still starts a turn at once.
 const GROUP_PERIOD: Duration = Duration::from_millis(3);
 
 /// Zeros the journal is extended by ahead of its records, with fsync durability: a write

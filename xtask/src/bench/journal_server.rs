@@ -9,7 +9,7 @@
 use super::parts::{median_of, Dora};
 use crate::demo::start_xdhcpd_with;
 use crate::step;
-use crate::system::{build, generate, BIG_POOL, CLIENTS};
+use crate::system::{build, cpu_secs, generate, BIG_POOL, CLIENTS};
 use anyhow::Result;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -48,10 +48,9 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String> {
                 let log = dir.path("xdhcpd.log");
                 let mut server =
                     start_xdhcpd_with(&pair, &bins.xdhcpd, "xdp", *workers, BIG_POOL, &extra(setting), &log)?;
-                let pid = server.child.id();
-                let cpu_before = cpu_seconds(pid);
+                let cpu_before = cpu_secs(&server);
                 let v = generate(&pair, &dir, &bins, &["-R", CLIENTS, "-W", WINDOW, "-p", seconds]);
-                let cpu = cpu_seconds(pid) - cpu_before;
+                let cpu = cpu_secs(&server) - cpu_before;
                 server.stop();
                 let v = v?;
                 let d = Dora::of(&v);
@@ -66,20 +65,6 @@ pub(crate) fn run(root: &Path, quick: bool) -> Result<String> {
         }
     }
     markdown(rounds, seconds, &runs)
-}
-
-/// CPU time (user + system, every thread) process `pid` has used, in seconds; NaN when unreadable.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
-    // The fields after the command name (which may hold spaces), from field 3 on.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let field = |n: usize| rest.split_whitespace().nth(n - 3).and_then(|f| f.parse::<f64>().ok());
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    match (field(14), field(15)) {
-        (Some(user), Some(system)) => (user + system) / hz,
-        _ => f64::NAN,
-    }
 }
 
 fn markdown(rounds: usize, seconds: &str, runs: &[Vec<Vec<(Dora, f64)>>]) -> Result<String> {
