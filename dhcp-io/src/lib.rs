@@ -97,6 +97,12 @@ pub trait PacketIo {
         scratch: &'a mut [u8; MAX_MESSAGE],
     ) -> Result<Datagram<'a>, Unusable>;
 
+    /// The DHCP message in `frame` as received, unchecked: for hints that change nothing
+    /// (warming the cache ahead of [`PacketIo::datagram`]). `None` where a path has no cheap view.
+    fn peek<'a>(&'a mut self, _frame: &'a mut Self::Frame) -> Option<&'a [u8]> {
+        None
+    }
+
     /// Makes `frame` ready to carry the reply the engine wrote: headers, addresses. `false` if
     /// it cannot be sent (no room); the frame is then released by the caller.
     fn seal(&mut self, frame: &mut Self::Frame, reply: &Transmit) -> bool;

@@ -274,6 +274,10 @@ impl PacketIo for UdpIo {
         got
     }
 
+    fn peek<'a>(&'a mut self, f: &'a mut UdpFrame) -> Option<&'a [u8]> {
+        Some(&self.slots[f.slot as usize].rx[..f.len as usize])
+    }
+
     fn datagram<'a>(
         &'a mut self,
         f: &'a mut UdpFrame,

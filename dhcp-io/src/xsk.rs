@@ -526,6 +526,12 @@ impl PacketIo for XdpIo {
         got
     }
 
+    fn peek<'a>(&'a mut self, f: &'a mut XdpFrame) -> Option<&'a [u8]> {
+        let len = f.frame.len();
+        let buf = self.sockets[f.socket].buffer(&mut f.frame);
+        frame::payload_hint(&buf[..len.min(buf.len())])
+    }
+
     fn datagram<'a>(
         &'a mut self,
         f: &'a mut XdpFrame,

@@ -99,6 +99,10 @@ impl<I: PacketIo> PacketIo for Beating<I> {
         self.io.receive(out, max)
     }
 
+    fn peek<'a>(&'a mut self, frame: &'a mut Self::Frame) -> Option<&'a [u8]> {
+        self.io.peek(frame)
+    }
+
     fn datagram<'a>(
         &'a mut self,
         frame: &'a mut Self::Frame,

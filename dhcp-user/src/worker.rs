@@ -115,6 +115,8 @@ pub struct Worker<I: PacketIo> {
     idle: Idle,
     report: WorkerReport,
     rx: Vec<I::Frame>,
+    /// The batch's warmed client lookups (`Engine::warm`).
+    warmed: Vec<u64>,
     /// Replies to send now, replies that need the journal, and frames to give back.
     now: Vec<I::Frame>,
     durable: Vec<I::Frame>,
@@ -153,6 +155,7 @@ impl<I: PacketIo> Worker<I> {
             idle: Idle::default(),
             report: WorkerReport::default(),
             rx: Vec::with_capacity(BATCH),
+            warmed: Vec::with_capacity(BATCH),
             now: Vec::with_capacity(BATCH),
             durable: Vec::with_capacity(BATCH),
             done: Vec::with_capacity(BATCH),
@@ -177,17 +180,22 @@ impl<I: PacketIo> Worker<I> {
     /// Serves until the stop flag is set; returns the counters, and the path so that the
     /// caller decides when its sockets close (after the XDP program is detached).
     pub fn run(mut self) -> (WorkerReport, I) {
+        // One clock read per turn: a turn starts when the last one ended.
+        let (mut clock, mut started) = (crate::clock::Coarse::default(), Instant::now());
         let mut idle_since: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            let (now, started) = (crate::clock::unix_now(), Instant::now());
+            let now = clock.unix(started);
             let got = self.step(now);
-            let busy = if got > 0 { started.elapsed() } else { Duration::ZERO };
+            let ended = Instant::now();
+            let busy = if got > 0 { ended - started } else { Duration::ZERO };
             self.control_turn(now, busy);
+            started = ended;
             if got > 0 {
                 idle_since = None;
-            } else if self.should_sleep(idle_since.get_or_insert_with(Instant::now)) {
+            } else if self.should_sleep(ended - *idle_since.get_or_insert(ended)) {
                 self.sleep();
                 idle_since = None;
+                started = Instant::now();
             }
         }
         self.finish()
@@ -229,8 +237,8 @@ impl<I: PacketIo> Worker<I> {
 
     /// Idle: sleep after spinning a while (under load the next batch is microseconds away),
     /// unless asked to spin always.
-    fn should_sleep(&self, since: &Instant) -> bool {
-        !self.idle.busy_poll && since.elapsed() > self.idle.spin
+    fn should_sleep(&self, idle: Duration) -> bool {
+        !self.idle.busy_poll && idle > self.idle.spin
     }
 
     /// Receives one batch and answers it (sending is [`Worker::open_gate`]'s); returns how
@@ -238,6 +246,16 @@ impl<I: PacketIo> Worker<I> {
     fn serve_batch(&mut self, now: u32) -> usize {
         let got = self.io.receive(&mut self.rx, BATCH);
         let mut rx = std::mem::take(&mut self.rx);
+        // The batch's client lookups warmed first, in two stages, so that their cache misses
+        // overlap instead of adding up one frame after another.
+        for frame in rx.iter_mut() {
+            if let Some(w) = self.io.peek(frame).and_then(|msg| self.engine.warm(msg)) {
+                self.warmed.push(w);
+            }
+        }
+        for w in self.warmed.drain(..) {
+            self.engine.warm_records(w);
+        }
         for mut frame in rx.drain(..) {
             match self.answer(now, &mut frame) {
                 Some(false) => self.now.push(frame),

@@ -271,6 +271,36 @@ impl Engine {
         Some((Ipv4Addr::from(l.ip), s, l.expires))
     }
 
+    /// Warms the lookup of `msg`'s client ahead of [`Engine::handle`], first stage: starts
+    /// loading the client table's index entries it will read. A hint that changes nothing (a
+    /// message it cannot read warms nothing); returns the token for [`Engine::warm_records`].
+    /// Under load most of `handle`'s own time was cache misses on the client table: a worker
+    /// that warms a whole batch in two stages lets those misses overlap.
+    #[inline]
+    pub fn warm(&self, msg: &[u8]) -> Option<u64> {
+        let (at, len) = dhcp_common::steering_identity(msg);
+        let key = if at == dhcp_common::bootp::CHADDR {
+            let hlen = *msg.get(2)? as usize;
+            match (msg.get(1), msg.get(at..at + hlen)) {
+                (Some(&htype), Some(chaddr)) if hlen > 0 && hlen <= 16 => ClientKey::from_hardware(htype, chaddr),
+                _ => return None,
+            }
+        } else if msg[at - 1] as usize == len {
+            ClientKey::from_client_id(&msg[at..at + len])
+        } else {
+            // An identifier longer than the steering walk reads: not worth a second walk.
+            return None;
+        };
+        Some(self.table.warm_index(&key))
+    }
+
+    /// Second stage of [`Engine::warm`], once the index entries had time to arrive: starts
+    /// loading the records the lookup will compare.
+    #[inline]
+    pub fn warm_records(&self, warmed: u64) {
+        self.table.warm_records(warmed);
+    }
+
     /// Ends offers, leases and probations due at `now`. Call at least once a second when idle;
     /// [`Engine::handle`] also calls it.
     pub fn handle_timeout(&mut self, now: Seconds, events: &mut Vec<LeaseEvent>) {

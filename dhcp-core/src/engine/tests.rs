@@ -727,3 +727,34 @@ fn declining_a_reserved_address_is_a_release_not_a_probation() {
 mod cluster;
 mod isp;
 mod safety;
+
+/// The warmed lookup is the very one `handle` makes (same key, so the same index entries), for
+/// clients with and without an identifier; bytes that are no message warm nothing and change
+/// nothing.
+#[test]
+fn warm_looks_up_the_key_handle_uses() {
+    let mut s = Server::new(config("100.64.0.10", "100.64.0.20"));
+    let plain = Client::new(1);
+    let mut with_id = Client::new(2);
+    with_id.client_id = Some(vec![0xff, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let mut long_id = Client::new(3);
+    long_id.client_id = Some((0..40).collect());
+    for c in [&plain, &with_id] {
+        let want = s.engine.table.warm_index(&c.key());
+        assert_eq!(s.engine.warm(&c.discover()), Some(want));
+        s.engine.warm_records(want);
+    }
+    // Longer than the steering walk reads: not warmed (the lookup then simply misses the cache).
+    assert_eq!(s.engine.warm(&long_id.discover()), None);
+    let before = *s.engine.stats();
+    let d = plain.discover();
+    for n in [0, 1, 3, 30, 240, 241, d.len() - 1] {
+        let _ = s.engine.warm(&d[..n]);
+    }
+    let mut junk = d.clone();
+    junk[2] = 200;
+    assert_eq!(s.engine.warm(&junk), None);
+    assert_eq!(s.engine.stats().received, before.received);
+    let (r, _) = s.ask(&plain.discover());
+    assert_eq!(r.kind, MessageType::Offer);
+}

@@ -9,6 +9,7 @@
 //!
 //! Nothing here does I/O or reads a clock; times are given in seconds by the caller.
 
+mod index;
 pub mod key;
 pub mod space;
 pub mod table;

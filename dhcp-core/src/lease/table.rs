@@ -1,13 +1,13 @@
 //! One worker's clients: their offers, leases and decline probations, found by client identity
 //! in O(1) and ended by a timer wheel in O(1) per event.
 //!
-//! Records live in a slab of fixed-size chunks (no reallocation, no doubling waste); a
-//! `hashbrown` table of 4-byte slab indices finds them by [`ClientKey`]. Every record is on
+//! Records live in a slab of fixed-size chunks (no reallocation, no doubling waste); an
+//! [`Index`] of slab indices finds them by [`ClientKey`], and can be warmed ahead of a batch. Every record is on
 //! exactly one timer-wheel slot list (intrusive, doubly linked through the record), so moving
 //! a deadline or dropping a record is O(1). A record is 32 bytes.
 
+use super::index::{self, Index};
 use super::key::ClientKey;
-use hashbrown::HashTable;
 
 /// What a record stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub struct ClientTable {
     used: u32,
     /// Vacant slots, linked through `next`.
     vacant: u32,
-    index: HashTable<u32>,
+    index: Index,
     hasher: foldhash::fast::FixedState,
     wheel: Box<[u32]>,
     /// Every deadline up to this second has been handled.
@@ -92,7 +92,7 @@ impl ClientTable {
             chunks: Vec::new(),
             used: 0,
             vacant: NIL,
-            index: HashTable::with_capacity(capacity),
+            index: Index::with_capacity(capacity),
             hasher: foldhash::fast::FixedState::with_seed(super::random_seed()),
             wheel: vec![NIL; WHEEL].into_boxed_slice(),
             handled_until: now,
@@ -123,7 +123,23 @@ impl ClientTable {
     #[inline]
     pub fn find(&self, key: &ClientKey) -> Option<RecordId> {
         let h = key.table_hash(&self.hasher);
-        self.index.find(h, |&i| self.slot(i).lease.key == *key).map(|&i| RecordId(i))
+        self.index.find(h, |i| self.slot(i).lease.key == *key).map(RecordId)
+    }
+
+    /// Warms a lookup of `key`, first stage: starts loading the index entries it reads.
+    /// Returns what the second stage needs.
+    #[inline]
+    pub fn warm_index(&self, key: &ClientKey) -> u64 {
+        let h = key.table_hash(&self.hasher);
+        self.index.prefetch(h);
+        h
+    }
+
+    /// Second stage, once the index entries had time to arrive: starts loading the records
+    /// the lookup will compare.
+    #[inline]
+    pub fn warm_records(&self, warmed: u64) {
+        self.index.prefetch_matches(warmed, |i| index::prefetch(self.slot(i)));
     }
 
     pub fn get(&self, RecordId(i): RecordId) -> (&Lease, LeaseState) {
@@ -137,32 +153,25 @@ impl ClientTable {
         let expires = self.due(expires);
         let i = self.take_slot(Lease { key, ip, expires, prev: NIL, next: NIL }, state);
         if state != LeaseState::Quarantined {
-            let h = key.table_hash(&self.hasher);
-            let (chunks, hasher) = (&self.chunks, &self.hasher);
-            self.index.insert_unique(h, i, |&j| slot_in(chunks, j).lease.key.table_hash(hasher));
+            self.index.insert(key.table_hash(&self.hasher), i);
         }
         self.link(i);
         self.live += 1;
         RecordId(i)
     }
 
-    /// Adds a client's record unless the client has one already (`None`), with one probe of
-    /// the index instead of a [`ClientTable::find`] and an insert: restoring millions of leases
-    /// at start, nearly all new, pays for one.
+    /// Adds a client's record unless the client has one already (`None`): for restoring
+    /// leases at start, where nearly all are new (the insert's probe finds the entries the
+    /// check just read in the cache).
     pub fn insert_new(&mut self, key: ClientKey, ip: u32, state: LeaseState, expires: u32) -> Option<RecordId> {
         debug_assert!(state != LeaseState::Vacant && state != LeaseState::Quarantined);
         let expires = self.due(expires);
         let h = key.table_hash(&self.hasher);
-        let (chunks, hasher) = (&self.chunks, &self.hasher);
-        let entry = self.index.entry(
-            h,
-            |&j| slot_in(chunks, j).lease.key == key,
-            |&j| slot_in(chunks, j).lease.key.table_hash(hasher),
-        );
-        let hashbrown::hash_table::Entry::Vacant(vacant) = entry else { return None };
-        let slot = Slot { lease: Lease { key, ip, expires, prev: NIL, next: NIL }, state, limit: [0; 3] };
-        let i = take_slot(&mut self.chunks, &mut self.used, &mut self.vacant, slot);
-        vacant.insert(i);
+        if self.index.find(h, |j| self.slot(j).lease.key == key).is_some() {
+            return None;
+        }
+        let i = self.take_slot(Lease { key, ip, expires, prev: NIL, next: NIL }, state);
+        self.index.insert(h, i);
         self.link(i);
         self.live += 1;
         Some(RecordId(i))
@@ -209,10 +218,7 @@ impl ClientTable {
         self.unlink(i);
         let s = *self.slot(i);
         if s.state != LeaseState::Quarantined {
-            let h = s.lease.key.table_hash(&self.hasher);
-            if let Ok(e) = self.index.find_entry(h, |&j| j == i) {
-                e.remove();
-            }
+            self.index.remove(s.lease.key.table_hash(&self.hasher), i);
         }
         let vacant = self.vacant;
         let slot = self.slot_mut(i);
@@ -288,10 +294,7 @@ impl ClientTable {
 
     /// Bytes held by the table's own structures (slab, index, wheel), for memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.chunks.len() * CHUNK * core::mem::size_of::<Slot>()
-            + self.index.capacity() * 4 * 8 / 7
-            + self.index.capacity()
-            + WHEEL * 4
+        self.chunks.len() * CHUNK * core::mem::size_of::<Slot>() + self.index.entries() * 8 + WHEEL * 4
     }
 }
 

@@ -70,6 +70,16 @@ impl UdpFrame {
     }
 }
 
+/// Where the UDP payload of an Ethernet/IPv4 frame would start, unchecked (no checksums, no
+/// protocol or port): for hints that change nothing, such as warming a cache. `None` when the
+/// headers do not even fit.
+pub fn payload_hint(frame: &[u8]) -> Option<&[u8]> {
+    let l2 = ether::Header::parse(frame).ok()?;
+    let ip_at = l2.len();
+    let ihl = (*frame.get(ip_at)? & 0x0f) as usize * 4;
+    frame.get(ip_at + ihl + udp::HEADER_LEN..)
+}
+
 /// Offset of the UDP payload in a frame written by [`write_headers`] with `vlan_count` tags.
 pub const fn payload_offset(vlan_count: u8) -> usize {
     ether::HEADER_LEN + ether::VLAN_TAG_LEN * vlan_count as usize + ipv4::MIN_HEADER_LEN + udp::HEADER_LEN
