@@ -352,7 +352,13 @@ mod kernel {
     fn command(w: &mut Worker<MemIo>, now: u32, cmd: Command) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         tx.send(cmd).unwrap();
-        w.control = Some(control::ControlPort { commands: rx, published: Default::default(), busy_ns: 0, turns: 0 });
+        w.control = Some(control::ControlPort {
+            commands: rx,
+            published: Default::default(),
+            busy_ns: 0,
+            turns: 0,
+            unpublished: false,
+        });
         w.control_turn(now, Duration::ZERO);
     }
 
