@@ -186,7 +186,7 @@ pub(super) struct ControlPort {
     pub(super) published: Arc<Published>,
     pub(super) busy_ns: u64,
     pub(super) turns: u32,
-    /// Busy turns since the counters were last published.
+    /// A busy turn changed the counters since they were last published.
     pub(super) unpublished: bool,
 }
 
@@ -204,8 +204,8 @@ impl<I: PacketIo> Worker<I> {
     }
 
     /// Between batches: publishes the counters (after `busy` more time at work) and runs the
-    /// commands waiting. Under load, on every eighth turn only: publishing is some fifty stores
-    /// and the channel a few more loads, each turn a few microseconds.
+    /// commands waiting. Under load only every eighth turn does either (a turn lasts a few
+    /// microseconds; publishing is some fifty stores), and the first idle turn after it.
     pub(super) fn control_turn(&mut self, now: u32, busy: Duration) {
         let Some(port) = &mut self.control else { return };
         port.busy_ns += busy.as_nanos() as u64;
