@@ -6,11 +6,13 @@
 //!   the reply, where it goes, and lease events out.
 //! - [`config`]: the configuration model the engine is compiled from, and its validation.
 //! - [`client`]: the messages a client sends (tests, tools, the load generator).
+//! - [`hint`]: cache prefetches for the packet path.
 //!
 //! Must never: open a socket or a file, read a clock, spawn a thread, or allocate per message.
 
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod hint;
 pub mod lease;
 pub mod wire;

@@ -193,10 +193,8 @@ fn system_markdown(sys: &crate::system::System) -> Result<String> {
     let ceiling = rate_of(|r| matches!(r, Responder::Reflector { xdp: true }));
     let ceiling_runs =
         sys.rows.iter().find(|(r, _)| matches!(r, Responder::Reflector { xdp: true })).map_or(&[][..], |(_, g)| &g[..]);
-    // Each round's own ratio: its runs are a few minutes apart at most, so the machine's
-    // drift over the whole benchmark cancels out of it.
     let paired = |runs: &[crate::system::GenRun]| {
-        median(&runs.iter().zip(ceiling_runs).map(|(g, c)| g.dora_per_s / c.dora_per_s).collect::<Vec<_>>())
+        crate::system::median_ratio(runs, ceiling_runs, |g| g.dora_per_s, |c| c.dora_per_s)
     };
     let kea = rate_of(|r| matches!(r, Responder::Kea { .. }));
     writeln!(md, "## Whole system: leases per second over veth\n")?;

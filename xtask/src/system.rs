@@ -159,6 +159,13 @@ pub(crate) fn median(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// The median of the rounds' own ratios `rate(a[i]) / rate(b[i])`, round `i` of two settings
+/// interleaved: a round's runs are minutes apart at most, so the machine's drift over a whole
+/// benchmark cancels out of it (steadier than the ratio of the medians).
+pub(crate) fn median_ratio<A, B>(a: &[A], b: &[B], rate_a: impl Fn(&A) -> f64, rate_b: impl Fn(&B) -> f64) -> f64 {
+    median(&a.iter().zip(b).map(|(x, y)| rate_a(x) / rate_b(y)).collect::<Vec<_>>())
+}
+
 /// Builds xdhcpd and xdhcp-bench (release, else debug for quick checks) and says where they are.
 pub(crate) fn build(root: &Path, release: bool) -> Result<Bins> {
     step("whole system: building xdhcpd and xdhcp-bench");

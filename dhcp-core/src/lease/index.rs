@@ -45,9 +45,10 @@ impl Index {
         tag as usize & self.mask
     }
 
-    /// The slab index whose entry carries `hash` and for which `eq` holds.
+    /// Where the probe for `hash` meets an entry with its tag for which `eq` holds (`None`: an
+    /// empty entry first). The one probe loop: lookups, removals and warming all walk it.
     #[inline]
-    pub(super) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    fn position(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<usize> {
         let tag = hash as u32;
         let mut i = self.home(tag);
         loop {
@@ -56,10 +57,16 @@ impl Index {
                 return None;
             }
             if e.tag == tag && eq(e.slot - 1) {
-                return Some(e.slot - 1);
+                return Some(i);
             }
             i = (i + 1) & self.mask;
         }
+    }
+
+    /// The slab index whose entry carries `hash` and for which `eq` holds.
+    #[inline]
+    pub(super) fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.position(hash, eq).map(|i| self.entries[i].slot - 1)
     }
 
     /// Adds `slot` under `hash` (the caller knows its key is not present).
@@ -90,17 +97,7 @@ impl Index {
 
     /// Removes `slot`'s entry (filed under `hash`); `false` if it has none.
     pub(super) fn remove(&mut self, hash: u64, slot: u32) -> bool {
-        let (tag, mut i) = (hash as u32, self.home(hash as u32));
-        loop {
-            let e = self.entries[i];
-            if e.slot == 0 {
-                return false;
-            }
-            if e.tag == tag && e.slot == slot + 1 {
-                break;
-            }
-            i = (i + 1) & self.mask;
-        }
+        let Some(i) = self.position(hash, |s| s == slot) else { return false };
         // Backward shift: an entry after the hole moves into it unless its home lies after
         // the hole (it would then be found before its home).
         let (mut hole, mut j) = (i, (i + 1) & self.mask);
@@ -124,38 +121,18 @@ impl Index {
     /// First stage of a warmed lookup: the cache line where `hash`'s probe starts.
     #[inline]
     pub(super) fn prefetch(&self, hash: u64) {
-        prefetch(&self.entries[self.home(hash as u32)]);
+        crate::hint::prefetch(&self.entries[self.home(hash as u32)]);
     }
 
     /// Second stage: calls `f` with each slab index whose tag matches `hash`'s (usually the
     /// one record the lookup will compare), without comparing keys.
     #[inline]
     pub(super) fn prefetch_matches(&self, hash: u64, mut f: impl FnMut(u32)) {
-        let tag = hash as u32;
-        let mut i = self.home(tag);
-        loop {
-            let e = self.entries[i];
-            if e.slot == 0 {
-                return;
-            }
-            if e.tag == tag {
-                f(e.slot - 1);
-            }
-            i = (i + 1) & self.mask;
-        }
+        self.position(hash, |slot| {
+            f(slot);
+            false
+        });
     }
-}
-
-/// A hint to bring `*p`'s cache line in; reads nothing, never faults.
-#[inline(always)]
-pub(super) fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of x86_64; the prefetch instruction has no architectural effect.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>((p as *const T).cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 #[cfg(test)]

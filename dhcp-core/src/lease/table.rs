@@ -2,11 +2,11 @@
 //! in O(1) and ended by a timer wheel in O(1) per event.
 //!
 //! Records live in a slab of fixed-size chunks (no reallocation, no doubling waste); an
-//! [`Index`] of slab indices finds them by [`ClientKey`], and can be warmed ahead of a batch. Every record is on
-//! exactly one timer-wheel slot list (intrusive, doubly linked through the record), so moving
-//! a deadline or dropping a record is O(1). A record is 32 bytes.
+//! [`Index`] of slab indices finds them by [`ClientKey`], and can be warmed ahead of a batch.
+//! Every record is on exactly one timer-wheel slot list (intrusive, doubly linked through the
+//! record), so moving a deadline or dropping a record is O(1). A record is 32 bytes.
 
-use super::index::{self, Index};
+use super::index::Index;
 use super::key::ClientKey;
 
 /// What a record stands for.
@@ -139,7 +139,7 @@ impl ClientTable {
     /// the lookup will compare.
     #[inline]
     pub fn warm_records(&self, warmed: u64) {
-        self.index.prefetch_matches(warmed, |i| index::prefetch(self.slot(i)));
+        self.index.prefetch_matches(warmed, |i| crate::hint::prefetch(self.slot(i)));
     }
 
     pub fn get(&self, RecordId(i): RecordId) -> (&Lease, LeaseState) {
@@ -177,8 +177,21 @@ impl ClientTable {
         Some(RecordId(i))
     }
 
+    /// A free slot (a vacant one first, else the next never used) holding `lease`.
     fn take_slot(&mut self, lease: Lease, state: LeaseState) -> u32 {
-        take_slot(&mut self.chunks, &mut self.used, &mut self.vacant, Slot { lease, state, limit: [0; 3] })
+        let i = if self.vacant != NIL {
+            let i = self.vacant;
+            self.vacant = self.slot(i).lease.next;
+            i
+        } else {
+            if self.used as usize == self.chunks.len() * CHUNK {
+                self.chunks.push(vec![VACANT; CHUNK].into_boxed_slice());
+            }
+            self.used += 1;
+            self.used - 1
+        };
+        *self.slot_mut(i) = Slot { lease, state, limit: [0; 3] };
+        i
     }
 
     /// Notes the limit cell (24 bits) the record counts in.
@@ -296,28 +309,6 @@ impl ClientTable {
     pub fn heap_bytes(&self) -> usize {
         self.chunks.len() * CHUNK * core::mem::size_of::<Slot>() + self.index.entries() * 8 + WHEEL * 4
     }
-}
-
-#[inline]
-fn slot_in(chunks: &[Box<[Slot]>], i: u32) -> &Slot {
-    &chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
-}
-
-/// A free slot (a vacant one first, else the next never used) holding `slot`.
-fn take_slot(chunks: &mut Vec<Box<[Slot]>>, used: &mut u32, vacant: &mut u32, slot: Slot) -> u32 {
-    let i = if *vacant != NIL {
-        let i = *vacant;
-        *vacant = slot_in(chunks, i).lease.next;
-        i
-    } else {
-        if *used as usize == chunks.len() * CHUNK {
-            chunks.push(vec![VACANT; CHUNK].into_boxed_slice());
-        }
-        *used += 1;
-        *used - 1
-    };
-    chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)] = slot;
-    i
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //!
 //! Holds: the on-disk format (checksummed fixed-size records after a versioned header), the
 //! group-commit writer thread (one write and one `fdatasync` per turn, whatever the number of
-//! workers waiting; under load a turn at most every 3 ms, see `writer`), background compaction (snapshot + fresh journal), and recovery (replay,
-//! torn-tail truncation, reclaiming expired leases).
+//! workers waiting; under load a turn at most every 3 ms, see `writer`), background compaction
+//! (snapshot + fresh journal), and recovery (replay, torn-tail truncation, reclaiming expired
+//! leases).
 //!
 //! Must never: report a change durable before it is written (and, with
 //! [`Durability::Fsync`], synced); hand a caller `Ok` from [`Journal::wait`] while writes fail

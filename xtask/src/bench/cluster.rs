@@ -228,7 +228,6 @@ fn markdown(sizes: &Sizes, clustered: &[Run], single: &[Run], failovers: &[Failo
     let m = |runs: &[Run], f: fn(&Run) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
     let fm = |f: fn(&Failover) -> f64| median(&failovers.iter().map(f).collect::<Vec<_>>());
     let each = |runs: &[Run]| runs.iter().map(|d| format!("{:.0}", d.dora.per_s)).collect::<Vec<_>>().join(", ");
-    let ratios: Vec<f64> = clustered.iter().zip(single).map(|(c, s)| c.dora.per_s / s.dora.per_s).collect();
     let mut md = String::new();
     writeln!(md, "## Three clustered nodes\n")?;
     writeln!(
@@ -262,7 +261,11 @@ fn markdown(sizes: &Sizes, clustered: &[Run], single: &[Run], failovers: &[Failo
             runs.iter().map(|d| d.duplicates).sum::<u64>()
         )?;
     }
-    writeln!(md, "\nThree nodes against one: **{:.2}×** (median of the rounds' own ratios).\n", median(&ratios))?;
+    writeln!(
+        md,
+        "\nThree nodes against one: **{:.2}×** (median of the rounds' own ratios).\n",
+        crate::system::median_ratio(clustered, single, |c| c.dora.per_s, |s| s.dora.per_s)
+    )?;
     for (name, runs) in [("Three nodes", clustered), ("One node", single)] {
         let (gen, srv) = (m(runs, |d| d.generator_cpu), m(runs, |d| d.servers_cpu + d.nats_cpu));
         let per_dora = m(runs, |d| 1e6 * (d.servers_cpu + d.nats_cpu) / d.dora.per_s);

@@ -103,13 +103,11 @@ fn markdown(rounds: usize, seconds: &str, runs: &[Vec<Vec<(Dora, f64)>>]) -> Res
                 m.drops
             )?;
             if *setting == "durability = fsync" {
-                // The same ratio round by round (a round's runs are seconds apart, so drift
-                // in the machine's speed cancels): steadier than the ratio of medians.
-                let paired: Vec<f64> = runs[w][s].iter().zip(&runs[w][0]).map(|(f, b)| f.0.per_s / b.0.per_s).collect();
+                let paired = crate::system::median_ratio(&runs[w][s], &runs[w][0], |f| f.0.per_s, |b| b.0.per_s);
                 goal.push(format!(
                     "{workers} worker(s) {:.0}% (median of the rounds' own ratios {:.0}%)",
                     100.0 * m.per_s / base.per_s,
-                    100.0 * crate::system::median(&paired)
+                    100.0 * paired
                 ));
             }
         }

@@ -245,9 +245,7 @@ fn markdown(md: &mut String, rounds: usize, seconds: &str, rx: Rx, runs: &[Vec<R
         )?;
     }
     let on = m(0, |r| r.per_s);
-    // The same ratios round by round (each round's runs are seconds apart): less noise.
-    let per_round =
-        |of: usize| median(&runs[0].iter().zip(&runs[of]).map(|(a, b)| a.per_s / b.per_s).collect::<Vec<_>>());
+    let per_round = |of: usize| crate::system::median_ratio(&runs[0], &runs[of], |a| a.per_s, |b| b.per_s);
     writeln!(
         md,
         "\nGoal: kernel renewals at 80% or more of the XDP_TX reflector and above the AF_XDP \
